@@ -1,0 +1,10 @@
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	configureLogging(os.Getenv)
+	os.Exit(0)
+}
