@@ -534,10 +534,10 @@ func (b *specBuilder) applyNetwork() error {
 	return nil
 }
 
-// portProtocols parses a port mapping's protocol: "tcp" (also when empty),
+// portProtocols parses a port mapping's protocol: "tcp" (also when unset),
 // "udp", or both separated by a comma, in any order, case or spacing.
 func portProtocols(protocol string) ([]string, bool) {
-	if strings.TrimSpace(protocol) == "" {
+	if protocol == "" {
 		return []string{"tcp"}, true
 	}
 	var tcp, udp bool

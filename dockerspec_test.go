@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	docker "github.com/fsouza/go-dockerclient"
+	"github.com/gogo/protobuf/proto"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
@@ -433,6 +434,7 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 			withPortMappings(in, portMapping(31000, 80, "tcp"), portMapping(31001, 81, "sctp"))
 		}, `invalid TaskInfo: container.docker.port_mappings[1]: protocol "sctp" is not one of tcp, udp, "tcp,udp"`},
 		{"protocol listed twice", func(in *specInput) { withPortMappings(in, portMapping(31000, 80, "tcp,tcp")) }, `protocol "tcp,tcp" is not one of`},
+		{"protocol of spaces", func(in *specInput) { withPortMappings(in, portMapping(31000, 80, "  ")) }, `protocol "  " is not one of`},
 		{"protocol with empty part", func(in *specInput) { withPortMappings(in, portMapping(31000, 80, "tcp,")) }, `protocol "tcp," is not one of`},
 		{"container port 0", func(in *specInput) { withPortMappings(in, portMapping(31000, 0, "")) }, "port_mappings[0]: container_port 0 is not between 1 and 65535"},
 		{"container port too big", func(in *specInput) { withPortMappings(in, portMapping(31000, 65536, "")) }, "container_port 65536 is not between 1 and 65535"},
@@ -1152,4 +1154,101 @@ func TestBuildContainerSpecMisc(t *testing.T) {
 	if got := spec.Options.Config.Labels[taskIDLabel]; got != "web.2024-01-01.abc" {
 		t.Errorf("task-id label = %q, want the unsanitised task ID", got)
 	}
+}
+
+func FuzzBuildContainerSpec(f *testing.F) {
+	seeds := []func(in *specInput){
+		func(in *specInput) {},
+		func(in *specInput) {
+			withPortMappings(in, portMapping(31000, 8080, "tcp,udp"))
+			in.Task.Resources = []mesos.Resource{portsResource(mesos.Value_Range{Begin: 31000, End: 31010}), scalarResource("cpus", 1), scalarResource("mem", 128)}
+			withLabels(in, "ServiceName", "web", "executor.ShellCommand", `run "a b"`)
+			withParameters(in, "env", "A=1", "label", "k=v", "log-opt", "max-size=1m", "init", "true")
+			withExecutorEnvironment(in, "TASK_HOST", "h", "VAULT_TOKEN", "t")
+			withVolume(in, hostVolume("data", "/data", mesos.RO))
+			withVolume(in, dockerVolume("vol", "local", "cache", mesos.RW))
+		},
+		func(in *specInput) {
+			withNetwork(in, mesos.ContainerInfo_DockerInfo_USER)
+			in.Task.Container.NetworkInfos = []mesos.NetworkInfo{{Name: stringPtr("backend")}}
+			in.Task.Container.Hostname = stringPtr("api")
+			in.Task.Command = &mesos.CommandInfo{Value: stringPtr("echo hi"), Environment: valueVariables("B", "2")}
+		},
+	}
+	for _, mutate := range seeds {
+		in := testInput()
+		mutate(&in)
+		if _, err := buildContainerSpec(in); err != nil {
+			f.Fatalf("seed task is refused: %v", err)
+		}
+		data, err := proto.Marshal(in.Task)
+		if err != nil {
+			f.Fatalf("marshal seed: %v", err)
+		}
+		f.Add(data, uint8(0xff))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, settingBits uint8) {
+		task := &mesos.TaskInfo{}
+		// A message missing required fields still decodes the rest, and the
+		// mapping must cope with whatever arrives: keep going on error.
+		_ = proto.Unmarshal(data, task)
+		settings := &Config{
+			ForceCpuLimit:    settingBits&1 != 0,
+			ForceMemoryLimit: settingBits&2 != 0,
+			UseCpuShares:     settingBits&4 != 0,
+			AllowPrivileged:  settingBits&8 != 0,
+		}
+		in := specInput{Task: task, HostSandbox: testHostSandbox, AgentHostname: testAgentHost, Settings: settings}
+		if settingBits&16 != 0 {
+			in.HostSandbox = ""
+		}
+		spec, err := buildContainerSpec(in)
+		if err != nil {
+			if spec != nil {
+				t.Fatalf("spec %+v returned with error %v", spec, err)
+			}
+			if !strings.HasPrefix(err.Error(), "invalid TaskInfo: ") {
+				t.Fatalf("error %q does not say the TaskInfo is invalid", err)
+			}
+			return
+		}
+		options := spec.Options
+		if options.Config == nil || options.HostConfig == nil {
+			t.Fatal("spec without Config or HostConfig")
+		}
+		if spec.Name != options.Name || len(spec.Name) > maxContainerNameLength || !dockerNamePattern.MatchString(spec.Name) {
+			t.Fatalf("container name %q (options %q) is not a valid Docker name of at most %d characters", spec.Name, options.Name, maxContainerNameLength)
+		}
+		if options.Config.Image != task.GetContainer().GetDocker().GetImage() {
+			t.Fatalf("Config.Image %q is not the task's image", options.Config.Image)
+		}
+		if !slices.Contains(options.Config.Env, "MESOS_SANDBOX=/mnt/mesos/sandbox") {
+			t.Fatalf("Env %q lacks MESOS_SANDBOX", options.Config.Env)
+		}
+		size := 0
+		for _, entry := range options.Config.Env {
+			name, _, ok := strings.Cut(entry, "=")
+			if !ok || name == "" || strings.ContainsRune(entry, 0) {
+				t.Fatalf("invalid Env entry %q", entry)
+			}
+			size += len(entry) + 1
+		}
+		if size > maxEnvironmentBytes {
+			t.Fatalf("Env is %d bytes", size)
+		}
+		if options.Config.Labels[taskIDLabel] != task.TaskID.Value {
+			t.Fatalf("task-id label %q, task ID %q", options.Config.Labels[taskIDLabel], task.TaskID.Value)
+		}
+		if options.HostConfig.Privileged && !settings.AllowPrivileged {
+			t.Fatal("privileged container without AllowPrivileged")
+		}
+		if options.HostConfig.RestartPolicy.Name != "no" || options.HostConfig.AutoRemove {
+			t.Fatalf("RestartPolicy %+v, AutoRemove %v", options.HostConfig.RestartPolicy, options.HostConfig.AutoRemove)
+		}
+		for _, bind := range options.HostConfig.Binds {
+			if parts := strings.Split(bind, ":"); len(parts) != 3 || (parts[2] != "rw" && parts[2] != "ro") || !strings.HasPrefix(parts[1], "/") {
+				t.Fatalf("malformed bind %q", bind)
+			}
+		}
+	})
 }
