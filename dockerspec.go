@@ -652,7 +652,6 @@ func (b *specBuilder) applyPortMappings() error {
 			b.hostConfig.PortBindings[port] = []docker.PortBinding{{HostPort: strconv.FormatUint(uint64(mapping.HostPort), 10)}}
 		}
 		b.portEnv = append(b.portEnv, keyValue{
-			field: field,
 			key:   fmt.Sprintf("MESOS_PORT_%d", mapping.ContainerPort),
 			value: strconv.FormatUint(uint64(mapping.HostPort), 10),
 		})
@@ -896,7 +895,9 @@ type environment struct {
 	values map[string]string
 }
 
-func (e *environment) set(field, name, value string) error {
+// setChecked sets a variable after checking that the container can carry
+// it; field names its source for the error.
+func (e *environment) setChecked(field, name, value string) error {
 	switch {
 	case name == "":
 		return taskErrorf("%s: environment variable name is empty", field)
@@ -905,6 +906,11 @@ func (e *environment) set(field, name, value string) error {
 	case strings.ContainsRune(name, 0) || strings.ContainsRune(value, 0):
 		return taskErrorf("%s: environment variable %q contains a NUL byte", field, name)
 	}
+	e.set(name, value)
+	return nil
+}
+
+func (e *environment) set(name, value string) {
 	if e.values == nil {
 		e.values = map[string]string{}
 	}
@@ -912,12 +918,10 @@ func (e *environment) set(field, name, value string) error {
 		e.names = append(e.names, name)
 	}
 	e.values[name] = value
-	return nil
 }
 
-func (e *environment) get(name string) (string, bool) {
-	value, ok := e.values[name]
-	return value, ok
+func (e *environment) get(name string) string {
+	return e.values[name]
 }
 
 func (e *environment) list() []string {
@@ -958,7 +962,7 @@ func (b *specBuilder) taskEnvironment() (*environment, error) {
 			if variable.Value == nil {
 				return nil, taskErrorf("%s: VALUE environment variable has no value", field)
 			}
-			if err := taskEnv.set(field, variable.Name, *variable.Value); err != nil {
+			if err := taskEnv.setChecked(field, variable.Name, *variable.Value); err != nil {
 				return nil, err
 			}
 		}
@@ -974,44 +978,36 @@ func (b *specBuilder) applyEnvironment() error {
 	if err != nil {
 		return err
 	}
+	// The derived defaults are built from values checked earlier (ports,
+	// labels, task ID, image), except the agent's hostname.
 	containerEnv := &environment{}
 	for _, portVariable := range b.portEnv {
-		if err := containerEnv.set(portVariable.field, portVariable.key, portVariable.value); err != nil {
-			return err
-		}
+		containerEnv.set(portVariable.key, portVariable.value)
 	}
-	hostname, ok := taskEnv.get("TASK_HOST")
-	if !ok || hostname == "" {
-		hostname = b.in.AgentHostname
-	}
-	if hostname != "" {
-		if err := containerEnv.set("MESOS_HOSTNAME (TASK_HOST or the agent's hostname)", "MESOS_HOSTNAME", hostname); err != nil {
-			return err
+	if taskHost := taskEnv.get("TASK_HOST"); taskHost != "" {
+		containerEnv.set("MESOS_HOSTNAME", taskHost)
+	} else if agentHostname := b.in.AgentHostname; agentHostname != "" {
+		if strings.ContainsRune(agentHostname, 0) {
+			return fmt.Errorf("the agent's hostname %q contains a NUL byte", agentHostname)
 		}
+		containerEnv.set("MESOS_HOSTNAME", agentHostname)
 	}
 	for _, derived := range []struct{ label, variable string }{{"ServiceName", "SERVICE_NAME"}, {"Environment", "ENVIRONMENT"}} {
 		if value, ok := b.lookupLabels[derived.label]; ok {
-			if err := containerEnv.set("label "+derived.label, derived.variable, value); err != nil {
-				return err
-			}
+			containerEnv.set(derived.variable, value)
 		}
 	}
-	if err := containerEnv.set("container.docker.image", "SERVICE_VERSION", b.image.version()); err != nil {
-		return err
-	}
-	if err := containerEnv.set("task_id", "MESOS_TASK_ID", b.taskID); err != nil {
-		return err
-	}
+	containerEnv.set("SERVICE_VERSION", b.image.version())
+	containerEnv.set("MESOS_TASK_ID", b.taskID)
 	for _, name := range taskEnv.names {
-		// Names and values were checked when taskEnv was built.
-		_ = containerEnv.set("", name, taskEnv.values[name])
+		containerEnv.set(name, taskEnv.values[name]) // checked by taskEnvironment
 	}
 	for _, variable := range b.parameterEnv {
-		if err := containerEnv.set(variable.field, variable.key, variable.value); err != nil {
+		if err := containerEnv.setChecked(variable.field, variable.key, variable.value); err != nil {
 			return err
 		}
 	}
-	_ = containerEnv.set("", "MESOS_SANDBOX", containerSandboxPath)
+	containerEnv.set("MESOS_SANDBOX", containerSandboxPath)
 
 	entries := containerEnv.list()
 	size := 0

@@ -515,6 +515,7 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 			withVolume(in, dockerVolume("b1", "", "/data", mesos.RO))
 		}, `container.volumes[1]: container path "/data" is already mounted by container.volumes[0]`},
 		{"relative sandbox directory", func(in *specInput) { in.HostSandbox = "sandbox" }, `MESOS_DIRECTORY="sandbox" is not an absolute path`},
+		{"NUL in the agent's hostname", func(in *specInput) { in.AgentHostname = "a\x00" }, `the agent's hostname "a\x00" contains a NUL byte`},
 
 		{"negative cpus", func(in *specInput) { in.Task.Resources = []mesos.Resource{scalarResource("cpus", -1)} }, "resources[0] (cpus) is -1; it must be a finite number not below zero"},
 		{"NaN mem", func(in *specInput) {
@@ -554,7 +555,9 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %q does not contain %q", err, tt.wantErr)
 			}
-			if in.Task != nil && !strings.HasPrefix(err.Error(), "invalid TaskInfo: ") && !strings.Contains(err.Error(), "MESOS_DIRECTORY") {
+			// Only the executor's own inputs (sandbox, agent) give other errors.
+			fromTask := !strings.Contains(err.Error(), "MESOS_DIRECTORY") && !strings.Contains(err.Error(), "agent's hostname")
+			if fromTask && !strings.HasPrefix(err.Error(), "invalid TaskInfo: ") {
 				t.Errorf("error %q does not start with \"invalid TaskInfo: \"", err)
 			}
 		})
