@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"reflect"
 	"regexp"
@@ -64,8 +66,11 @@ func TestContainerNameDistinguishesSanitisedIDs(t *testing.T) {
 		}
 		seen[name] = id
 	}
-	if containerName("a.b") != containerName("a.b") {
-		t.Fatal("containerName is not stable")
+	// The suffix is a stable function of the task ID: the first 12 hex
+	// digits of its SHA-256.
+	sum := sha256.Sum256([]byte("a.b"))
+	if want := "mesos-a_b-" + hex.EncodeToString(sum[:])[:12]; containerName("a.b") != want {
+		t.Fatalf("containerName(%q) = %q, want %q", "a.b", containerName("a.b"), want)
 	}
 	longA := strings.Repeat("y", 150) + "A"
 	longB := strings.Repeat("y", 150) + "B"
