@@ -457,6 +457,8 @@ func (b *specBuilder) applyParameters() error {
 				}
 				enabled = parsed
 			}
+			// HostConfig.Init is sent only when true, so "false" leaves the
+			// daemon's default (off unless the daemon runs with --init).
 			b.hostConfig.Init = enabled
 		case "stop-signal":
 			if err := nonEmpty(); err != nil {
