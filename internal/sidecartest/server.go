@@ -571,13 +571,22 @@ func writeHuge(w http.ResponseWriter, state State, size int64) {
 	if !write([]byte(opening)) {
 		return
 	}
-	filler := GenerateState(1, 200)
-	fillerHost := filler.Servers["host-0000"]
+	// Every filler host is the same 200-service record under another name:
+	// marshal it once and splice the name in.
+	fillerHost := GenerateState(1, 200).Servers["host-0000"]
+	fillerHost.Name = ""
+	fillerBody, _ := json.Marshal(fillerHost)
+	const nameField = `{"Name":"`
+	afterName := fillerBody[len(nameField):]
+	chunk := make([]byte, 0, len(fillerBody)+64)
 	for i := 0; written < size-int64(len(document)); i++ {
-		fillerHost.Name = fmt.Sprintf("filler-%06d", i)
-		name, _ := json.Marshal(fillerHost.Name)
-		body, _ := json.Marshal(fillerHost)
-		chunk := append(append(append(name, ':'), body...), ',')
+		name := fmt.Sprintf("filler-%06d", i)
+		chunk = append(chunk[:0], '"')
+		chunk = append(chunk, name...)
+		chunk = append(chunk, `":`+nameField...)
+		chunk = append(chunk, name...)
+		chunk = append(chunk, afterName...)
+		chunk = append(chunk, ',')
 		if !write(chunk) {
 			return
 		}
