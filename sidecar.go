@@ -274,7 +274,7 @@ func lookupInState(doc []byte, hostKeys []string, id12 string) (serviceLookup, e
 				return nil
 			}
 			if kind != jsonparser.Object {
-				return fmt.Errorf("Servers is a JSON %s, not an object", kind)
+				return fmt.Errorf("field Servers is a JSON %s, not an object", kind)
 			}
 			servers, haveServers = value, true
 		case "Hostname":
@@ -282,11 +282,11 @@ func lookupInState(doc []byte, hostKeys []string, id12 string) (serviceLookup, e
 				return nil
 			}
 			if kind != jsonparser.String {
-				return fmt.Errorf("Hostname is a JSON %s, not a string", kind)
+				return fmt.Errorf("field Hostname is a JSON %s, not a string", kind)
 			}
 			hostname, err := jsonparser.ParseString(value)
 			if err != nil {
-				return fmt.Errorf("Hostname: %w", err)
+				return fmt.Errorf("field Hostname: %w", err)
 			}
 			result.SidecarHostname, haveHostname = hostname, true
 		}
@@ -299,7 +299,7 @@ func lookupInState(doc []byte, hostKeys []string, id12 string) (serviceLookup, e
 		return result, errors.New("state document is incomplete or has data after its closing brace")
 	}
 	if !haveServers {
-		return result, errors.New("state document has no Servers")
+		return result, errors.New("state document has no Servers field")
 	}
 
 	// One pass over the host names finds the best candidate present; a
@@ -318,14 +318,14 @@ func lookupInState(doc []byte, hostKeys []string, id12 string) (serviceLookup, e
 		return nil
 	})
 	if err != nil {
-		return result, fmt.Errorf("Servers: %w", err)
+		return result, fmt.Errorf("field Servers: %w", err)
 	}
 	if best == len(candidates) {
 		return result, nil
 	}
 	result.HostKey, result.HostFound = candidates[best], true
 	if hostKind != jsonparser.Object {
-		return result, fmt.Errorf("Servers[%q] is a JSON %s, not an object", result.HostKey, hostKind)
+		return result, fmt.Errorf("host %q in Servers is a JSON %s, not an object", result.HostKey, hostKind)
 	}
 	return lookupInHost(result, host, id12)
 }
@@ -350,11 +350,11 @@ func lookupInHost(result serviceLookup, host []byte, id12 string) (serviceLookup
 	case errors.Is(err, jsonparser.KeyPathNotFoundError):
 		return result, nil
 	case err != nil:
-		return result, fmt.Errorf("Servers[%q].Services: %w", result.HostKey, err)
+		return result, fmt.Errorf("host %q: field Services: %w", result.HostKey, err)
 	case kind == jsonparser.Null:
 		return result, nil
 	case kind != jsonparser.Object:
-		return result, fmt.Errorf("Servers[%q].Services is a JSON %s, not an object", result.HostKey, kind)
+		return result, fmt.Errorf("host %q: field Services is a JSON %s, not an object", result.HostKey, kind)
 	}
 	service, kind, _, err := jsonparser.Get(services, id12)
 	switch {
@@ -601,7 +601,7 @@ func (w *sidecarWatcher) Drain(ctx context.Context) error {
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusAccepted {
-			return true, fmt.Errorf("Sidecar answered %s%s", resp.Status, errorSnippet(resp.Body))
+			return true, fmt.Errorf("answered %s%s", resp.Status, errorSnippet(resp.Body))
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, errorSnippetBytes))
 		return false, nil

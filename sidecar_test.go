@@ -120,16 +120,16 @@ func TestLookupServiceStatus(t *testing.T) {
 		},
 		{name: "garbage", doc: "<html>502 Bad Gateway</html>", wantErr: "not a valid JSON object"},
 		{name: "empty body", doc: "", wantErr: "not a valid JSON object"},
-		{name: "empty object", doc: " { } ", wantErr: "no Servers"},
+		{name: "empty object", doc: " { } ", wantErr: "no Servers field"},
 		{name: "cut before the closing brace", doc: `{"Servers":{},"Hostname":"a"`, wantErr: "not a valid JSON object"},
 		{name: "trailing comma", doc: `{"Servers":{},"Hostname":"a",}`, wantErr: "data after its closing brace"},
 		{name: "top level array", doc: `[{"Servers":{}}]`, wantErr: "not a valid JSON object"},
 		{name: "truncated", doc: stateDoc("agent-01", map[string]map[string]int{"agent-01": {id: statusAlive}})[:60], wantErr: "not a valid JSON object"},
 		{name: "trailing data", doc: `{"Servers":{},"Hostname":"a"} {}`, wantErr: "after its closing brace"},
-		{name: "no Servers", doc: `{"Hostname":"agent-01"}`, wantErr: "no Servers"},
+		{name: "no Servers", doc: `{"Hostname":"agent-01"}`, wantErr: "no Servers field"},
 		{name: "Servers is an array", doc: `{"Servers":[],"Hostname":"agent-01"}`, wantErr: "Servers is a JSON array"},
 		{name: "Hostname is a number", doc: `{"Servers":{},"Hostname":7}`, wantErr: "Hostname is a JSON number"},
-		{name: "host is a string", doc: `{"Servers":{"agent-01":"up"}}`, wantErr: `Servers["agent-01"] is a JSON string`},
+		{name: "host is a string", doc: `{"Servers":{"agent-01":"up"}}`, wantErr: `host "agent-01" in Servers is a JSON string`},
 		{name: "Services is an array", doc: `{"Servers":{"agent-01":{"Services":[{"ID":"3f2b9c81d4e7","Status":0}]}}}`, wantErr: "Services is a JSON array"},
 		{name: "service is a number", doc: `{"Servers":{"agent-01":{"Services":{"3f2b9c81d4e7":0}}}}`, wantErr: "not an object"},
 		{name: "Status is a string", doc: `{"Servers":{"agent-01":{"Services":{"3f2b9c81d4e7":{"Status":"ALIVE"}}}}}`, wantErr: "Status is a JSON string"},
@@ -388,8 +388,8 @@ type healthCall struct {
 type watchedRun struct {
 	watcher *sidecarWatcher
 	cancel  context.CancelFunc
-	done   chan error
-	hook   *logtest.Hook
+	done    chan error
+	hook    *logtest.Hook
 
 	mu    sync.Mutex
 	calls []healthCall
