@@ -3,6 +3,7 @@ module github.com/sidecar-executor/sidecar-executor
 go 1.26.8
 
 require (
+	github.com/buger/jsonparser v1.1.1
 	github.com/fsouza/go-dockerclient v1.13.3
 	github.com/gogo/protobuf v1.3.2
 	github.com/google/uuid v1.6.0
