@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	log "github.com/sirupsen/logrus"
+)
+
+const (
+	// dockerCallTimeout bounds every short Docker call (inspect, create,
+	// start, remove). Long calls (wait, stop, pull, logs) use contexts.
+	dockerCallTimeout = 30 * time.Second
+	// stopSlack is how long a stop may take beyond its grace period before
+	// the executor stops waiting for Docker's answer.
+	stopSlack = 30 * time.Second
+	// logCopyLimit caps how much container output is copied per stream, so
+	// a chatty container cannot flood the sandbox on failure.
+	logCopyLimit = 16 << 20
+)
+
+// dockerRuntime runs one container through the Docker API. It keeps two
+// clients: short has an HTTP timeout; long has none and is only used with
+// contexts, for calls that legitimately block (wait, stop, pull, logs).
+type dockerRuntime struct {
+	short    *docker.Client
+	long     *docker.Client
+	endpoint string
+}
+
+// newDockerRuntime configures Docker from DOCKER_HOST, DOCKER_TLS_VERIFY,
+// DOCKER_CERT_PATH and DOCKER_API_VERSION, like the docker CLI.
+func newDockerRuntime() (*dockerRuntime, error) {
+	short, err := docker.NewClientFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
+	}
+	short.SetTimeout(dockerCallTimeout)
+	long, err := docker.NewClientFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
+	}
+	return &dockerRuntime{short: short, long: long, endpoint: short.Endpoint()}, nil
+}
+
+// ping checks that the daemon answers.
+func (r *dockerRuntime) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	if err := r.short.PingWithContext(ctx); err != nil {
+		return fmt.Errorf("the Docker daemon at %s is unreachable: %w", r.endpoint, err)
+	}
+	return nil
+}
+
+// imagePresent reports whether the engine already holds the image.
+func (r *dockerRuntime) imagePresent(image string) (bool, error) {
+	_, err := r.short.InspectImage(image)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, docker.ErrNoSuchImage):
+		return false, nil
+	default:
+		return false, fmt.Errorf("inspect image %s: %w", image, err)
+	}
+}
+
+// splitImageReference splits an image reference into the repository and tag
+// that Docker's pull API expects. Digest references keep the digest in the
+// repository (the client passes it through) and an empty tag; references
+// without a tag get "latest", since an empty tag would pull every tag.
+func splitImageReference(image string) (repository, tag string) {
+	if strings.Contains(image, "@") {
+		return image, ""
+	}
+	lastSlash := strings.LastIndex(image, "/")
+	if colon := strings.LastIndex(image, ":"); colon > lastSlash {
+		return image[:colon], image[colon+1:]
+	}
+	return image, "latest"
+}
+
+// pullImage pulls once; retries are the caller's policy.
+func (r *dockerRuntime) pullImage(ctx context.Context, image string, auth docker.AuthConfiguration, progress io.Writer) error {
+	repository, tag := splitImageReference(image)
+	opts := docker.PullImageOptions{
+		Repository:   repository,
+		Tag:          tag,
+		Context:      ctx,
+		OutputStream: progress,
+	}
+	if err := r.long.PullImage(opts, auth); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pull %s: %w", image, ctx.Err())
+		}
+		return fmt.Errorf("pull %s: %w", image, err)
+	}
+	return nil
+}
+
+// removeStaleContainer removes a container carrying this task's name that a
+// previous executor left behind (it crashed, or was SIGKILLed), so the name
+// is free and two containers never run one task.
+func (r *dockerRuntime) removeStaleContainer(ctx context.Context, name string, logger *log.Entry) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	existing, err := r.short.InspectContainerWithOptions(docker.InspectContainerOptions{ID: name, Context: ctx})
+	var missing *docker.NoSuchContainer
+	switch {
+	case errors.As(err, &missing):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look for an earlier container named %s: %w", name, err)
+	}
+	logger.WithFields(log.Fields{
+		"container":      shortID(existing.ID),
+		"state":          existing.State.StateString(),
+		"container_name": name,
+	}).Warn("found a container of this task left by a previous executor; removing it before launching")
+	err = r.short.RemoveContainer(docker.RemoveContainerOptions{ID: existing.ID, Force: true, RemoveVolumes: true, Context: ctx})
+	if err != nil && !errors.As(err, &missing) {
+		return fmt.Errorf("remove the earlier container %s named %s: %w", shortID(existing.ID), name, err)
+	}
+	return nil
+}
+
+func (r *dockerRuntime) createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	opts.Context = ctx
+	container, err := r.short.CreateContainer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", opts.Name, err)
+	}
+	return container, nil
+}
+
+func (r *dockerRuntime) startContainer(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	if err := r.short.StartContainerWithContext(id, nil, ctx); err != nil {
+		return fmt.Errorf("start container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (r *dockerRuntime) inspectContainer(ctx context.Context, id string) (*docker.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	container, err := r.short.InspectContainerWithOptions(docker.InspectContainerOptions{ID: id, Context: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	return container, nil
+}
+
+// waitContainer blocks until the container is no longer running. A broken
+// connection to Docker is not an exit: the wait is resumed until Docker
+// answers again or unreachableLimit passes without an answer.
+func (r *dockerRuntime) waitContainer(ctx context.Context, id string, unreachableLimit time.Duration, logger *log.Entry) error {
+	var unreachableSince time.Time
+	delay := 100 * time.Millisecond
+	for {
+		_, err := r.long.WaitContainerWithContext(id, ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var missing *docker.NoSuchContainer
+		if errors.As(err, &missing) {
+			return fmt.Errorf("container %s disappeared from Docker: %w", shortID(id), err)
+		}
+		if unreachableSince.IsZero() {
+			unreachableSince = time.Now()
+		}
+		if time.Since(unreachableSince) > unreachableLimit {
+			return fmt.Errorf("the Docker daemon at %s was unreachable for more than %s while waiting for container %s: %w",
+				r.endpoint, unreachableLimit, shortID(id), err)
+		}
+		logger.WithError(err).Warn("lost the wait on the container; Docker may be restarting, waiting again")
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if delay *= 2; delay > 2*time.Second {
+			delay = 2 * time.Second
+		}
+	}
+}
+
+// stopContainer asks Docker to stop the container: the container's stop
+// signal (the image's STOPSIGNAL, else SIGTERM), then SIGKILL after grace.
+// Docker takes whole seconds, so a fractional grace is rounded up.
+func (r *dockerRuntime) stopContainer(ctx context.Context, id string, grace time.Duration) error {
+	seconds := uint((grace + time.Second - 1) / time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+stopSlack)
+	defer cancel()
+	err := r.long.StopContainerWithContext(id, seconds, ctx)
+	var notRunning *docker.ContainerNotRunning
+	if err != nil && !errors.As(err, &notRunning) {
+		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// copyLogs writes the container's output since the given time to the
+// executor's own stdout and stderr, so it lands in the Mesos sandbox.
+func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	opts := docker.LogsOptions{
+		Context:      ctx,
+		Container:    id,
+		OutputStream: &limitedWriter{w: stdout, remaining: logCopyLimit},
+		ErrorStream:  &limitedWriter{w: stderr, remaining: logCopyLimit},
+		Stdout:       true,
+		Stderr:       true,
+		Tail:         "all",
+		RawTerminal:  tty,
+	}
+	if !since.IsZero() {
+		opts.Since = since.Unix()
+	}
+	if err := r.long.Logs(opts); err != nil {
+		return fmt.Errorf("copy logs of container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (r *dockerRuntime) removeContainer(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	err := r.short.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true, Context: ctx})
+	var missing *docker.NoSuchContainer
+	if err != nil && !errors.As(err, &missing) {
+		return fmt.Errorf("remove container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// limitedWriter passes through at most remaining bytes and then discards
+// the rest, noting once that output was cut.
+type limitedWriter struct {
+	w         io.Writer
+	remaining int
+	cut       bool
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if l.remaining <= 0 {
+		if !l.cut {
+			l.cut = true
+			fmt.Fprintf(l.w, "\n[sidecar-executor: container output cut after %d MiB]\n", logCopyLimit>>20)
+		}
+		return n, nil
+	}
+	if len(p) > l.remaining {
+		p = p[:l.remaining]
+	}
+	l.remaining -= len(p)
+	if _, err := l.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// shortID is the 12-character form of a container ID that docker ps and
+// Sidecar use.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// containerIPs lists the container's IP addresses, one per network.
+func containerIPs(container *docker.Container) []string {
+	if container == nil || container.NetworkSettings == nil {
+		return nil
+	}
+	var ips []string
+	seen := map[string]bool{}
+	add := func(ip string) {
+		if ip != "" && !seen[ip] {
+			seen[ip] = true
+			ips = append(ips, ip)
+		}
+	}
+	add(container.NetworkSettings.IPAddress)
+	for _, network := range container.NetworkSettings.Networks {
+		add(network.IPAddress)
+	}
+	return ips
+}
