@@ -1,0 +1,633 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/executor/config"
+	log "github.com/sirupsen/logrus"
+)
+
+// stopCause says why a task's container is being stopped; the first cause
+// decides the terminal state.
+type stopCause int
+
+const (
+	causeKill stopCause = iota + 1
+	causeShutdown
+	causeSignal
+	causeAgentLost
+	causeUnhealthy
+)
+
+// stopRequest asks a task to stop its container.
+type stopRequest struct {
+	cause stopCause
+	// grace between the stop signal and SIGKILL; negative means the task's
+	// default (TaskInfo.kill_policy, else EXECUTOR_KILL_TASK_TIMEOUT).
+	grace   time.Duration
+	message string
+}
+
+// taskDeps is what every task shares with the rest of the process.
+type taskDeps struct {
+	settings    *Config
+	settingsErr error
+	docker      *dockerRuntime
+	dockerErr   error
+	mesos       config.Config
+	stdout      io.Writer
+	stderr      io.Writer
+	setTitle    func(string)
+	// dockerUnreachableLimit is how long Docker may stay away while the
+	// task runs before the task is failed.
+	dockerUnreachableLimit time.Duration
+}
+
+// taskRunner owns one task's container from launch to terminal update.
+// All its state is touched by its own goroutine only; other goroutines talk
+// to it through Stop.
+type taskRunner struct {
+	info       mesos.TaskInfo
+	env        launchEnv
+	deps       *taskDeps
+	send       func(status mesos.TaskStatus, terminal bool)
+	markFailed func()
+	logger     *log.Entry
+
+	stops chan stopRequest
+	done  chan struct{}
+
+	spec        *containerSpec
+	containerID string
+	// fromVault names the container variables whose values came from
+	// Vault; they are never logged.
+	fromVault []string
+}
+
+func newTaskRunner(info mesos.TaskInfo, env launchEnv, deps *taskDeps, send func(mesos.TaskStatus, bool), markFailed func(), logger *log.Entry) *taskRunner {
+	return &taskRunner{
+		info:       info,
+		env:        env,
+		deps:       deps,
+		send:       send,
+		markFailed: markFailed,
+		logger:     logger.WithField("task_id", info.TaskID.Value),
+		stops:      make(chan stopRequest, 16),
+		done:       make(chan struct{}),
+	}
+}
+
+// Stop implements taskHandle. It never blocks.
+func (t *taskRunner) Stop(req stopRequest) {
+	select {
+	case t.stops <- req:
+	default:
+		t.logger.WithField("message", req.message).Warn("dropping a stop request: many are already pending")
+	}
+}
+
+// Done implements taskHandle.
+func (t *taskRunner) Done() <-chan struct{} { return t.done }
+
+// outcome is how the task ended.
+type outcome struct {
+	state   mesos.TaskState
+	reason  *mesos.TaskStatus_Reason
+	message string
+	healthy *bool
+	// launchFailed marks a task the executor could not start: bad input or
+	// an unusable environment. The executor then exits non-zero.
+	launchFailed bool
+}
+
+func (t *taskRunner) run() {
+	defer close(t.done)
+	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
+	result := t.launchAndSupervise()
+	if result.launchFailed {
+		t.markFailed()
+		t.logger.WithField("error", result.message).Error("the task could not be launched")
+	}
+	status := newStatus(t.info.TaskID, result.state, result.reason, result.message)
+	status.Healthy = result.healthy
+	t.send(status, true)
+}
+
+func (t *taskRunner) status(state mesos.TaskState, reason *mesos.TaskStatus_Reason, message string) {
+	t.send(newStatus(t.info.TaskID, state, reason, message), false)
+}
+
+func launchFailure(reason mesos.TaskStatus_Reason, message string) outcome {
+	return outcome{state: mesos.TASK_FAILED, reason: reason.Enum(), message: message, launchFailed: true}
+}
+
+// launchAndSupervise launches the container and watches it until it ends.
+func (t *taskRunner) launchAndSupervise() outcome {
+	launchCtx, cancelLaunch := context.WithCancel(context.Background())
+	defer cancelLaunch()
+
+	// A stop request during the launch aborts it: the pull or the Docker
+	// call in progress is cancelled.
+	var earlyStop *stopRequest
+	launchFinished := make(chan struct{})
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case req := <-t.stops:
+			earlyStop = &req
+			cancelLaunch()
+		case <-launchFinished:
+		}
+	}()
+	container, failure := t.launch(launchCtx)
+	close(launchFinished)
+	<-watcherDone
+
+	if earlyStop != nil && container == nil {
+		t.logger.WithField("message", earlyStop.message).Info("stop requested during the launch; no container was left running")
+		state := mesos.TASK_KILLED
+		if earlyStop.cause == causeAgentLost {
+			state = mesos.TASK_FAILED
+		}
+		return outcome{state: state, reason: mesos.REASON_TASK_KILLED_DURING_LAUNCH.Enum(),
+			message: "killed during launch: " + earlyStop.message}
+	}
+	if failure != nil {
+		return *failure
+	}
+	return t.supervise(container, earlyStop)
+}
+
+// launch goes from TaskInfo to a started container. On failure it returns
+// an outcome and leaves no container behind.
+func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
+	fail := func(reason mesos.TaskStatus_Reason, message string) (*docker.Container, *outcome) {
+		o := launchFailure(reason, message)
+		return nil, &o
+	}
+	if t.deps.settingsErr != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, t.deps.settingsErr.Error())
+	}
+	settings := t.deps.settings
+
+	spec, err := buildContainerSpec(specInput{
+		Task:          &t.info,
+		ExecutorInfo:  &t.env.executor,
+		HostSandbox:   t.deps.mesos.Directory,
+		AgentHostname: t.env.agent.GetHostname(),
+		Settings:      settings,
+	})
+	if err != nil {
+		return fail(mesos.REASON_TASK_INVALID, err.Error())
+	}
+	t.spec = spec
+	logger := t.logger.WithFields(log.Fields{"image": spec.Image, "container_name": spec.Name})
+	for _, warning := range spec.Warnings {
+		logger.Warn(warning)
+	}
+	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, os.Getenv, logger)
+	if err != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	spec.Options.Config.Env = resolved
+	t.fromVault = fromVault
+	t.logContainerConfig(logger)
+
+	if t.deps.dockerErr != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, t.deps.dockerErr.Error())
+	}
+	runtime := t.deps.docker
+	if err := runtime.ping(ctx); err != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	if err := runtime.removeStaleContainer(ctx, spec.Name, logger); err != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	if err := t.ensureImage(ctx, logger); err != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+
+	logger.Info("creating the container")
+	created, err := runtime.createContainer(ctx, spec.Options)
+	if err != nil {
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	t.containerID = created.ID
+	logger = logger.WithField("container", shortID(created.ID))
+	t.recordContainer(created.ID, logger)
+	cleanup := func() {
+		if err := runtime.removeContainer(context.Background(), created.ID); err != nil {
+			logger.WithError(err).Error("could not remove the container after a failed launch")
+			return
+		}
+		t.forgetContainer(logger)
+	}
+	logger.Info("starting the container")
+	if err := runtime.startContainer(ctx, created.ID); err != nil {
+		cleanup()
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	started, err := runtime.inspectContainer(context.Background(), created.ID)
+	if err != nil {
+		if stopErr := runtime.stopContainer(context.Background(), created.ID, 0); stopErr != nil {
+			logger.WithError(stopErr).Error("could not stop the container after a failed launch")
+		}
+		cleanup()
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	return started, nil
+}
+
+// ensureImage pulls the image when it is missing or a pull is forced.
+func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
+	image := t.spec.Image
+	if !t.spec.ForcePull {
+		present, err := t.deps.docker.imagePresent(image)
+		if err != nil {
+			return err
+		}
+		if present {
+			logger.Info("image present locally; not pulling")
+			return nil
+		}
+	}
+	return pullWithRetries(ctx, t.deps.docker, image, logger, t.deps.stdout)
+}
+
+// pullAttempts and pullBackoff bound the retries of a failed pull.
+const (
+	pullAttempts = 3
+	pullBackoff  = time.Second
+)
+
+func pullWithRetries(ctx context.Context, runtime *dockerRuntime, image string, logger *log.Entry, progress io.Writer) error {
+	var err error
+	delay := pullBackoff
+	for attempt := 1; attempt <= pullAttempts; attempt++ {
+		logger.WithField("attempt", attempt).Info("pulling the image")
+		err = runtime.pullImage(ctx, image, docker.AuthConfiguration{}, progress)
+		if err == nil {
+			logger.Info("image pulled")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		logger.WithError(err).WithField("attempt", attempt).Warn("image pull failed")
+		if attempt == pullAttempts {
+			break
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return err
+		}
+		delay *= 2
+	}
+	return fmt.Errorf("%w (gave up after %d attempts)", err, pullAttempts)
+}
+
+// logContainerConfig logs the container's environment (secrets redacted),
+// and with EXECUTOR_DEBUG the TaskInfo and the full container config.
+func (t *taskRunner) logContainerConfig(logger *log.Entry) {
+	if t.spec.Options.Config != nil {
+		logger.WithField("env", strings.Join(redactEnv(t.spec.Options.Config.Env, t.fromVault...), " ")).Info("Docker environment of the container")
+		if len(t.fromVault) > 0 {
+			logger.WithField("variables", strings.Join(t.fromVault, " ")).Info("values resolved from Vault (not logged)")
+		}
+	}
+	if !logger.Logger.IsLevelEnabled(log.DebugLevel) {
+		return
+	}
+	if taskJSON, err := json.Marshal(redactedTaskInfo(t.info)); err == nil {
+		logger.WithField("task_info", string(taskJSON)).Debug("TaskInfo")
+	}
+	if optsJSON, err := json.Marshal(redactedOptions(t.spec.Options, t.fromVault...)); err == nil {
+		logger.WithField("container_config", string(optsJSON)).Debug("container configuration")
+	}
+}
+
+// supervise reports TASK_RUNNING and then waits for the container to end,
+// stopping it on request.
+func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest) outcome {
+	runtime := t.deps.docker
+	id := container.ID
+	logger := t.logger.WithFields(log.Fields{"container": shortID(id), "image": t.spec.Image})
+	if t.deps.setTitle != nil {
+		t.deps.setTitle(fmt.Sprintf("sidecar-executor %s %s", shortID(id), t.spec.Image))
+	}
+
+	waitCtx, cancelWait := context.WithCancel(context.Background())
+	defer cancelWait()
+	exited := make(chan error, 1)
+	go func() { exited <- runtime.waitContainer(waitCtx, id, t.deps.dockerUnreachableLimit, logger) }()
+
+	if pending == nil {
+		running := newStatus(t.info.TaskID, mesos.TASK_RUNNING, nil, "container "+shortID(id)+" is running")
+		running.ContainerStatus = containerStatusFor(container)
+		t.send(running, false)
+		logger.Info("container running")
+	}
+
+	stop := stopper{task: t, id: id, logger: logger}
+	defer stop.cancel()
+	var waitErr error
+loop:
+	for {
+		if pending != nil {
+			stop.request(*pending)
+			pending = nil
+		}
+		select {
+		case waitErr = <-exited:
+			break loop
+		case req := <-t.stops:
+			pending = &req
+		case <-stop.retry:
+			stop.retryStop()
+		}
+	}
+	return t.finishContainer(id, stop.first, waitErr, logger)
+}
+
+// finishContainer turns the container's end into an outcome, copies its
+// logs when it did not succeed and removes it.
+func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr error, logger *log.Entry) outcome {
+	runtime := t.deps.docker
+	var result outcome
+	var exitCode int
+	if waitErr != nil {
+		logger.WithError(waitErr).Error("lost track of the container")
+		result = outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_EXECUTOR_TERMINATED.Enum(), message: waitErr.Error()}
+	} else if inspected, err := runtime.inspectContainer(context.Background(), id); err != nil {
+		result = outcome{state: mesos.TASK_FAILED, message: "the container exited but its exit status is unknown: " + err.Error()}
+	} else {
+		exitCode = inspected.State.ExitCode
+		result = classifyExit(inspected.State, stoppedFor, t.memoryLimit())
+	}
+	logger.WithFields(log.Fields{"state": result.state.String(), "exit_code": exitCode}).Info(result.message)
+
+	if result.state != mesos.TASK_FINISHED {
+		t.copyContainerLogs(id, logger)
+	}
+	if waitErr != nil {
+		// Docker may still hold a running container: make sure it ends.
+		if err := runtime.stopContainer(context.Background(), id, 0); err != nil {
+			logger.WithError(err).Error("could not stop the container")
+		}
+	}
+	if err := runtime.removeContainer(context.Background(), id); err != nil {
+		logger.WithError(err).Error("could not remove the container")
+	} else {
+		logger.Debug("container removed")
+		t.forgetContainer(logger)
+	}
+	return result
+}
+
+func (t *taskRunner) memoryLimit() int64 {
+	if t.spec == nil || t.spec.Options.HostConfig == nil {
+		return 0
+	}
+	return t.spec.Options.HostConfig.Memory
+}
+
+// classifyExit maps how a container ended to a Mesos terminal state.
+func classifyExit(state docker.State, stoppedFor *stopRequest, memoryLimit int64) outcome {
+	code := state.ExitCode
+	if stoppedFor != nil {
+		exit := describeExitCode(code)
+		switch stoppedFor.cause {
+		case causeUnhealthy:
+			unhealthy := false
+			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(),
+				message: stoppedFor.message, healthy: &unhealthy}
+		case causeAgentLost:
+			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_AGENT_DISCONNECTED.Enum(),
+				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
+		default:
+			return outcome{state: mesos.TASK_KILLED, message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
+		}
+	}
+	if state.OOMKilled {
+		message := "container was killed by the kernel OOM killer"
+		if memoryLimit > 0 {
+			message += fmt.Sprintf(" (memory limit %d MiB)", memoryLimit>>20)
+		}
+		return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_CONTAINER_LIMITATION_MEMORY.Enum(),
+			message: fmt.Sprintf("%s; container %s", message, describeExitCode(code))}
+	}
+	if code == 0 {
+		return outcome{state: mesos.TASK_FINISHED, message: "container exited with status 0"}
+	}
+	message := "container " + describeExitCode(code)
+	if state.Error != "" {
+		message += ": " + state.Error
+	}
+	return outcome{state: mesos.TASK_FAILED, message: message}
+}
+
+// describeExitCode names the signal behind a 128+N exit code.
+func describeExitCode(code int) string {
+	text := fmt.Sprintf("exited with status %d", code)
+	if code > 128 && code < 128+65 {
+		if name := signalName(syscall.Signal(code - 128)); name != "" {
+			text += " (" + name + ")"
+		}
+	}
+	return text
+}
+
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT", syscall.SIGILL: "SIGILL",
+		syscall.SIGTRAP: "SIGTRAP", syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS", syscall.SIGFPE: "SIGFPE",
+		syscall.SIGKILL: "SIGKILL", syscall.SIGUSR1: "SIGUSR1", syscall.SIGSEGV: "SIGSEGV", syscall.SIGUSR2: "SIGUSR2",
+		syscall.SIGPIPE: "SIGPIPE", syscall.SIGALRM: "SIGALRM", syscall.SIGTERM: "SIGTERM",
+	}
+	return names[sig]
+}
+
+// copyContainerLogs copies the container's recent output to the executor's
+// stdout and stderr, framed so an operator can tell it from our own logs.
+func (t *taskRunner) copyContainerLogs(id string, logger *log.Entry) {
+	since := time.Time{}
+	if t.deps.settings != nil && t.deps.settings.LogsSince > 0 {
+		since = time.Now().Add(-t.deps.settings.LogsSince)
+	}
+	tty := t.spec != nil && t.spec.Options.Config != nil && t.spec.Options.Config.Tty
+	logger.Info("copying the container's recent logs to the executor's stdout and stderr")
+	fmt.Fprintf(t.deps.stdout, "----- begin container %s stdout -----\n", shortID(id))
+	fmt.Fprintf(t.deps.stderr, "----- begin container %s stderr -----\n", shortID(id))
+	if err := t.deps.docker.copyLogs(context.Background(), id, since, tty, t.deps.stdout, t.deps.stderr); err != nil {
+		logger.WithError(err).Warn("could not copy the container's logs")
+	}
+	fmt.Fprintf(t.deps.stdout, "----- end container %s stdout -----\n", shortID(id))
+	fmt.Fprintf(t.deps.stderr, "----- end container %s stderr -----\n", shortID(id))
+}
+
+// containerRecordFile, in the sandbox, holds the ID of the task's container
+// while it exists. executor.sh reads it to stop the container of an executor
+// that died without cleaning up.
+const containerRecordFile = ".sidecar-executor-container"
+
+func (t *taskRunner) recordContainer(id string, logger *log.Entry) {
+	if err := writeFileAtomic(filepath.Join(t.deps.mesos.Sandbox, containerRecordFile), []byte(id+"\n"), 0o644); err != nil {
+		logger.WithError(err).Warn("could not record the container ID in the sandbox; executor.sh will not be able to clean up after a crash")
+	}
+}
+
+func (t *taskRunner) forgetContainer(logger *log.Entry) {
+	err := os.Remove(filepath.Join(t.deps.mesos.Sandbox, containerRecordFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		logger.WithError(err).Warn("could not remove the container record from the sandbox")
+	}
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a reader
+// never sees half a file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// containerStatusFor reports the container's IP addresses to Mesos, as the
+// built-in Docker executor does, when it has any (host networking has none).
+func containerStatusFor(container *docker.Container) *mesos.ContainerStatus {
+	ips := containerIPs(container)
+	if len(ips) == 0 {
+		return nil
+	}
+	info := mesos.NetworkInfo{}
+	for _, ip := range ips {
+		ip := ip
+		protocol := mesos.IPv4
+		if strings.Contains(ip, ":") {
+			protocol = mesos.IPv6
+		}
+		info.IPAddresses = append(info.IPAddresses, mesos.NetworkInfo_IPAddress{Protocol: protocol.Enum(), IPAddress: &ip})
+	}
+	return &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{info}}
+}
+
+// stopper drives the stop of a running container: it sends TASK_KILLING
+// once, asks Docker to stop the container, retries when Docker fails, and
+// shortens the grace period when a later request asks for less.
+type stopper struct {
+	task   *taskRunner
+	id     string
+	logger *log.Entry
+
+	first    *stopRequest
+	deadline time.Time // when SIGKILL is due under the current stop
+	retry    <-chan time.Time
+	cancels  []context.CancelFunc
+}
+
+func (s *stopper) request(req stopRequest) {
+	grace := s.graceFor(req)
+	deadline := time.Now().Add(grace)
+	if s.first == nil {
+		s.first = &req
+		s.logger.WithFields(log.Fields{"grace": grace.String(), "reason": req.message}).Info("stopping the container")
+		if req.cause != causeUnhealthy && req.cause != causeAgentLost && s.task.env.killingCapable() {
+			s.task.status(mesos.TASK_KILLING, nil, req.message)
+		}
+	} else if !deadline.Before(s.deadline) {
+		s.logger.WithField("reason", req.message).Info("already stopping the container")
+		return
+	} else {
+		s.logger.WithField("grace", grace.String()).Info("a new stop request shortens the grace period")
+	}
+	s.deadline = deadline
+	s.issue(grace)
+}
+
+// graceFor applies the precedence: the request's own grace (a KILL's
+// kill_policy), then TaskInfo.kill_policy, then EXECUTOR_KILL_TASK_TIMEOUT;
+// requests with a budget (SHUTDOWN, signals) never exceed it.
+func (s *stopper) graceFor(req stopRequest) time.Duration {
+	grace := time.Duration(5) * time.Second
+	if settings := s.task.deps.settings; settings != nil {
+		grace = time.Duration(settings.KillTaskTimeout) * time.Second
+	}
+	if p := s.task.info.GetKillPolicy(); p != nil && p.GetGracePeriod() != nil {
+		grace = time.Duration(p.GetGracePeriod().GetNanoseconds())
+	}
+	switch req.cause {
+	case causeKill:
+		if req.grace >= 0 {
+			grace = req.grace
+		}
+	case causeShutdown, causeSignal:
+		if req.grace >= 0 && req.grace < grace {
+			grace = req.grace
+		}
+	}
+	if grace < 0 {
+		grace = 0
+	}
+	return grace
+}
+
+func (s *stopper) issue(grace time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancels = append(s.cancels, cancel)
+	retry := make(chan time.Time, 1)
+	s.retry = retry
+	go func() {
+		if err := s.task.deps.docker.stopContainer(ctx, s.id, grace); err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return
+			}
+			s.logger.WithError(err).Warn("Docker did not stop the container; trying again")
+			select {
+			case now := <-time.After(time.Second):
+				retry <- now
+			case <-ctx.Done():
+			}
+		}
+	}()
+}
+
+// retryStop reissues the stop with whatever grace is left.
+func (s *stopper) retryStop() {
+	remaining := time.Until(s.deadline)
+	if remaining < 0 {
+		remaining = 0
+	}
+	s.issue(remaining)
+}
+
+func (s *stopper) cancel() {
+	for _, cancel := range s.cancels {
+		cancel()
+	}
+}
