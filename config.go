@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -65,6 +66,13 @@ type Config struct {
 // loadConfig reads and validates the EXECUTOR_* settings from the process
 // environment.
 func loadConfig() (*Config, error) {
+	// A variable set to the empty string means the default: task
+	// definitions often carry "EXECUTOR_X=" placeholders.
+	for _, kv := range os.Environ() {
+		if name, value, _ := strings.Cut(kv, "="); strings.HasPrefix(name, envPrefix+"_") && value == "" {
+			os.Unsetenv(name)
+		}
+	}
 	var cfg Config
 	if err := envconfig.Process(envPrefix, &cfg); err != nil {
 		return nil, describeEnvconfigError(err)
@@ -166,12 +174,14 @@ func isSecretKey(name string) bool {
 	return false
 }
 
-// redactEnv renders KEY=VALUE pairs for logging with secret values replaced.
-func redactEnv(env []string) []string {
+// redactEnv renders KEY=VALUE pairs for logging with secret values
+// replaced: those whose names mark them secret, and those named in
+// alsoSecret (values resolved from Vault).
+func redactEnv(env []string, alsoSecret ...string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
-		if isSecretKey(name) && value != "" {
+		if (isSecretKey(name) || slices.Contains(alsoSecret, name)) && value != "" {
 			value = redactedValue
 		}
 		out = append(out, name+"="+value)
