@@ -754,7 +754,7 @@ func (b *specBuilder) applyVolumes() error {
 			}
 			source = dockerVolume.Name
 		default:
-			return taskErrorf("%s has neither host_path nor source.docker_volume; only host paths and Docker volumes can be mounted", field)
+			return taskErrorf("%s (container_path %q) has neither host_path nor source.docker_volume; only host paths and Docker volumes can be mounted", field, volume.ContainerPath)
 		}
 		if other, taken := mountedAt[target]; taken {
 			return taskErrorf("%s: container path %q is already mounted by %s", field, target, other)

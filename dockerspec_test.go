@@ -208,7 +208,7 @@ func TestParseImageReference(t *testing.T) {
 }
 
 const (
-	testImage       = "registry.example.com/team/web:1.2.3"
+	specTestImage       = "registry.example.com/team/web:1.2.3"
 	testHostSandbox = "/var/lib/mesos/slaves/S1/frameworks/F1/executors/E1/runs/R1"
 	testAgentHost   = "agent-1.example.com"
 )
@@ -224,7 +224,7 @@ func testTask() *mesos.TaskInfo {
 		AgentID: mesos.AgentID{Value: "S1"},
 		Container: &mesos.ContainerInfo{
 			Type:   mesos.ContainerInfo_DOCKER.Enum(),
-			Docker: &mesos.ContainerInfo_DockerInfo{Image: testImage},
+			Docker: &mesos.ContainerInfo_DockerInfo{Image: specTestImage},
 		},
 	}
 }
@@ -331,8 +331,8 @@ func TestBuildContainerSpecMinimalTask(t *testing.T) {
 	if spec.Name != "mesos-web-1" || options.Name != spec.Name {
 		t.Errorf("Name = %q, Options.Name = %q; want mesos-web-1 for both", spec.Name, options.Name)
 	}
-	if spec.Image != testImage || options.Config.Image != testImage {
-		t.Errorf("Image = %q, Config.Image = %q; want %q", spec.Image, options.Config.Image, testImage)
+	if spec.Image != specTestImage || options.Config.Image != specTestImage {
+		t.Errorf("Image = %q, Config.Image = %q; want %q", spec.Image, options.Config.Image, specTestImage)
 	}
 	if spec.ForcePull {
 		t.Error("ForcePull = true without force_pull_image")
@@ -491,10 +491,10 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		}, `"container:db" is a Docker network mode`},
 		{"hostname with host network", func(in *specInput) { in.Task.Container.Hostname = stringPtr("web") }, `container.hostname "web" cannot be set with HOST networking`},
 
-		{"volume without source", func(in *specInput) { withVolume(in, mesos.Volume{ContainerPath: "/data", Mode: mesos.RW.Enum()}) }, "container.volumes[0] has neither host_path nor source.docker_volume"},
+		{"volume without source", func(in *specInput) { withVolume(in, mesos.Volume{ContainerPath: "/data", Mode: mesos.RW.Enum()}) }, `container.volumes[0] (container_path "/data") has neither host_path nor source.docker_volume`},
 		{"volume with a sandbox_path source", func(in *specInput) {
 			withVolume(in, mesos.Volume{ContainerPath: "/data", Mode: mesos.RW.Enum(), Source: &mesos.Volume_Source{Type: mesos.Volume_Source_SANDBOX_PATH}})
-		}, "container.volumes[0] has neither host_path nor source.docker_volume"},
+		}, `container.volumes[0] (container_path "/data") has neither host_path nor source.docker_volume`},
 		{"empty container path", func(in *specInput) { withVolume(in, hostVolume("/srv", "", mesos.RW)) }, "container.volumes[0].container_path is empty"},
 		{"empty host path", func(in *specInput) { withVolume(in, hostVolume("", "/srv", mesos.RW)) }, "container.volumes[0].host_path is empty"},
 		{"dot-dot in container path", func(in *specInput) { withVolume(in, hostVolume("/srv", "/data/../etc", mesos.RW)) }, `container.volumes[0].container_path "/data/../etc" contains a '..' element`},
