@@ -1,0 +1,165 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
+	clearExecutorEnv(t)
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		KillTaskTimeout:         5,
+		HttpTimeout:             2 * time.Second,
+		SidecarRetryCount:       5,
+		SidecarRetryDelay:       3 * time.Second,
+		SidecarUrl:              "http://localhost:7777/state.json",
+		SidecarBackoff:          time.Minute + 5*time.Second,
+		SidecarPollInterval:     30 * time.Second,
+		SidecarMaxFails:         3,
+		SidecarDrainingDuration: 10 * time.Second,
+		DockerRepository:        "https://index.docker.io/v1/",
+		LogsSince:               3 * time.Minute,
+		AckTimeout:              time.Minute,
+		LogFormat:               "text",
+	}
+	if *cfg != want {
+		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
+	}
+}
+
+func TestConfigReadsEveryVariable(t *testing.T) {
+	clearExecutorEnv(t)
+	for name, value := range map[string]string{
+		"EXECUTOR_KILL_TASK_TIMEOUT":         "12",
+		"EXECUTOR_HTTP_TIMEOUT":              "750ms",
+		"EXECUTOR_SIDECAR_RETRY_COUNT":       "0",
+		"EXECUTOR_SIDECAR_RETRY_DELAY":       "1s",
+		"EXECUTOR_SIDECAR_URL":               "http://sidecar.local:7777/api/state.json",
+		"EXECUTOR_SIDECAR_BACKOFF":           "0s",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL":     "5s",
+		"EXECUTOR_SIDECAR_MAX_FAILS":         "7",
+		"EXECUTOR_SIDECAR_DRAINING_DURATION": "0s",
+		"EXECUTOR_DOCKER_REPOSITORY":         "registry.local:5000",
+		"EXECUTOR_LOGS_SINCE":                "10m",
+		"EXECUTOR_FORCE_CPU_LIMIT":           "true",
+		"EXECUTOR_FORCE_MEMORY_LIMIT":        "true",
+		"EXECUTOR_USE_CPU_SHARES":            "true",
+		"EXECUTOR_ALLOW_PRIVILEGED":          "true",
+		"EXECUTOR_ACK_TIMEOUT":               "5s",
+		"EXECUTOR_DEBUG":                     "true",
+		"EXECUTOR_LOG_FORMAT":                "json",
+	} {
+		t.Setenv(name, value)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		KillTaskTimeout: 12, HttpTimeout: 750 * time.Millisecond, SidecarRetryCount: 0, SidecarRetryDelay: time.Second,
+		SidecarUrl: "http://sidecar.local:7777/api/state.json", SidecarBackoff: 0, SidecarPollInterval: 5 * time.Second,
+		SidecarMaxFails: 7, SidecarDrainingDuration: 0, DockerRepository: "registry.local:5000", LogsSince: 10 * time.Minute,
+		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AllowPrivileged: true, AckTimeout: 5 * time.Second,
+		Debug: true, LogFormat: "json",
+	}
+	if *cfg != want {
+		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)
+	}
+}
+
+func TestConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
+	cases := map[string]string{
+		"EXECUTOR_KILL_TASK_TIMEOUT=-1":          "EXECUTOR_KILL_TASK_TIMEOUT",
+		"EXECUTOR_KILL_TASK_TIMEOUT=5s":          "EXECUTOR_KILL_TASK_TIMEOUT",
+		"EXECUTOR_HTTP_TIMEOUT=fast":             "EXECUTOR_HTTP_TIMEOUT",
+		"EXECUTOR_HTTP_TIMEOUT=0s":               "EXECUTOR_HTTP_TIMEOUT",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL=0":       "EXECUTOR_SIDECAR_POLL_INTERVAL",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL=-1s":     "EXECUTOR_SIDECAR_POLL_INTERVAL",
+		"EXECUTOR_SIDECAR_RETRY_COUNT=-2":        "EXECUTOR_SIDECAR_RETRY_COUNT",
+		"EXECUTOR_SIDECAR_RETRY_DELAY=-1s":       "EXECUTOR_SIDECAR_RETRY_DELAY",
+		"EXECUTOR_SIDECAR_MAX_FAILS=0":           "EXECUTOR_SIDECAR_MAX_FAILS",
+		"EXECUTOR_SIDECAR_BACKOFF=-5s":           "EXECUTOR_SIDECAR_BACKOFF",
+		"EXECUTOR_SIDECAR_URL=localhost:7777":    "EXECUTOR_SIDECAR_URL",
+		"EXECUTOR_SIDECAR_URL=ftp://x/state":     "EXECUTOR_SIDECAR_URL",
+		"EXECUTOR_SIDECAR_URL=http://":           "EXECUTOR_SIDECAR_URL",
+		"EXECUTOR_SIDECAR_DRAINING_DURATION=-1s": "EXECUTOR_SIDECAR_DRAINING_DURATION",
+		"EXECUTOR_LOGS_SINCE=yesterday":          "EXECUTOR_LOGS_SINCE",
+		"EXECUTOR_FORCE_CPU_LIMIT=maybe":         "EXECUTOR_FORCE_CPU_LIMIT",
+		"EXECUTOR_LOG_FORMAT=xml":                "EXECUTOR_LOG_FORMAT",
+		"EXECUTOR_ACK_TIMEOUT=0s":                "EXECUTOR_ACK_TIMEOUT",
+	}
+	for setting, variable := range cases {
+		t.Run(setting, func(t *testing.T) {
+			clearExecutorEnv(t)
+			name, value, _ := strings.Cut(setting, "=")
+			t.Setenv(name, value)
+			_, err := loadConfig()
+			if err == nil {
+				t.Fatalf("%s accepted", setting)
+			}
+			if !strings.Contains(err.Error(), variable) {
+				t.Fatalf("error %q does not name %s", err, variable)
+			}
+		})
+	}
+}
+
+func TestRedactEnvHidesSecrets(t *testing.T) {
+	got := redactEnv([]string{
+		"VAULT_TOKEN=s.abc", "DB_PASSWORD=hunter2", "API_KEY=k", "MY_SECRET=x", "AWS_SECRET_ACCESS_KEY=y",
+		"PLAIN=visible", "EMPTY_TOKEN=", "FROM_VAULT=resolved",
+	}, "FROM_VAULT")
+	joined := strings.Join(got, " ")
+	for _, secret := range []string{"s.abc", "hunter2", "=k", "=x", "=y", "resolved"} {
+		if strings.Contains(joined, secret) {
+			t.Errorf("secret %q visible in %q", secret, joined)
+		}
+	}
+	if !strings.Contains(joined, "PLAIN=visible") || !strings.Contains(joined, "VAULT_TOKEN="+redactedValue) {
+		t.Errorf("redaction went too far or not far enough: %q", joined)
+	}
+}
+
+func TestExecutorEnvForLogSelectsExecutorVariables(t *testing.T) {
+	got := executorEnvForLog([]string{"MESOS_EXECUTOR_ID=e1", "EXECUTOR_DEBUG=true", "VAULT_TOKEN=s.t", "HOME=/root", "PATH=/bin", "DOCKER_HOST=unix:///x"})
+	joined := strings.Join(got, " ")
+	if strings.Contains(joined, "HOME=") || strings.Contains(joined, "PATH=") || strings.Contains(joined, "s.t") {
+		t.Fatalf("unexpected selection %q", joined)
+	}
+	for _, want := range []string{"MESOS_EXECUTOR_ID=e1", "EXECUTOR_DEBUG=true", "DOCKER_HOST=unix:///x", "VAULT_TOKEN=" + redactedValue} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("%q missing from %q", want, joined)
+		}
+	}
+}
+
+// clearExecutorEnv unsets every EXECUTOR_* variable for one test.
+func clearExecutorEnv(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"KILL_TASK_TIMEOUT", "HTTP_TIMEOUT", "SIDECAR_RETRY_COUNT", "SIDECAR_RETRY_DELAY",
+		"SIDECAR_URL", "SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION",
+		"DOCKER_REPOSITORY", "LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES",
+		"ALLOW_PRIVILEGED", "ACK_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
+		t.Setenv("EXECUTOR_"+name, "")
+		os.Unsetenv("EXECUTOR_" + name)
+	}
+}
+
+func TestEmptySettingMeansDefault(t *testing.T) {
+	clearExecutorEnv(t)
+	t.Setenv("EXECUTOR_SIDECAR_POLL_INTERVAL", "")
+	t.Setenv("EXECUTOR_KILL_TASK_TIMEOUT", "")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SidecarPollInterval != 30*time.Second || cfg.KillTaskTimeout != 5 {
+		t.Fatalf("empty settings did not fall back to the defaults: %+v", cfg)
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+)
+
+// TestBadInputFailsTheTask runs the real executor on inputs an operator can
+// get wrong. Each must end in one TASK_FAILED that names the problem, with
+// no panic, no container left behind and a non-zero executor exit.
+func TestBadInputFailsTheTask(t *testing.T) {
+	t.Parallel()
+	bridge := func(task *mesos.TaskInfo) {
+		task.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()
+	}
+	cases := []struct {
+		name     string
+		image    string
+		task     []taskOption
+		settings []string
+		reason   mesos.TaskStatus_Reason
+		message  []string // every fragment must appear in the TASK_FAILED message
+	}{
+		{
+			name:    "no container info",
+			task:    []taskOption{func(task *mesos.TaskInfo) { task.Container = nil }},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"container"},
+		},
+		{
+			name:    "no docker info",
+			task:    []taskOption{func(task *mesos.TaskInfo) { task.Container.Docker = nil }},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"docker"},
+		},
+		{
+			name:    "empty image",
+			image:   "-",
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"image"},
+		},
+		{
+			name:    "invalid image reference",
+			image:   "Not A/Valid Image",
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"Not A/Valid Image"},
+		},
+		{
+			name: "unknown network",
+			task: []taskOption{func(task *mesos.TaskInfo) {
+				task.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_USER.Enum()
+				task.Container.NetworkInfos = []mesos.NetworkInfo{{Name: strPtr("no-such-network-for-sidecar-executor")}}
+			}},
+			reason:  mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message: []string{"no-such-network-for-sidecar-executor"},
+		},
+		{
+			name: "bad port protocol",
+			task: []taskOption{bridge, func(task *mesos.TaskInfo) {
+				task.Container.Docker.PortMappings = []mesos.ContainerInfo_DockerInfo_PortMapping{{HostPort: 31000, ContainerPort: 8080, Protocol: strPtr("sctp")}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"sctp"},
+		},
+		{
+			name: "volume without host path",
+			task: []taskOption{func(task *mesos.TaskInfo) {
+				task.Container.Volumes = []mesos.Volume{{ContainerPath: "/data", Mode: mesos.RW.Enum()}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"/data"},
+		},
+		{
+			name:    "env parameter without =",
+			task:    []taskOption{withDockerParameter("env", "JUST_A_NAME")},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"JUST_A_NAME"},
+		},
+		{
+			name:    "label parameter without =",
+			task:    []taskOption{withDockerParameter("label", "lonely-label")},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"lonely-label"},
+		},
+		{
+			name:    "image missing and not pullable",
+			image:   "127.0.0.1:1/missing/image:1",
+			reason:  mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message: []string{"127.0.0.1:1/missing/image:1"},
+		},
+		{
+			name:     "docker unreachable",
+			settings: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"},
+			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message:  []string{"Docker", "unreachable"},
+		},
+		{
+			name:     "invalid executor setting",
+			settings: []string{"EXECUTOR_SIDECAR_POLL_INTERVAL=soon"},
+			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message:  []string{"EXECUTOR_SIDECAR_POLL_INTERVAL", "soon"},
+		},
+		{
+			name:     "zero poll interval",
+			settings: []string{"EXECUTOR_SIDECAR_POLL_INTERVAL=0s"},
+			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message:  []string{"EXECUTOR_SIDECAR_POLL_INTERVAL"},
+		},
+		{
+			name:     "malformed sidecar url",
+			settings: []string{"EXECUTOR_SIDECAR_URL=localhost:7777"},
+			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message:  []string{"EXECUTOR_SIDECAR_URL"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			agent := newAgent(t, mesostest.Config{})
+			image := testImage
+			switch tc.image {
+			case "":
+			case "-":
+				image = ""
+			default:
+				image = tc.image
+			}
+			task := newDockerTask(t, agent, image, append([]taskOption{withShellCommand("true")}, tc.task...)...)
+			if err := agent.Launch(task); err != nil {
+				t.Fatal(err)
+			}
+			proc := startExecutor(t, agent, tc.settings...)
+			final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
+			if final.GetState() != mesos.TASK_FAILED {
+				t.Fatalf("final state %s %q, want TASK_FAILED", final.GetState(), final.GetMessage())
+			}
+			if final.GetReason() != tc.reason {
+				t.Errorf("reason %s, want %s", final.GetReason(), tc.reason)
+			}
+			for _, fragment := range tc.message {
+				if !strings.Contains(final.GetMessage(), fragment) {
+					t.Errorf("message %q does not mention %q", final.GetMessage(), fragment)
+				}
+			}
+			if code := proc.waitExit(t, 20*time.Second); code == 0 {
+				t.Errorf("executor exited 0 after failing to launch the task")
+			}
+			if out := proc.output(); strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
+				t.Errorf("the executor panicked:\n%s", out)
+			}
+			if !strings.Contains(proc.stdout.String(), "could not be launched") {
+				t.Errorf("no log line explains the launch failure")
+			}
+			assertNoContainer(t, task.TaskID.Value)
+		})
+	}
+}
+
+func TestMissingMesosEnvironmentExitsClearly(t *testing.T) {
+	t.Parallel()
+	proc := startExecutorIn(t, nil, t.TempDir(), executorBinary, []string{"PATH=/usr/bin:/bin"})
+	if code := proc.waitExit(t, 10*time.Second); code != exitBadEnvironment {
+		t.Fatalf("exit code %d, want %d", code, exitBadEnvironment)
+	}
+	if !strings.Contains(proc.output(), "MESOS_FRAMEWORK_ID") {
+		t.Fatalf("the error does not name the missing variables:\n%s", proc.output())
+	}
+}

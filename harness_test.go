@@ -1,0 +1,373 @@
+package main
+
+// Shared machinery of the end-to-end tests: the executor binary built once
+// per run, a child-process handle, TaskInfo builders and Docker helpers.
+// Every end-to-end test drives the real binary against the real Docker
+// engine, with internal/mesostest playing the agent.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+)
+
+// testImage is built locally by scripts/test-image.sh (make test-image).
+const testImage = "sidecar-executor/busybox:1.35"
+
+var (
+	executorBinary string
+	dockerClient   *docker.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	var err error
+	dockerClient, err = docker.NewClientFromEnv()
+	if err == nil {
+		err = dockerClient.Ping()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "the tests need a Docker engine and none answers (%v); start one, e.g. with scripts/ensure-docker.sh\n", err)
+		return 1
+	}
+	if _, err := dockerClient.InspectImage(testImage); err != nil {
+		fmt.Fprintf(os.Stderr, "the test image %s is missing (%v); build it with: make test-image\n", testImage, err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "sidecar-executor-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	executorBinary = filepath.Join(dir, "sidecar-executor")
+	args := []string{"build", "-o", executorBinary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the executor for the end-to-end tests failed: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// executorProcess is a running executor binary.
+type executorProcess struct {
+	cmd     *exec.Cmd
+	sandbox string
+	stdout  *syncBuffer
+	stderr  *syncBuffer
+	exited  chan struct{}
+	state   *os.ProcessState
+}
+
+// executorEnv is the environment an agent would give the executor, plus
+// test settings (which override the defaults).
+func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []string {
+	env := agent.Environment(sandbox)
+	env = append(env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
+	for _, name := range []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION", "GORACE"} {
+		if value, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+value)
+		}
+	}
+	// Sidecar is not part of these tests unless a test points at one.
+	env = append(env, "EXECUTOR_SIDECAR_URL=http://127.0.0.1:1/state.json")
+	return append(env, settings...)
+}
+
+// startExecutor runs the executor binary with the given environment in a
+// fresh sandbox directory.
+func startExecutor(t *testing.T, agent *mesostest.Agent, settings ...string) *executorProcess {
+	t.Helper()
+	sandbox := t.TempDir()
+	return startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, settings...))
+}
+
+func startExecutorIn(t *testing.T, agent *mesostest.Agent, sandbox, program string, env []string, args ...string) *executorProcess {
+	t.Helper()
+	p := &executorProcess{sandbox: sandbox, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(program, args...)
+	p.cmd.Dir = sandbox
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start executor: %v", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("executor stdout:\n%s", p.stdout.String())
+			t.Logf("executor stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+// waitExit waits for the executor to exit and returns its exit code.
+func (p *executorProcess) waitExit(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.state.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("the executor did not exit within %s", timeout)
+		return -1
+	}
+}
+
+func (p *executorProcess) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal executor: %v", err)
+	}
+}
+
+// output is everything the executor wrote.
+func (p *executorProcess) output() string {
+	return p.stdout.String() + p.stderr.String()
+}
+
+// newAgent starts an emulated agent with short, test-friendly timings.
+func newAgent(t *testing.T, cfg mesostest.Config) *mesostest.Agent {
+	t.Helper()
+	if cfg.ShutdownGracePeriod == 0 {
+		cfg.ShutdownGracePeriod = 10 * time.Second
+	}
+	if cfg.SubscriptionBackoffMax == 0 {
+		cfg.SubscriptionBackoffMax = 500 * time.Millisecond
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = t.Logf
+	}
+	return mesostest.NewAgent(t, cfg)
+}
+
+var unsafeIDChars = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
+
+// uniqueTaskID makes a task ID from the test name, unique per run, and
+// removes the task's container when the test ends, whatever happened.
+func uniqueTaskID(t *testing.T) string {
+	t.Helper()
+	name := unsafeIDChars.ReplaceAllString(strings.ToLower(t.Name()), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	id := fmt.Sprintf("e2e-%s-%d", name, time.Now().UnixNano()%1e9)
+	t.Cleanup(func() { removeContainerNamed(containerName(id)) })
+	return id
+}
+
+func removeContainerNamed(name string) {
+	_ = dockerClient.RemoveContainer(docker.RemoveContainerOptions{ID: name, Force: true, RemoveVolumes: true})
+}
+
+// taskOption adjusts a TaskInfo under construction.
+type taskOption func(*mesos.TaskInfo)
+
+// newDockerTask is a custom-executor task, shaped the way Singularity
+// builds them: environment on the ExecutorInfo, command in a label.
+func newDockerTask(t *testing.T, agent *mesostest.Agent, image string, opts ...taskOption) mesos.TaskInfo {
+	t.Helper()
+	id := uniqueTaskID(t)
+	cfg := agent.Config()
+	task := mesos.TaskInfo{
+		Name:    "test-" + id,
+		TaskID:  mesos.TaskID{Value: id},
+		AgentID: mesos.AgentID{Value: cfg.AgentID},
+		Executor: &mesos.ExecutorInfo{
+			ExecutorID:  mesos.ExecutorID{Value: cfg.ExecutorID},
+			FrameworkID: &mesos.FrameworkID{Value: cfg.FrameworkID},
+			Command:     &mesos.CommandInfo{Value: strPtr("executor.sh")},
+		},
+		Container: &mesos.ContainerInfo{
+			Type:   mesos.ContainerInfo_DOCKER.Enum(),
+			Docker: &mesos.ContainerInfo_DockerInfo{Image: image, Network: mesos.ContainerInfo_DockerInfo_HOST.Enum()},
+		},
+		Resources: []mesos.Resource{
+			scalarResource("cpus", 0.1),
+			scalarResource("mem", 64),
+		},
+	}
+	for _, opt := range opts {
+		opt(&task)
+	}
+	return task
+}
+
+func strPtr(s string) *string { return &s }
+
+func withShellCommand(command string) taskOption {
+	return withLabel("executor.ShellCommand", command)
+}
+
+func withLabel(key, value string) taskOption {
+	return func(task *mesos.TaskInfo) {
+		if task.Labels == nil {
+			task.Labels = &mesos.Labels{}
+		}
+		task.Labels.Labels = append(task.Labels.Labels, mesos.Label{Key: key, Value: strPtr(value)})
+	}
+}
+
+func withEnv(name, value string) taskOption {
+	return func(task *mesos.TaskInfo) {
+		cmd := task.Executor.Command
+		if cmd.Environment == nil {
+			cmd.Environment = &mesos.Environment{}
+		}
+		cmd.Environment.Variables = append(cmd.Environment.Variables, mesos.Environment_Variable{Name: name, Value: strPtr(value)})
+	}
+}
+
+func withDockerParameter(key, value string) taskOption {
+	return func(task *mesos.TaskInfo) {
+		d := task.Container.Docker
+		d.Parameters = append(d.Parameters, mesos.Parameter{Key: key, Value: value})
+	}
+}
+
+func withKillPolicy(grace time.Duration) taskOption {
+	return func(task *mesos.TaskInfo) {
+		task.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: int64(grace)}}
+	}
+}
+
+// testContext bounds a test step.
+func testContext(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitState waits for the agent to accept an update with that state.
+func waitState(t *testing.T, agent *mesostest.Agent, taskID string, state mesos.TaskState, timeout time.Duration) mesos.TaskStatus {
+	t.Helper()
+	update, err := agent.WaitForState(testContext(t, timeout), taskID, state)
+	if err != nil {
+		t.Fatalf("task %s never reached %s: %v; updates: %s", taskID, state, err, describeUpdates(agent.Accepted(taskID)))
+	}
+	return update.Status
+}
+
+// waitTerminal waits for the task's terminal update.
+func waitTerminal(t *testing.T, agent *mesostest.Agent, taskID string, timeout time.Duration) mesos.TaskStatus {
+	t.Helper()
+	update, err := agent.WaitForUpdate(testContext(t, timeout), func(u mesostest.Update) bool {
+		return u.Status.TaskID.Value == taskID && u.Dropped == "" && !u.Duplicate && isTerminal(u.Status.GetState())
+	})
+	if err != nil {
+		t.Fatalf("task %s never reached a terminal state: %v; updates: %s", taskID, err, describeUpdates(agent.Accepted(taskID)))
+	}
+	return update.Status
+}
+
+func isTerminal(state mesos.TaskState) bool {
+	switch state {
+	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
+		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+func describeUpdates(updates []mesostest.Update) string {
+	var parts []string
+	for _, u := range updates {
+		parts = append(parts, fmt.Sprintf("%s(%s: %q)", u.Status.GetState(), u.Status.GetReason(), u.Status.GetMessage()))
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// states lists the states of the accepted updates of a task, in order.
+func states(agent *mesostest.Agent, taskID string) []mesos.TaskState {
+	var out []mesos.TaskState
+	for _, u := range agent.Accepted(taskID) {
+		out = append(out, u.Status.GetState())
+	}
+	return out
+}
+
+// inspectTaskContainer returns the task's container, or nil when Docker has none.
+func inspectTaskContainer(t *testing.T, taskID string) *docker.Container {
+	t.Helper()
+	c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerName(taskID)})
+	var missing *docker.NoSuchContainer
+	if errors.As(err, &missing) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("inspect container of %s: %v", taskID, err)
+	}
+	return c
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// assertNoContainer checks that the task left no container behind.
+func assertNoContainer(t *testing.T, taskID string) {
+	t.Helper()
+	if c := inspectTaskContainer(t, taskID); c != nil {
+		t.Fatalf("container %s of task %s was left behind (state %s)", c.Name, taskID, c.State.StateString())
+	}
+}
