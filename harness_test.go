@@ -110,8 +110,9 @@ func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []s
 			env = append(env, name+"="+value)
 		}
 	}
-	// Sidecar is not part of these tests unless a test points at one.
-	env = append(env, "EXECUTOR_SIDECAR_URL=http://127.0.0.1:1/state.json")
+	// Sidecar is not part of these tests unless a test points at one:
+	// nothing listens there, and no time is spent draining.
+	env = append(env, "EXECUTOR_SIDECAR_URL=http://127.0.0.1:1/state.json", "EXECUTOR_SIDECAR_DRAINING_DURATION=0s")
 	return append(env, settings...)
 }
 

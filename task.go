@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -320,7 +321,7 @@ func (t *taskRunner) logContainerConfig(logger *log.Entry) {
 }
 
 // supervise reports TASK_RUNNING and then waits for the container to end,
-// stopping it on request.
+// stopping it on request or when Sidecar condemns it.
 func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest) outcome {
 	runtime := t.deps.docker
 	id := container.ID
@@ -334,19 +335,23 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 	exited := make(chan error, 1)
 	go func() { exited <- runtime.waitContainer(waitCtx, id, t.deps.dockerUnreachableLimit, logger) }()
 
+	containerStatus := containerStatusFor(container)
 	if pending == nil {
 		running := newStatus(t.info.TaskID, mesos.TASK_RUNNING, nil, "container "+shortID(id)+" is running")
-		running.ContainerStatus = containerStatusFor(container)
+		running.ContainerStatus = containerStatus
 		t.send(running, false)
 		logger.Info("container running")
 	}
 
-	stop := stopper{task: t, id: id, logger: logger}
+	health := t.watchHealth(id, logger)
+	defer health.stop()
+	stop := stopper{task: t, id: id, logger: logger, sidecar: health.watcher}
 	defer stop.cancel()
 	var waitErr error
 loop:
 	for {
 		if pending != nil {
+			health.stop()
 			stop.request(*pending)
 			pending = nil
 		}
@@ -355,11 +360,97 @@ loop:
 			break loop
 		case req := <-t.stops:
 			pending = &req
+		case change := <-health.changes:
+			if stop.first == nil {
+				update := newStatus(t.info.TaskID, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), change.detail)
+				update.Healthy = &change.healthy
+				update.ContainerStatus = containerStatus
+				t.send(update, false)
+			}
+		case err := <-health.failed:
+			logger.WithError(err).Error("Sidecar reports the container unhealthy; stopping it")
+			pending = &stopRequest{cause: causeUnhealthy, grace: -1, message: err.Error()}
+		case accepted := <-stop.drained:
+			stop.drainFinished(accepted)
+		case <-stop.drainOver:
+			stop.stopAfterDrain()
 		case <-stop.retry:
 			stop.retryStop()
 		}
 	}
+	health.stop()
 	return t.finishContainer(id, stop.first, waitErr, logger)
+}
+
+// healthChange is a change of Sidecar's verdict on the container.
+type healthChange struct {
+	healthy bool
+	detail  string
+}
+
+// healthWatch runs the Sidecar watcher of one container in the background.
+type healthWatch struct {
+	watcher *sidecarWatcher // nil when Sidecar checks are off
+	changes chan healthChange
+	failed  chan error
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// watchHealth starts polling Sidecar for the container unless the task
+// opted out with the label SidecarDiscover=false.
+func (t *taskRunner) watchHealth(containerID string, logger *log.Entry) *healthWatch {
+	h := &healthWatch{changes: make(chan healthChange, 4), failed: make(chan error, 1), done: make(chan struct{})}
+	if value, ok := t.spec.Label("SidecarDiscover"); ok && strings.EqualFold(strings.TrimSpace(value), "false") {
+		logger.Info("SidecarDiscover=false: no Sidecar health checks and no draining for this task")
+		close(h.done)
+		h.cancel = func() {}
+		return h
+	}
+	h.watcher = newSidecarWatcher(t.deps.settings, containerID, t.sidecarHostKeys(), logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() {
+		defer close(h.done)
+		err := h.watcher.Run(ctx, func(healthy bool, detail string) {
+			select {
+			case h.changes <- healthChange{healthy: healthy, detail: detail}:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			h.failed <- err
+		}
+	}()
+	return h
+}
+
+// stop ends the polling and waits for it; safe to call many times.
+func (h *healthWatch) stop() {
+	h.cancel()
+	<-h.done
+}
+
+// sidecarHostKeys are the names this container's host may have in
+// Sidecar's state: the task's TASK_HOST (the agent's hostname as the
+// scheduler knows it), then the agent's own idea of it, then this machine's.
+func (t *taskRunner) sidecarHostKeys() []string {
+	var keys []string
+	add := func(key string) {
+		if key != "" && !slices.Contains(keys, key) {
+			keys = append(keys, key)
+		}
+	}
+	for _, kv := range t.spec.Options.Config.Env {
+		if value, ok := strings.CutPrefix(kv, "TASK_HOST="); ok {
+			add(value)
+		}
+	}
+	add(t.env.agent.GetHostname())
+	if hostname, err := os.Hostname(); err == nil {
+		add(hostname)
+	}
+	return keys
 }
 
 // finishContainer turns the container's end into an outcome, copies its
@@ -538,36 +629,121 @@ func containerStatusFor(container *docker.Container) *mesos.ContainerStatus {
 }
 
 // stopper drives the stop of a running container: it sends TASK_KILLING
-// once, asks Docker to stop the container, retries when Docker fails, and
-// shortens the grace period when a later request asks for less.
+// once, drains the service in Sidecar first when asked to, asks Docker to
+// stop the container, retries when Docker fails, and shortens the grace
+// period when a later request asks for less.
 type stopper struct {
-	task   *taskRunner
-	id     string
-	logger *log.Entry
+	task    *taskRunner
+	id      string
+	logger  *log.Entry
+	sidecar *sidecarWatcher // nil when Sidecar is off for this task
 
 	first    *stopRequest
-	deadline time.Time // when SIGKILL is due under the current stop
+	grace    time.Duration // grace of the stop to issue after draining
+	deadline time.Time     // when SIGKILL is due under the current stop
+	issued   bool
 	retry    <-chan time.Time
 	cancels  []context.CancelFunc
+
+	// Draining: drained reports whether Sidecar accepted the drain;
+	// drainOver fires when the draining time is up.
+	drained    chan bool
+	drainOver  <-chan time.Time
+	drainUntil time.Time
 }
 
 func (s *stopper) request(req stopRequest) {
 	grace := s.graceFor(req)
-	deadline := time.Now().Add(grace)
 	if s.first == nil {
 		s.first = &req
 		s.logger.WithFields(log.Fields{"grace": grace.String(), "reason": req.message}).Info("stopping the container")
 		if req.cause != causeUnhealthy && req.cause != causeAgentLost && s.task.env.killingCapable() {
 			s.task.status(mesos.TASK_KILLING, nil, req.message)
 		}
-	} else if !deadline.Before(s.deadline) {
+		s.grace = grace
+		if budget := s.drainBudget(req, grace); budget > 0 {
+			s.startDrain(budget)
+			return
+		}
+		s.issue(grace)
+		return
+	}
+	if s.drained != nil || s.drainOver != nil {
+		// A second request while draining (a scheduler retrying its KILL,
+		// an impatient operator) ends the draining at once.
+		s.logger.WithField("reason", req.message).Info("stop requested again while draining; stopping now")
+		s.endDrain()
+		s.issue(min(grace, s.grace))
+		return
+	}
+	deadline := time.Now().Add(grace)
+	if s.issued && !deadline.Before(s.deadline) {
 		s.logger.WithField("reason", req.message).Info("already stopping the container")
 		return
-	} else {
-		s.logger.WithField("grace", grace.String()).Info("a new stop request shortens the grace period")
 	}
-	s.deadline = deadline
+	s.logger.WithField("grace", grace.String()).Info("a new stop request shortens the grace period")
 	s.issue(grace)
+}
+
+// drainBudget is how long the service may drain before its container is
+// stopped: EXECUTOR_SIDECAR_DRAINING_DURATION for stops the scheduler or
+// the agent asked for, limited by whatever budget the request carries
+// (SHUTDOWN must finish inside the agent's grace period); 0 means no drain.
+func (s *stopper) drainBudget(req stopRequest, grace time.Duration) time.Duration {
+	if s.sidecar == nil || s.task.deps.settings == nil {
+		return 0
+	}
+	switch req.cause {
+	case causeKill, causeShutdown, causeSignal:
+	default:
+		return 0
+	}
+	budget := s.task.deps.settings.SidecarDrainingDuration
+	if req.cause != causeKill && req.grace >= 0 {
+		budget = min(budget, req.grace-grace)
+	}
+	return max(budget, 0)
+}
+
+// startDrain asks Sidecar to drain the service; the container is stopped
+// once the draining time is up, when Sidecar refuses, or earlier if the
+// container exits by itself.
+func (s *stopper) startDrain(budget time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	s.cancels = append(s.cancels, cancel)
+	s.drainUntil = time.Now().Add(budget)
+	drained := make(chan bool, 1)
+	s.drained = drained
+	s.logger.WithField("draining_for", budget.String()).Info("draining the service in Sidecar before stopping the container")
+	go func() {
+		err := s.sidecar.Drain(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.logger.WithError(err).Warn("Sidecar did not drain the service; stopping the container without draining")
+		}
+		drained <- err == nil
+	}()
+}
+
+// drainFinished continues after the drain request ended.
+func (s *stopper) drainFinished(accepted bool) {
+	s.drained = nil
+	remaining := time.Until(s.drainUntil)
+	if !accepted || remaining <= 0 {
+		s.stopAfterDrain()
+		return
+	}
+	s.logger.WithField("remaining", remaining.Round(time.Millisecond).String()).Info("service draining; the container is stopped when the draining time is up")
+	s.drainOver = time.After(remaining)
+}
+
+func (s *stopper) stopAfterDrain() {
+	s.endDrain()
+	s.issue(s.grace)
+}
+
+func (s *stopper) endDrain() {
+	s.drained = nil
+	s.drainOver = nil
 }
 
 // graceFor applies the precedence: the request's own grace (a KILL's
@@ -598,6 +774,8 @@ func (s *stopper) graceFor(req stopRequest) time.Duration {
 }
 
 func (s *stopper) issue(grace time.Duration) {
+	s.issued = true
+	s.deadline = time.Now().Add(grace)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancels = append(s.cancels, cancel)
 	retry := make(chan time.Time, 1)
@@ -619,11 +797,7 @@ func (s *stopper) issue(grace time.Duration) {
 
 // retryStop reissues the stop with whatever grace is left.
 func (s *stopper) retryStop() {
-	remaining := time.Until(s.deadline)
-	if remaining < 0 {
-		remaining = 0
-	}
-	s.issue(remaining)
+	s.issue(max(time.Until(s.deadline), 0))
 }
 
 func (s *stopper) cancel() {

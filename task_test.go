@@ -143,3 +143,29 @@ func TestContainerStatusCarriesIPs(t *testing.T) {
 		t.Fatalf("ips %v", ips)
 	}
 }
+
+func TestDrainBudget(t *testing.T) {
+	settings := &Config{KillTaskTimeout: 5, SidecarDrainingDuration: 10 * time.Second}
+	watcher := &sidecarWatcher{}
+	cases := []struct {
+		name    string
+		sidecar *sidecarWatcher
+		req     stopRequest
+		want    time.Duration
+	}{
+		{"kill drains the full duration", watcher, stopRequest{cause: causeKill, grace: -1}, 10 * time.Second},
+		{"kill with its own grace still drains", watcher, stopRequest{cause: causeKill, grace: 0}, 10 * time.Second},
+		{"shutdown drains within its budget", watcher, stopRequest{cause: causeShutdown, grace: 8 * time.Second}, 3 * time.Second},
+		{"shutdown with no room left does not drain", watcher, stopRequest{cause: causeShutdown, grace: 3 * time.Second}, 0},
+		{"signal drains within its budget", watcher, stopRequest{cause: causeSignal, grace: 20 * time.Second}, 10 * time.Second},
+		{"unhealthy containers are not drained", watcher, stopRequest{cause: causeUnhealthy, grace: -1}, 0},
+		{"a lost agent does not drain", watcher, stopRequest{cause: causeAgentLost, grace: -1}, 0},
+		{"SidecarDiscover=false does not drain", nil, stopRequest{cause: causeKill, grace: -1}, 0},
+	}
+	for _, tc := range cases {
+		s := &stopper{task: &taskRunner{deps: &taskDeps{settings: settings}}, sidecar: tc.sidecar}
+		if got := s.drainBudget(tc.req, s.graceFor(tc.req)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
