@@ -1,0 +1,318 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+	"github.com/sidecar-executor/sidecar-executor/internal/sidecartest"
+)
+
+// Sidecar statuses as state.json encodes them.
+const (
+	sidecarAlive     = 0
+	sidecarTombstone = 1
+	sidecarUnhealthy = 2
+	sidecarUnknown   = 3
+	sidecarDraining  = 4
+)
+
+// sidecarHost is the TASK_HOST of the tests' tasks and their Servers key.
+const sidecarHost = "sidecar-e2e-host"
+
+type sidecarRun struct {
+	agent       *mesostest.Agent
+	sidecar     *sidecartest.Server
+	task        mesos.TaskInfo
+	proc        *executorProcess
+	containerID string
+	runningAt   time.Time
+}
+
+func (r *sidecarRun) id12() string { return shortID(r.containerID) }
+
+// sidecarSettings are fast settings for the tests; extra ones override.
+func sidecarSettings(sidecar *sidecartest.Server, extra ...string) []string {
+	return append([]string{
+		"EXECUTOR_SIDECAR_URL=" + sidecar.StateURL(),
+		"EXECUTOR_SIDECAR_BACKOFF=700ms",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL=100ms",
+		"EXECUTOR_HTTP_TIMEOUT=300ms",
+		"EXECUTOR_SIDECAR_RETRY_COUNT=1",
+		"EXECUTOR_SIDECAR_RETRY_DELAY=50ms",
+		"EXECUTOR_SIDECAR_MAX_FAILS=3",
+		"EXECUTOR_SIDECAR_DRAINING_DURATION=0s",
+	}, extra...)
+}
+
+// runWithSidecar launches a long-running task watched by an emulated
+// Sidecar. setup runs as soon as the container exists, well within the
+// backoff, so the first poll already sees what it sets.
+func runWithSidecar(t *testing.T, command string, setup func(r *sidecarRun), settings []string, opts ...taskOption) *sidecarRun {
+	t.Helper()
+	r := &sidecarRun{agent: newAgent(t, mesostest.Config{}), sidecar: sidecartest.NewServer(t)}
+	// The Sidecar on the task's own host, as on a real agent.
+	r.sidecar.SetHostname(sidecarHost)
+	r.task = newDockerTask(t, r.agent, testImage, append([]taskOption{withShellCommand(command), withEnv("TASK_HOST", sidecarHost)}, opts...)...)
+	if err := r.agent.Launch(r.task); err != nil {
+		t.Fatal(err)
+	}
+	r.proc = startExecutor(t, r.agent, sidecarSettings(r.sidecar, settings...)...)
+	update, err := r.agent.WaitForState(testContext(t, 60*time.Second), r.task.TaskID.Value, mesos.TASK_RUNNING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.runningAt = update.Received
+	container := inspectTaskContainer(t, r.task.TaskID.Value)
+	if container == nil {
+		t.Fatal("no container")
+	}
+	r.containerID = container.ID
+	if setup != nil {
+		setup(r)
+	}
+	return r
+}
+
+// healthUpdates lists the healthy flags of the health-driven updates.
+func healthUpdates(agent *mesostest.Agent, taskID string) []bool {
+	var flags []bool
+	for _, u := range agent.Accepted(taskID) {
+		s := u.Status
+		if s.GetState() == mesos.TASK_RUNNING && s.Healthy != nil {
+			if s.GetReason() != mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
+				panic(fmt.Sprintf("health update without the health-check reason: %s", s.GetReason()))
+			}
+			flags = append(flags, s.GetHealthy())
+		}
+	}
+	return flags
+}
+
+func (r *sidecarRun) waitPolls(t *testing.T, n int) {
+	t.Helper()
+	if err := r.sidecar.WaitForPolls(testContext(t, 30*time.Second), n); err != nil {
+		t.Fatalf("Sidecar was not polled %d times: %v", n, err)
+	}
+}
+
+func (r *sidecarRun) killAndWait(t *testing.T) mesos.TaskStatus {
+	t.Helper()
+	if err := r.agent.Kill(r.task.TaskID.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	return waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second)
+}
+
+func TestSidecarUnhealthyFromTheStartFailsAfterMaxFails(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarUnhealthy)
+	}, nil)
+	final := waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_FAILED || final.GetReason() != mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
+		t.Fatalf("final %s/%s %q, want TASK_FAILED with the health-check reason", final.GetState(), final.GetReason(), final.GetMessage())
+	}
+	if !strings.Contains(final.GetMessage(), "unhealthy 3 times in a row") || final.Healthy == nil || final.GetHealthy() {
+		t.Errorf("final message %q healthy %v", final.GetMessage(), final.Healthy)
+	}
+	r.proc.waitExit(t, 20*time.Second)
+	if polls := len(r.sidecar.Polls()); polls != 3 {
+		t.Errorf("Sidecar was polled %d times, want exactly SidecarMaxFails=3", polls)
+	}
+	if got := healthUpdates(r.agent, r.task.TaskID.Value); len(got) != 1 || got[0] {
+		t.Errorf("health updates %v, want one unhealthy report", got)
+	}
+	if !strings.Contains(r.proc.stdout.String(), "got TERM") {
+		t.Errorf("the container was not stopped through SIGTERM or its logs were not copied")
+	}
+	assertNoContainer(t, r.task.TaskID.Value)
+}
+
+func TestSidecarTombstoneCountsAsUnhealthy(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarTombstone)
+	}, nil)
+	if final := waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second); final.GetState() != mesos.TASK_FAILED {
+		t.Fatalf("final %s, want TASK_FAILED", final.GetState())
+	}
+}
+
+func TestSidecarAliveKeepsTheTaskRunning(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
+	}, nil)
+	r.waitPolls(t, 15)
+	if c := inspectTaskContainer(t, r.task.TaskID.Value); c == nil || !c.State.Running {
+		t.Fatal("a healthy task's container is not running")
+	}
+	if got := healthUpdates(r.agent, r.task.TaskID.Value); len(got) != 1 || !got[0] {
+		t.Errorf("health updates %v, want exactly one healthy report", got)
+	}
+	if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s", final.GetState())
+	}
+}
+
+func TestSidecarHealthUpdatesOnlyOnChanges(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.Script(sidecarHost, r.id12(),
+			sidecarAlive, sidecarAlive, sidecarAlive,
+			sidecarUnhealthy, sidecarUnhealthy,
+			sidecarUnknown, sidecarDraining,
+			sidecarAlive, sidecarAlive, sidecarAlive)
+	}, nil)
+	r.waitPolls(t, 14)
+	want := []bool{true, false, true}
+	got := healthUpdates(r.agent, r.task.TaskID.Value)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("health updates %v, want %v", got, want)
+	}
+	if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s: two unhealthy checks must not reach SidecarMaxFails=3", final.GetState())
+	}
+}
+
+func TestSidecarAlternatingNeverKills(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		var statuses []int
+		for i := 0; i < 10; i++ {
+			statuses = append(statuses, sidecarUnhealthy, sidecarUnhealthy, sidecarAlive)
+		}
+		r.sidecar.Script(sidecarHost, r.id12(), statuses...)
+	}, nil)
+	r.waitPolls(t, 30)
+	if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q: UNHEALTHY/UNHEALTHY/ALIVE never reaches 3 in a row", final.GetState(), final.GetMessage())
+	}
+}
+
+func TestSidecarFaultsNeverKill(t *testing.T) {
+	t.Parallel()
+	faults := []sidecartest.Fault{
+		sidecartest.FaultClosed, sidecartest.FaultHTTP500, sidecartest.FaultGarbage, sidecartest.FaultTruncated,
+		sidecartest.FaultSlow, sidecartest.FaultWrongTypes,
+	}
+	for _, fault := range faults {
+		t.Run(fault.String(), func(t *testing.T) {
+			t.Parallel()
+			r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+				r.sidecar.SetService(sidecarHost, r.id12(), sidecarUnhealthy)
+				r.sidecar.SetFault(fault)
+			}, []string{"EXECUTOR_SIDECAR_MAX_FAILS=1"})
+			// Long enough for many polls (each with its retry) at 100ms.
+			eventually(t, 20*time.Second, "several rounds against the faulty Sidecar", func() bool {
+				return strings.Count(r.proc.stdout.String(), "no health verdict this round") >= 5
+			})
+			if c := inspectTaskContainer(t, r.task.TaskID.Value); c == nil || !c.State.Running {
+				t.Fatalf("Sidecar's own trouble (%s) killed the task", fault)
+			}
+			if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+				t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
+			}
+		})
+	}
+}
+
+func TestSidecarServiceNotYetDiscoveredIsNoVerdict(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		// Another container is unhealthy on our host; ours is unknown to Sidecar.
+		r.sidecar.SetService(sidecarHost, "0123456789ab", sidecarUnhealthy)
+	}, []string{"EXECUTOR_SIDECAR_MAX_FAILS=1"})
+	r.waitPolls(t, 8)
+	if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
+	}
+}
+
+func TestSidecarDiscoverFalseDisablesChecks(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, `sh -c 'sleep 2'`, nil,
+		[]string{"EXECUTOR_SIDECAR_BACKOFF=0s", "EXECUTOR_SIDECAR_DRAINING_DURATION=5s"},
+		withDockerParameter("label", "SidecarDiscover=false"))
+	if final := waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second); final.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("final %s", final.GetState())
+	}
+	if polls := len(r.sidecar.Polls()); polls != 0 {
+		t.Fatalf("Sidecar polled %d times for a task labelled SidecarDiscover=false", polls)
+	}
+}
+
+func TestSidecarBackoffIsRespected(t *testing.T) {
+	t.Parallel()
+	const backoff = 1500 * time.Millisecond
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
+	}, []string{"EXECUTOR_SIDECAR_BACKOFF=" + backoff.String()})
+	r.waitPolls(t, 1)
+	first := r.sidecar.Polls()[0].Time
+	if gap := first.Sub(r.runningAt); gap < backoff-50*time.Millisecond {
+		t.Fatalf("first poll %s after TASK_RUNNING, before the %s backoff", gap, backoff)
+	}
+	r.killAndWait(t)
+}
+
+func TestSidecarDrainBeforeStop(t *testing.T) {
+	t.Parallel()
+	const draining = 1500 * time.Millisecond
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
+	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=" + draining.String()})
+	if err := r.agent.Kill(r.task.TaskID.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	drain, err := r.sidecar.WaitForDrain(testContext(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drain.ID != r.id12() {
+		t.Fatalf("drained %q, want the container's %q", drain.ID, r.id12())
+	}
+	if c := inspectTaskContainer(t, r.task.TaskID.Value); c == nil || !c.State.Running {
+		t.Fatal("the container was stopped before draining")
+	}
+	final, err := r.agent.WaitForUpdate(testContext(t, 20*time.Second), func(u mesostest.Update) bool {
+		return u.Status.TaskID.Value == r.task.TaskID.Value && u.Status.GetState() == mesos.TASK_KILLED
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap := final.Received.Sub(drain.Time); gap < draining {
+		t.Fatalf("the container was stopped %s after the drain, before the %s draining duration", gap, draining)
+	}
+}
+
+func TestSidecarDrainCutShortWhenContainerExits(t *testing.T) {
+	t.Parallel()
+	// The container ignores SIGTERM but exits 1s after the drain starts
+	// (when the executor touches nothing: it just finishes its own work).
+	r := runWithSidecar(t, `sh -c 'while [ ! -f $MESOS_SANDBOX/finish ]; do sleep 0.05; done; echo finishing'`, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
+	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=30s"})
+	if err := r.agent.Kill(r.task.TaskID.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	drain, err := r.sidecar.WaitForDrain(testContext(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(r.proc.sandbox+"/finish", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	final := waitTerminal(t, r.agent, r.task.TaskID.Value, 20*time.Second)
+	if final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
+	}
+	if elapsed := time.Since(drain.Time); elapsed > 15*time.Second {
+		t.Fatalf("waited %s: the draining was not cut short by the container's own exit", elapsed)
+	}
+}
