@@ -139,6 +139,11 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request, s *stream) {
 			if !write(outEvent{event: executor.Event{Type: executor.Event_HEARTBEAT}, ackOf: -1}) {
 				return
 			}
+		case <-a.quit:
+			// A pipelined request on this connection stops Go's server from
+			// noticing the connection closing, so Close also ends streams
+			// directly.
+			return
 		case <-r.Context().Done():
 			a.mu.Lock()
 			a.endLocked(s, "executor closed the connection")
