@@ -241,6 +241,10 @@ func (s *subscription) barrier(t *testing.T, a *Agent) {
 	}
 }
 
+// rawClient bounds raw requests, so that a stream opened by mistake fails the
+// test instead of hanging it.
+var rawClient = &http.Client{Timeout: waitTimeout}
+
 // rawPost sends one request with the given headers on a fresh connection.
 func rawPost(t *testing.T, a *Agent, method string, header map[string]string, body []byte) (*http.Response, string) {
 	t.Helper()
@@ -252,7 +256,7 @@ func rawPost(t *testing.T, a *Agent, method string, header map[string]string, bo
 		req.Header.Set(k, v)
 	}
 	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := rawClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", method, err)
 	}
