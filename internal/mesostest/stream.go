@@ -91,6 +91,14 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request, s *stream) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", string(s.codec.Type))
 	w.WriteHeader(http.StatusOK)
+	// Flushing the header commits the response to chunked encoding even if
+	// the stream ends before its first event.
+	if err := rc.Flush(); err != nil {
+		a.mu.Lock()
+		a.endLocked(s, "write failed: "+err.Error())
+		a.mu.Unlock()
+		return
+	}
 	enc := s.codec.NewEncoder(func() framing.Writer { return recordio.NewWriter(w) })
 	heartbeat := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
