@@ -229,13 +229,14 @@ func (s *subscription) expectAck(t *testing.T, status mesos.TaskStatus) {
 }
 
 // barrier proves that no event was queued on the stream before it: it sends a
-// MESSAGE and requires it to be the next event.
+// MESSAGE and requires it to be the next event, heartbeats included (tests
+// using it keep the default 30-minute heartbeat interval).
 func (s *subscription) barrier(t *testing.T, a *Agent) {
 	t.Helper()
 	if err := a.Message([]byte("barrier")); err != nil {
 		t.Fatalf("Message: %v", err)
 	}
-	ev := s.next(t)
+	ev := s.nextAny(t)
 	if ev.Type != executor.Event_MESSAGE || string(ev.Message.Data) != "barrier" {
 		t.Fatalf("got %v before the barrier MESSAGE", ev.Type)
 	}
