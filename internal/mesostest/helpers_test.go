@@ -45,12 +45,18 @@ type testExecutor struct {
 
 func newTestExecutor(t *testing.T, a *Agent, mt encoding.MediaType, opts ...httpcli.Opt) *testExecutor {
 	cfg := a.Config()
+	return newTestExecutorAs(t, a, mt, cfg.FrameworkID, cfg.ExecutorID, opts...)
+}
+
+// newTestExecutorAs makes an executor that sends the given framework and
+// executor IDs in its calls.
+func newTestExecutorAs(t *testing.T, a *Agent, mt encoding.MediaType, frameworkID, executorID string, opts ...httpcli.Opt) *testExecutor {
 	cli := httpcli.New(append([]httpcli.Opt{
 		httpcli.Endpoint(a.URL()),
 		httpcli.Codec(codecs.ByMediaType[mt]),
 		httpcli.Do(httpcli.With(httpcli.Timeout(5 * time.Second))),
 	}, opts...)...)
-	callOptions := executor.CallOptions{calls.Framework(cfg.FrameworkID), calls.Executor(cfg.ExecutorID)}
+	callOptions := executor.CallOptions{calls.Framework(frameworkID), calls.Executor(executorID)}
 	e := &testExecutor{
 		t:          t,
 		agent:      a,

@@ -18,6 +18,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
 	"github.com/mesos/mesos-go/api/v1/lib/executor"
+	"github.com/mesos/mesos-go/api/v1/lib/executor/calls"
 	"github.com/mesos/mesos-go/api/v1/lib/recordio"
 )
 
@@ -446,5 +447,54 @@ func TestCallOnSubscriptionConnection(t *testing.T) {
 		if c.Type == executor.Call_HEARTBEAT && !c.OnSubscriptionConn {
 			t.Errorf("HEARTBEAT record %+v not marked OnSubscriptionConn", c)
 		}
+	}
+}
+
+// The same rows as seen by an executor built on mesos-go, in both codecs.
+func TestValidationThroughMesosGo(t *testing.T) {
+	for _, mt := range mediaTypes {
+		t.Run(string(mt), func(t *testing.T) {
+			a := NewAgent(t, Config{})
+			a.AllowViolations()
+			e := newTestExecutor(t, a, mt)
+			e.mustSubscribe(nil, nil)
+			eid, fid := a.Config().ExecutorID, a.Config().FrameworkID
+			malformed := "malformed request: "
+			validate := malformed + "Failed to validate Executor::Call: "
+			for _, tc := range []struct {
+				name string
+				edit func(*mesos.TaskStatus)
+				want string
+			}{
+				{"textual uuid", func(s *mesos.TaskStatus) { s.UUID = []byte(uuid.NewString()) }, validate + "Not a valid UUID"},
+				{"no uuid", func(s *mesos.TaskStatus) { s.UUID = nil }, validate + "Expecting 'uuid' to be present"},
+				{"no source", func(s *mesos.TaskStatus) { s.Source = nil },
+					validate + fmt.Sprintf("Received Call from executor %s of framework %s with invalid source, expecting 'SOURCE_EXECUTOR'", eid, fid)},
+				{"TASK_STAGING", func(s *mesos.TaskStatus) { s.State = mesos.TASK_STAGING.Enum() },
+					validate + fmt.Sprintf("Received TASK_STAGING from executor %s of framework %s which is not allowed", eid, fid)},
+				{"other executor in status", func(s *mesos.TaskStatus) { s.ExecutorID = &mesos.ExecutorID{Value: "x"} },
+					validate + fmt.Sprintf("ExecutorID in Call: %s does not match ExecutorID in TaskStatus: x", eid)},
+			} {
+				status := e.status("t1", mesos.TASK_RUNNING)
+				tc.edit(&status)
+				if err := e.update(status); err == nil || err.Error() != tc.want {
+					t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+				}
+			}
+
+			stranger := newTestExecutorAs(t, a, mt, "other-framework", eid)
+			if err := stranger.send(calls.Heartbeat()); err != nil {
+				t.Errorf("HEARTBEAT for an unknown framework: %v, want 202 (no lookup)", err)
+			}
+			if _, err := stranger.subscribe(nil, nil); err == nil || err.Error() != malformed+"Framework cannot be found" {
+				t.Errorf("SUBSCRIBE for an unknown framework: %v", err)
+			}
+			if _, err := newTestExecutorAs(t, a, mt, fid, "other-executor").subscribe(nil, nil); err == nil || err.Error() != malformed+"Executor cannot be found" {
+				t.Errorf("SUBSCRIBE for an unknown executor: %v", err)
+			}
+			if n := len(a.Violations()); n != 7 {
+				t.Errorf("%d violations, want 7: %q", n, a.Violations())
+			}
+		})
 	}
 }
