@@ -142,6 +142,7 @@ type Agent struct {
 
 	srv       *http.Server
 	jobs      *actor
+	quit      chan struct{} // closed by Close
 	serveWG   sync.WaitGroup
 	handlerWG sync.WaitGroup
 
@@ -190,6 +191,7 @@ func Start(cfg Config) (*Agent, error) {
 		port:        int32(ln.Addr().(*net.TCPAddr).Port),
 		containerID: uuid.NewString(),
 		jobs:        newActor(),
+		quit:        make(chan struct{}),
 		changed:     make(chan struct{}),
 		listener:    ln,
 		conns:       make(map[net.Conn]*connInfo),
@@ -257,6 +259,7 @@ func (a *Agent) Close() {
 	}
 	a.closed = true
 	a.endStreamLocked("agent closed")
+	close(a.quit)
 	a.mu.Unlock()
 
 	_ = a.srv.Close() // closes the listener and every connection

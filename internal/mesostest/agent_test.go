@@ -380,7 +380,7 @@ func TestPeriodicHeartbeats(t *testing.T) {
 	}
 }
 
-func TestDefaultHeartbeatIsNotSentEarly(t *testing.T) {
+func TestHeartbeatOnDemand(t *testing.T) {
 	a := NewAgent(t, Config{})
 	e := newTestExecutor(t, a, mediaTypes[0])
 	s := e.mustSubscribe(nil, nil)
@@ -390,7 +390,16 @@ func TestDefaultHeartbeatIsNotSentEarly(t *testing.T) {
 	if ev := s.nextAny(t); ev.Type != executor.Event_HEARTBEAT {
 		t.Fatalf("got %v, want the HEARTBEAT sent by Heartbeat()", ev.Type)
 	}
-	s.barrier(t, a) // no periodic one slipped in
+	s.barrier(t, a) // and no periodic one with the default interval
+	n := 0
+	for _, ev := range a.Events() {
+		if ev.Event.Type == executor.Event_HEARTBEAT {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("Events() holds %d HEARTBEATs, want 1", n)
+	}
 }
 
 func TestExecutorTerminated(t *testing.T) {

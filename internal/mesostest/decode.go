@@ -89,6 +89,11 @@ func decodeJSON(body []byte) (*executor.Call, bool, error) {
 	return &call, typePresent, nil
 }
 
+// stoutError is a conversion error worded exactly as stout's.
+type stoutError string
+
+func (e stoutError) Error() string { return string(e) }
+
 // protoTag is the part of a generated field's `protobuf:"..."` tag we need.
 type protoTag struct {
 	name     string
@@ -199,13 +204,13 @@ func checkJSONEnum(object map[string]any, tag protoTag) error {
 	keep := func(v any) (bool, error) {
 		switch v := v.(type) {
 		case json.Number:
-			return false, fmt.Errorf("Not expecting a JSON number for field '%s'", tag.name)
+			return false, stoutError(fmt.Sprintf("Not expecting a JSON number for field '%s'", tag.name))
 		case string:
 			if _, known := values[v]; known {
 				return true, nil
 			}
 			if tag.label == "req" {
-				return false, fmt.Errorf("Failed to find enum for '%s'", v)
+				return false, stoutError(fmt.Sprintf("Failed to find enum for '%s'", v))
 			}
 			return false, nil
 		}

@@ -45,12 +45,18 @@ type testExecutor struct {
 
 func newTestExecutor(t *testing.T, a *Agent, mt encoding.MediaType, opts ...httpcli.Opt) *testExecutor {
 	cfg := a.Config()
+	return newTestExecutorAs(t, a, mt, cfg.FrameworkID, cfg.ExecutorID, opts...)
+}
+
+// newTestExecutorAs makes an executor that sends the given framework and
+// executor IDs in its calls.
+func newTestExecutorAs(t *testing.T, a *Agent, mt encoding.MediaType, frameworkID, executorID string, opts ...httpcli.Opt) *testExecutor {
 	cli := httpcli.New(append([]httpcli.Opt{
 		httpcli.Endpoint(a.URL()),
 		httpcli.Codec(codecs.ByMediaType[mt]),
 		httpcli.Do(httpcli.With(httpcli.Timeout(5 * time.Second))),
 	}, opts...)...)
-	callOptions := executor.CallOptions{calls.Framework(cfg.FrameworkID), calls.Executor(cfg.ExecutorID)}
+	callOptions := executor.CallOptions{calls.Framework(frameworkID), calls.Executor(executorID)}
 	e := &testExecutor{
 		t:          t,
 		agent:      a,
@@ -229,17 +235,22 @@ func (s *subscription) expectAck(t *testing.T, status mesos.TaskStatus) {
 }
 
 // barrier proves that no event was queued on the stream before it: it sends a
-// MESSAGE and requires it to be the next event.
+// MESSAGE and requires it to be the next event, heartbeats included (tests
+// using it keep the default 30-minute heartbeat interval).
 func (s *subscription) barrier(t *testing.T, a *Agent) {
 	t.Helper()
 	if err := a.Message([]byte("barrier")); err != nil {
 		t.Fatalf("Message: %v", err)
 	}
-	ev := s.next(t)
+	ev := s.nextAny(t)
 	if ev.Type != executor.Event_MESSAGE || string(ev.Message.Data) != "barrier" {
 		t.Fatalf("got %v before the barrier MESSAGE", ev.Type)
 	}
 }
+
+// rawClient bounds raw requests, so that a stream opened by mistake fails the
+// test instead of hanging it.
+var rawClient = &http.Client{Timeout: waitTimeout}
 
 // rawPost sends one request with the given headers on a fresh connection.
 func rawPost(t *testing.T, a *Agent, method string, header map[string]string, body []byte) (*http.Response, string) {
@@ -252,7 +263,7 @@ func rawPost(t *testing.T, a *Agent, method string, header map[string]string, bo
 		req.Header.Set(k, v)
 	}
 	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := rawClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", method, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
@@ -84,14 +85,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method:      r.Method,
 		Path:        r.URL.Path,
 		ContentType: r.Header.Get("Content-Type"),
-	}
-	if accept := r.Header.Values("Accept"); accept != nil {
-		for i, v := range accept {
-			if i > 0 {
-				rec.Accept += ", "
-			}
-			rec.Accept += v
-		}
+		Accept:      strings.Join(r.Header.Values("Accept"), ", "),
 	}
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 	res := a.handle(r, &rec)
@@ -139,14 +133,15 @@ func (a *Agent) recordLocked(rec CallRecord) {
 	if rec.Decoded {
 		what = rec.Type.String()
 	}
+	// Error bodies name fields and IDs, never payload values.
+	outcome := strconv.Itoa(rec.StatusCode)
 	if rec.Body != "" {
-		a.logf("%s %s %s -> %d %s", rec.Method, rec.Path, what, rec.StatusCode, rec.Body)
-	} else {
-		a.logf("%s %s %s -> %d", rec.Method, rec.Path, what, rec.StatusCode)
+		outcome += " " + rec.Body
 	}
+	a.logf("%s %s %s -> %s", rec.Method, rec.Path, what, outcome)
 	c := rec.StatusCode
 	if (c >= 400 && c < 500 && c != http.StatusUnauthorized && c != http.StatusForbidden) || c == http.StatusNotImplemented {
-		a.violations = append(a.violations, fmt.Sprintf("%s %s (%s): %d %s", rec.Method, rec.Path, what, c, rec.Body))
+		a.violations = append(a.violations, fmt.Sprintf("%s %s (%s): %s", rec.Method, rec.Path, what, outcome))
 	}
 	if rec.OnSubscriptionConn && !(rec.Decoded && rec.Type == executor.Call_SUBSCRIBE) {
 		a.violations = append(a.violations, fmt.Sprintf("%s %s (%s) sent on the subscription connection", rec.Method, rec.Path, what))

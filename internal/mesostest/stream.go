@@ -91,6 +91,14 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request, s *stream) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", string(s.codec.Type))
 	w.WriteHeader(http.StatusOK)
+	// Flushing the header commits the response to chunked encoding even if
+	// the stream ends before its first event.
+	if err := rc.Flush(); err != nil {
+		a.mu.Lock()
+		a.endLocked(s, "write failed: "+err.Error())
+		a.mu.Unlock()
+		return
+	}
 	enc := s.codec.NewEncoder(func() framing.Writer { return recordio.NewWriter(w) })
 	heartbeat := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
@@ -139,6 +147,11 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request, s *stream) {
 			if !write(outEvent{event: executor.Event{Type: executor.Event_HEARTBEAT}, ackOf: -1}) {
 				return
 			}
+		case <-a.quit:
+			// A pipelined request on this connection stops Go's server from
+			// noticing the connection closing, so Close also ends streams
+			// directly.
+			return
 		case <-r.Context().Done():
 			a.mu.Lock()
 			a.endLocked(s, "executor closed the connection")
