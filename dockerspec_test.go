@@ -208,7 +208,7 @@ func TestParseImageReference(t *testing.T) {
 }
 
 const (
-	specTestImage       = "registry.example.com/team/web:1.2.3"
+	specTestImage   = "registry.example.com/team/web:1.2.3"
 	testHostSandbox = "/var/lib/mesos/slaves/S1/frameworks/F1/executors/E1/runs/R1"
 	testAgentHost   = "agent-1.example.com"
 )

@@ -471,7 +471,9 @@ func TestOOMKilledContainerFailsWithMemoryReason(t *testing.T) {
 	task := newDockerTask(t, agent, testImage,
 		// Holds ~200 MB in a shell variable, far beyond the 16 MiB limit.
 		withShellCommand(`sh -c 'x=$(head -c 200000000 /dev/zero | tr "\000" a); echo survived'`),
-		func(task *mesos.TaskInfo) { task.Resources = []mesos.Resource{scalarResource("cpus", 0.5), scalarResource("mem", 16)} })
+		func(task *mesos.TaskInfo) {
+			task.Resources = []mesos.Resource{scalarResource("cpus", 0.5), scalarResource("mem", 16)}
+		})
 	if err := agent.Launch(task); err != nil {
 		t.Fatal(err)
 	}
