@@ -54,6 +54,10 @@ type Config struct {
 	// AllowPrivileged lets DockerInfo.privileged through; otherwise a task
 	// asking for it fails.
 	AllowPrivileged bool `envconfig:"ALLOW_PRIVILEGED" default:"false"`
+	// DockerUnreachableTimeout is how long Docker may stay unreachable
+	// while a task runs before the task is failed. Shorter outages (a
+	// daemon restart with live-restore) are ridden out.
+	DockerUnreachableTimeout time.Duration `envconfig:"DOCKER_UNREACHABLE_TIMEOUT" default:"5m"`
 	// AckTimeout bounds the wait for the agent to acknowledge the terminal
 	// update before the executor exits anyway.
 	AckTimeout time.Duration `envconfig:"ACK_TIMEOUT" default:"1m"`
@@ -107,6 +111,7 @@ func (c *Config) validate() error {
 	positive("HTTP_TIMEOUT", c.HttpTimeout)
 	positive("SIDECAR_POLL_INTERVAL", c.SidecarPollInterval)
 	positive("ACK_TIMEOUT", c.AckTimeout)
+	positive("DOCKER_UNREACHABLE_TIMEOUT", c.DockerUnreachableTimeout)
 	notNegative("SIDECAR_RETRY_DELAY", c.SidecarRetryDelay)
 	notNegative("SIDECAR_BACKOFF", c.SidecarBackoff)
 	notNegative("SIDECAR_DRAINING_DURATION", c.SidecarDrainingDuration)
@@ -208,23 +213,24 @@ func executorEnvForLog(environ []string) []string {
 // logSettings writes the effective settings, one field per setting.
 func (c *Config) logSettings() {
 	log.WithFields(log.Fields{
-		"KillTaskTimeout":         c.KillTaskTimeout,
-		"HttpTimeout":             c.HttpTimeout.String(),
-		"SidecarRetryCount":       c.SidecarRetryCount,
-		"SidecarRetryDelay":       c.SidecarRetryDelay.String(),
-		"SidecarUrl":              c.SidecarUrl,
-		"SidecarBackoff":          c.SidecarBackoff.String(),
-		"SidecarPollInterval":     c.SidecarPollInterval.String(),
-		"SidecarMaxFails":         c.SidecarMaxFails,
-		"SidecarDrainingDuration": c.SidecarDrainingDuration.String(),
-		"DockerRepository":        c.DockerRepository,
-		"LogsSince":               c.LogsSince.String(),
-		"ForceCpuLimit":           c.ForceCpuLimit,
-		"ForceMemoryLimit":        c.ForceMemoryLimit,
-		"UseCpuShares":            c.UseCpuShares,
-		"AllowPrivileged":         c.AllowPrivileged,
-		"AckTimeout":              c.AckTimeout.String(),
-		"Debug":                   c.Debug,
-		"LogFormat":               c.LogFormat,
+		"KillTaskTimeout":          c.KillTaskTimeout,
+		"HttpTimeout":              c.HttpTimeout.String(),
+		"SidecarRetryCount":        c.SidecarRetryCount,
+		"SidecarRetryDelay":        c.SidecarRetryDelay.String(),
+		"SidecarUrl":               c.SidecarUrl,
+		"SidecarBackoff":           c.SidecarBackoff.String(),
+		"SidecarPollInterval":      c.SidecarPollInterval.String(),
+		"SidecarMaxFails":          c.SidecarMaxFails,
+		"SidecarDrainingDuration":  c.SidecarDrainingDuration.String(),
+		"DockerRepository":         c.DockerRepository,
+		"LogsSince":                c.LogsSince.String(),
+		"ForceCpuLimit":            c.ForceCpuLimit,
+		"ForceMemoryLimit":         c.ForceMemoryLimit,
+		"UseCpuShares":             c.UseCpuShares,
+		"AllowPrivileged":          c.AllowPrivileged,
+		"AckTimeout":               c.AckTimeout.String(),
+		"DockerUnreachableTimeout": c.DockerUnreachableTimeout.String(),
+		"Debug":                    c.Debug,
+		"LogFormat":                c.LogFormat,
 	}).Info("executor settings")
 }

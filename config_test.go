@@ -14,19 +14,20 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		KillTaskTimeout:         5,
-		HttpTimeout:             2 * time.Second,
-		SidecarRetryCount:       5,
-		SidecarRetryDelay:       3 * time.Second,
-		SidecarUrl:              "http://localhost:7777/state.json",
-		SidecarBackoff:          time.Minute + 5*time.Second,
-		SidecarPollInterval:     30 * time.Second,
-		SidecarMaxFails:         3,
-		SidecarDrainingDuration: 10 * time.Second,
-		DockerRepository:        "https://index.docker.io/v1/",
-		LogsSince:               3 * time.Minute,
-		AckTimeout:              time.Minute,
-		LogFormat:               "text",
+		KillTaskTimeout:          5,
+		HttpTimeout:              2 * time.Second,
+		SidecarRetryCount:        5,
+		SidecarRetryDelay:        3 * time.Second,
+		SidecarUrl:               "http://localhost:7777/state.json",
+		SidecarBackoff:           time.Minute + 5*time.Second,
+		SidecarPollInterval:      30 * time.Second,
+		SidecarMaxFails:          3,
+		SidecarDrainingDuration:  10 * time.Second,
+		DockerRepository:         "https://index.docker.io/v1/",
+		LogsSince:                3 * time.Minute,
+		AckTimeout:               time.Minute,
+		DockerUnreachableTimeout: 5 * time.Minute,
+		LogFormat:                "text",
 	}
 	if *cfg != want {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -36,24 +37,25 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 func TestConfigReadsEveryVariable(t *testing.T) {
 	clearExecutorEnv(t)
 	for name, value := range map[string]string{
-		"EXECUTOR_KILL_TASK_TIMEOUT":         "12",
-		"EXECUTOR_HTTP_TIMEOUT":              "750ms",
-		"EXECUTOR_SIDECAR_RETRY_COUNT":       "0",
-		"EXECUTOR_SIDECAR_RETRY_DELAY":       "1s",
-		"EXECUTOR_SIDECAR_URL":               "http://sidecar.local:7777/api/state.json",
-		"EXECUTOR_SIDECAR_BACKOFF":           "0s",
-		"EXECUTOR_SIDECAR_POLL_INTERVAL":     "5s",
-		"EXECUTOR_SIDECAR_MAX_FAILS":         "7",
-		"EXECUTOR_SIDECAR_DRAINING_DURATION": "0s",
-		"EXECUTOR_DOCKER_REPOSITORY":         "registry.local:5000",
-		"EXECUTOR_LOGS_SINCE":                "10m",
-		"EXECUTOR_FORCE_CPU_LIMIT":           "true",
-		"EXECUTOR_FORCE_MEMORY_LIMIT":        "true",
-		"EXECUTOR_USE_CPU_SHARES":            "true",
-		"EXECUTOR_ALLOW_PRIVILEGED":          "true",
-		"EXECUTOR_ACK_TIMEOUT":               "5s",
-		"EXECUTOR_DEBUG":                     "true",
-		"EXECUTOR_LOG_FORMAT":                "json",
+		"EXECUTOR_KILL_TASK_TIMEOUT":          "12",
+		"EXECUTOR_HTTP_TIMEOUT":               "750ms",
+		"EXECUTOR_SIDECAR_RETRY_COUNT":        "0",
+		"EXECUTOR_SIDECAR_RETRY_DELAY":        "1s",
+		"EXECUTOR_SIDECAR_URL":                "http://sidecar.local:7777/api/state.json",
+		"EXECUTOR_SIDECAR_BACKOFF":            "0s",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL":      "5s",
+		"EXECUTOR_SIDECAR_MAX_FAILS":          "7",
+		"EXECUTOR_SIDECAR_DRAINING_DURATION":  "0s",
+		"EXECUTOR_DOCKER_REPOSITORY":          "registry.local:5000",
+		"EXECUTOR_LOGS_SINCE":                 "10m",
+		"EXECUTOR_FORCE_CPU_LIMIT":            "true",
+		"EXECUTOR_FORCE_MEMORY_LIMIT":         "true",
+		"EXECUTOR_USE_CPU_SHARES":             "true",
+		"EXECUTOR_ALLOW_PRIVILEGED":           "true",
+		"EXECUTOR_ACK_TIMEOUT":                "5s",
+		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT": "45s",
+		"EXECUTOR_DEBUG":                      "true",
+		"EXECUTOR_LOG_FORMAT":                 "json",
 	} {
 		t.Setenv(name, value)
 	}
@@ -66,7 +68,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		SidecarUrl: "http://sidecar.local:7777/api/state.json", SidecarBackoff: 0, SidecarPollInterval: 5 * time.Second,
 		SidecarMaxFails: 7, SidecarDrainingDuration: 0, DockerRepository: "registry.local:5000", LogsSince: 10 * time.Minute,
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AllowPrivileged: true, AckTimeout: 5 * time.Second,
-		Debug: true, LogFormat: "json",
+		DockerUnreachableTimeout: 45 * time.Second,
+		Debug:                    true, LogFormat: "json",
 	}
 	if *cfg != want {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)
@@ -145,7 +148,7 @@ func clearExecutorEnv(t *testing.T) {
 	for _, name := range []string{"KILL_TASK_TIMEOUT", "HTTP_TIMEOUT", "SIDECAR_RETRY_COUNT", "SIDECAR_RETRY_DELAY",
 		"SIDECAR_URL", "SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION",
 		"DOCKER_REPOSITORY", "LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES",
-		"ALLOW_PRIVILEGED", "ACK_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
+		"ALLOW_PRIVILEGED", "ACK_TIMEOUT", "DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
 		t.Setenv("EXECUTOR_"+name, "")
 		os.Unsetenv("EXECUTOR_" + name)
 	}

@@ -161,13 +161,34 @@ func (r *dockerRuntime) inspectContainer(ctx context.Context, id string) (*docke
 }
 
 // waitContainer blocks until the container is no longer running. A broken
-// connection to Docker is not an exit: the wait is resumed until Docker
-// answers again or unreachableLimit passes without an answer.
-func (r *dockerRuntime) waitContainer(ctx context.Context, id string, unreachableLimit time.Duration, logger *log.Entry) error {
+// connection to Docker is not an exit: the wait is resumed once Docker
+// answers again, unless it stays unreachable for longer than limit.
+func (r *dockerRuntime) waitContainer(ctx context.Context, id string, limit time.Duration, logger *log.Entry) error {
+	return r.whileUnreachable(ctx, limit, logger, "wait for container "+shortID(id), func() error {
+		_, err := r.long.WaitContainerWithContext(id, ctx)
+		return err
+	})
+}
+
+// inspectPatiently inspects the container, riding out a Docker outage of
+// up to limit: the exit status must not be lost to a daemon restart.
+func (r *dockerRuntime) inspectPatiently(ctx context.Context, id string, limit time.Duration, logger *log.Entry) (*docker.Container, error) {
+	var container *docker.Container
+	err := r.whileUnreachable(ctx, limit, logger, "inspect container "+shortID(id), func() error {
+		var err error
+		container, err = r.inspectContainer(ctx, id)
+		return err
+	})
+	return container, err
+}
+
+// whileUnreachable runs call until it succeeds, fails for a reason other
+// than Docker being unreachable, or Docker has not answered for limit.
+func (r *dockerRuntime) whileUnreachable(ctx context.Context, limit time.Duration, logger *log.Entry, what string, call func() error) error {
 	var unreachableSince time.Time
 	delay := 100 * time.Millisecond
 	for {
-		_, err := r.long.WaitContainerWithContext(id, ctx)
+		err := call()
 		if err == nil {
 			return nil
 		}
@@ -175,25 +196,25 @@ func (r *dockerRuntime) waitContainer(ctx context.Context, id string, unreachabl
 			return ctx.Err()
 		}
 		var missing *docker.NoSuchContainer
-		if errors.As(err, &missing) {
-			return fmt.Errorf("container %s disappeared from Docker: %w", shortID(id), err)
+		var apiError *docker.Error
+		if errors.As(err, &missing) || errors.As(err, &apiError) {
+			// Docker answered: this is its verdict, not an outage.
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if unreachableSince.IsZero() {
 			unreachableSince = time.Now()
 		}
-		if time.Since(unreachableSince) > unreachableLimit {
-			return fmt.Errorf("the Docker daemon at %s was unreachable for more than %s while waiting for container %s: %w",
-				r.endpoint, unreachableLimit, shortID(id), err)
+		if time.Since(unreachableSince) > limit {
+			return fmt.Errorf("%s: the Docker daemon at %s was unreachable for more than %s (the container may still be running): %w",
+				what, r.endpoint, limit, err)
 		}
-		logger.WithError(err).Warn("lost the wait on the container; Docker may be restarting, waiting again")
+		logger.WithError(err).Warnf("%s: Docker did not answer; trying again", what)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if delay *= 2; delay > 2*time.Second {
-			delay = 2 * time.Second
-		}
+		delay = min(delay*2, 2*time.Second)
 	}
 }
 

@@ -15,10 +15,6 @@ import (
 	log "github.com/sirupsen/logrus"
 )
 
-// dockerUnreachableLimit is how long Docker may stay unreachable while a
-// task runs before the executor gives up on it.
-const dockerUnreachableLimit = 2 * time.Minute
-
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
 		os.Exit(cleanupOrphan())
@@ -92,11 +88,13 @@ func run() int {
 	logger.WithField("env", executorEnvForLog(os.Environ())).Info("sidecar-executor starting")
 	settings, settingsErr := loadConfig()
 	ackTimeout := time.Minute
+	var dockerUnreachableLimit time.Duration
 	if settingsErr != nil {
 		logger.WithError(settingsErr).Error("the executor settings are invalid; the task will be failed")
 	} else {
 		settings.logSettings()
 		ackTimeout = settings.AckTimeout
+		dockerUnreachableLimit = settings.DockerUnreachableTimeout
 	}
 
 	runtime, dockerErr := newDockerRuntime()

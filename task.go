@@ -107,18 +107,19 @@ type outcome struct {
 	reason  *mesos.TaskStatus_Reason
 	message string
 	healthy *bool
-	// launchFailed marks a task the executor could not start: bad input or
-	// an unusable environment. The executor then exits non-zero.
-	launchFailed bool
+	// executorFailed marks a task the executor could not launch or lost
+	// track of: bad input or an unusable environment (Docker, registry,
+	// Vault). The executor then exits non-zero.
+	executorFailed bool
 }
 
 func (t *taskRunner) run() {
 	defer close(t.done)
 	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
 	result := t.launchAndSupervise()
-	if result.launchFailed {
+	if result.executorFailed {
 		t.markFailed()
-		t.logger.WithField("error", result.message).Error("the task could not be launched")
+		t.logger.WithField("error", result.message).Error("the task could not be launched or supervised")
 	}
 	status := newStatus(t.info.TaskID, result.state, result.reason, result.message)
 	status.Healthy = result.healthy
@@ -130,7 +131,7 @@ func (t *taskRunner) status(state mesos.TaskState, reason *mesos.TaskStatus_Reas
 }
 
 func launchFailure(reason mesos.TaskStatus_Reason, message string) outcome {
-	return outcome{state: mesos.TASK_FAILED, reason: reason.Enum(), message: message, launchFailed: true}
+	return outcome{state: mesos.TASK_FAILED, reason: reason.Enum(), message: message, executorFailed: true}
 }
 
 // launchAndSupervise launches the container and watches it until it ends.
@@ -461,8 +462,8 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr
 	var exitCode int
 	if waitErr != nil {
 		logger.WithError(waitErr).Error("lost track of the container")
-		result = outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_EXECUTOR_TERMINATED.Enum(), message: waitErr.Error()}
-	} else if inspected, err := runtime.inspectContainer(context.Background(), id); err != nil {
+		result = outcome{state: mesos.TASK_FAILED, message: waitErr.Error(), executorFailed: true}
+	} else if inspected, err := runtime.inspectPatiently(context.Background(), id, t.deps.dockerUnreachableLimit, logger); err != nil {
 		result = outcome{state: mesos.TASK_FAILED, message: "the container exited but its exit status is unknown: " + err.Error()}
 	} else {
 		exitCode = inspected.State.ExitCode
