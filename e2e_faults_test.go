@@ -1,0 +1,460 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+)
+
+var restartRounds = flag.Int("restart-rounds", 20, "rounds of each agent-restart scenario in TestAgentRestartRounds")
+
+// dockerProxy sits between the executor and the Docker socket so a test can
+// cut the executor off from Docker (every connection closed, new ones
+// refused) and restore it, as a daemon restart would.
+type dockerProxy struct {
+	t        *testing.T
+	path     string
+	upstream string
+
+	mu       sync.Mutex
+	listener net.Listener
+	conns    map[net.Conn]bool
+	serving  sync.WaitGroup
+}
+
+func newDockerProxy(t *testing.T) *dockerProxy {
+	t.Helper()
+	upstream := "/var/run/docker.sock"
+	if host := os.Getenv("DOCKER_HOST"); host != "" {
+		path, ok := strings.CutPrefix(host, "unix://")
+		if !ok {
+			t.Skipf("the Docker proxy needs a unix socket, DOCKER_HOST is %s", host)
+		}
+		upstream = path
+	}
+	// A short directory: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "dproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dockerProxy{t: t, path: filepath.Join(dir, "docker.sock"), upstream: upstream, conns: map[net.Conn]bool{}}
+	p.restore()
+	t.Cleanup(func() {
+		p.cut()
+		p.serving.Wait()
+		os.RemoveAll(dir)
+	})
+	return p
+}
+
+func (p *dockerProxy) dockerHost() string { return "DOCKER_HOST=unix://" + p.path }
+
+// cut closes every connection and stops accepting new ones.
+func (p *dockerProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listener != nil {
+		p.listener.Close()
+		p.listener = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// restore listens again on the same path.
+func (p *dockerProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	os.Remove(p.path)
+	listener, err := net.Listen("unix", p.path)
+	if err != nil {
+		p.t.Fatalf("docker proxy: %v", err)
+	}
+	p.listener = listener
+	p.serving.Add(1)
+	go func() {
+		defer p.serving.Done()
+		for {
+			client, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			p.serving.Add(1)
+			go func() {
+				defer p.serving.Done()
+				p.pipe(client)
+			}()
+		}
+	}()
+}
+
+func (p *dockerProxy) pipe(client net.Conn) {
+	server, err := net.Dial("unix", p.upstream)
+	if err != nil {
+		client.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.listener == nil {
+		p.mu.Unlock()
+		client.Close()
+		server.Close()
+		return
+	}
+	p.conns[client], p.conns[server] = true, true
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	copyHalf := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, _ = io.Copy(dst, src)
+		dst.Close()
+		src.Close()
+	}
+	go copyHalf(server, client)
+	go copyHalf(client, server)
+	wg.Wait()
+	p.mu.Lock()
+	delete(p.conns, client)
+	delete(p.conns, server)
+	p.mu.Unlock()
+}
+
+// exitOnDemand runs until the test writes an exit status to the sandbox
+// file "exit", then exits with it.
+const exitOnDemand = `sh -c 'trap "exit 0" TERM; while [ ! -f $MESOS_SANDBOX/exit ]; do sleep 0.05; done; exit $(cat $MESOS_SANDBOX/exit)'`
+
+func requestExit(t *testing.T, proc *executorProcess, status int) {
+	t.Helper()
+	if err := writeFileAtomic(filepath.Join(proc.sandbox, "exit"), []byte(fmt.Sprint(status)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitForDockerTrouble waits until the executor has noticed the outage.
+func waitForDockerTrouble(t *testing.T, proc *executorProcess) {
+	t.Helper()
+	eventually(t, 20*time.Second, "the executor to notice Docker is gone", func() bool {
+		return strings.Count(proc.output(), "Docker did not answer") >= 2
+	})
+}
+
+func noTerminalYet(t *testing.T, agent *mesostest.Agent, taskID string) {
+	t.Helper()
+	for _, u := range agent.Accepted(taskID) {
+		if isTerminal(u.Status.GetState()) {
+			t.Fatalf("false terminal update during the Docker outage: %s %q", u.Status.GetState(), u.Status.GetMessage())
+		}
+	}
+}
+
+func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
+	t.Parallel()
+	proxy := newDockerProxy(t)
+	agent := newAgent(t, mesostest.Config{})
+	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent, proxy.dockerHost())
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+
+	proxy.cut()
+	waitForDockerTrouble(t, proc)
+	noTerminalYet(t, agent, task.TaskID.Value)
+	proxy.restore()
+
+	requestExit(t, proc, 0)
+	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("final %s %q, want TASK_FINISHED", final.GetState(), final.GetMessage())
+	}
+	proc.waitExit(t, 20*time.Second)
+	assertNoContainer(t, task.TaskID.Value)
+}
+
+func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
+	t.Parallel()
+	proxy := newDockerProxy(t)
+	agent := newAgent(t, mesostest.Config{})
+	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent, proxy.dockerHost())
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+
+	proxy.cut()
+	waitForDockerTrouble(t, proc)
+	requestExit(t, proc, 5)
+	eventually(t, 20*time.Second, "the container to exit during the outage", func() bool {
+		c := inspectTaskContainer(t, task.TaskID.Value)
+		return c != nil && !c.State.Running
+	})
+	noTerminalYet(t, agent, task.TaskID.Value)
+	proxy.restore()
+
+	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "exited with status 5") {
+		t.Fatalf("final %s %q, want the real outcome: TASK_FAILED with status 5", final.GetState(), final.GetMessage())
+	}
+	proc.waitExit(t, 20*time.Second)
+	assertNoContainer(t, task.TaskID.Value)
+}
+
+func TestDockerOutageDuringStop(t *testing.T) {
+	t.Parallel()
+	proxy := newDockerProxy(t)
+	agent := newAgent(t, mesostest.Config{})
+	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent, proxy.dockerHost())
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+
+	proxy.cut()
+	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a failed stop", func() bool {
+		return strings.Contains(proc.output(), "Docker did not stop the container; trying again")
+	})
+	if c := inspectTaskContainer(t, task.TaskID.Value); c == nil || !c.State.Running {
+		t.Fatal("the container stopped while the executor could not reach Docker")
+	}
+	noTerminalYet(t, agent, task.TaskID.Value)
+	proxy.restore()
+
+	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
+	}
+	proc.waitExit(t, 20*time.Second)
+	assertNoContainer(t, task.TaskID.Value)
+}
+
+func TestDockerUnreachablePastTheBoundFailsTheTask(t *testing.T) {
+	t.Parallel()
+	proxy := newDockerProxy(t)
+	agent := newAgent(t, mesostest.Config{})
+	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent, proxy.dockerHost(), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	proxy.cut()
+	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "unreachable") {
+		t.Fatalf("final %s %q, want TASK_FAILED saying Docker is unreachable", final.GetState(), final.GetMessage())
+	}
+	if code := proc.waitExit(t, 30*time.Second); code == 0 {
+		t.Errorf("executor exited 0 after losing Docker")
+	}
+}
+
+func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
+	t.Parallel()
+	agent := newAgent(t, mesostest.Config{})
+	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
+	// A predecessor died and left its container behind, still running.
+	stale, err := createRunningContainer(containerName(task.TaskID.Value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent)
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	current := inspectTaskContainer(t, task.TaskID.Value)
+	if current == nil || current.ID == stale {
+		t.Fatal("the stale container was not replaced")
+	}
+	if !strings.Contains(proc.stdout.String(), "left by a previous executor") {
+		t.Errorf("the executor did not say it removed the stale container")
+	}
+	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+}
+
+// TestAgentRestartRounds restarts the agent (checkpointing on) during the
+// pull, while the task runs, and between the terminal update and its
+// acknowledgement, many times each. Every round: exactly one terminal
+// update reaches the agent, nothing is lost, the container never restarts.
+func TestAgentRestartRounds(t *testing.T) {
+	t.Parallel()
+	registry := hangingRegistry(t)
+	scenarios := map[string]func(t *testing.T){
+		"during-pull":      func(t *testing.T) { restartDuringPull(t, registry) },
+		"while-running":    restartWhileRunning,
+		"before-final-ack": restartBeforeTerminalAck,
+	}
+	// Bounded parallelism: each round is an executor and a container.
+	slots := make(chan struct{}, 6)
+	for name, scenario := range scenarios {
+		for round := 1; round <= *restartRounds; round++ {
+			t.Run(fmt.Sprintf("%s/%d", name, round), func(t *testing.T) {
+				t.Parallel()
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				scenario(t)
+			})
+		}
+	}
+}
+
+func newRestartAgent(t *testing.T) *mesostest.Agent {
+	return newAgent(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: time.Minute, SubscriptionBackoffMax: 200 * time.Millisecond,
+		Logf: func(string, ...any) {}})
+}
+
+// restartAgent drops the executor's connection and refuses it until the
+// executor has failed to reconnect at least once, then lets it back in.
+func restartAgent(t *testing.T, agent *mesostest.Agent, proc *executorProcess, subscriptionsSoFar int) {
+	t.Helper()
+	failedBefore := strings.Count(proc.output(), "could not subscribe to the agent")
+	agent.SetRefuse(mesostest.RefuseConnections)
+	eventually(t, 20*time.Second, "a refused resubscription", func() bool {
+		return strings.Count(proc.output(), "could not subscribe to the agent") > failedBefore
+	})
+	agent.SetRefuse(mesostest.RefuseNone)
+	if err := agent.WaitForSubscriptions(testContext(t, 30*time.Second), subscriptionsSoFar+1); err != nil {
+		t.Fatalf("no resubscription: %v", err)
+	}
+}
+
+// exactlyOneTerminal checks the agent's record: one accepted terminal
+// update, and every other update with a terminal state a same-uuid
+// duplicate of it.
+func exactlyOneTerminal(t *testing.T, agent *mesostest.Agent, taskID string) mesos.TaskStatus {
+	t.Helper()
+	var terminal []mesostest.Update
+	for _, u := range agent.Accepted(taskID) {
+		if isTerminal(u.Status.GetState()) {
+			terminal = append(terminal, u)
+		}
+	}
+	if len(terminal) != 1 {
+		t.Fatalf("%d terminal updates accepted, want exactly 1: %s", len(terminal), describeUpdates(agent.Accepted(taskID)))
+	}
+	for _, u := range agent.Updates() {
+		if u.Status.TaskID.Value == taskID && isTerminal(u.Status.GetState()) && u.Dropped != "" {
+			t.Fatalf("a second terminal update was sent and dropped: %s %q (%s)", u.Status.GetState(), u.Status.GetMessage(), u.Dropped)
+		}
+	}
+	return terminal[0].Status
+}
+
+func restartDuringPull(t *testing.T, registry string) {
+	agent := newRestartAgent(t)
+	task := newDockerTask(t, agent, registry+"/stuck/image:1")
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent)
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_STARTING, 30*time.Second)
+	eventually(t, 30*time.Second, "the pull to start", func() bool { return strings.Contains(proc.output(), "pulling the image") })
+	restartAgent(t, agent, proc, 1)
+	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if code := proc.waitExit(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if final := exactlyOneTerminal(t, agent, task.TaskID.Value); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s", final.GetState())
+	}
+	assertNoContainer(t, task.TaskID.Value)
+}
+
+func restartWhileRunning(t *testing.T) {
+	agent := newRestartAgent(t)
+	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent)
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	before := inspectTaskContainer(t, task.TaskID.Value)
+	restartAgent(t, agent, proc, 1)
+	after := inspectTaskContainer(t, task.TaskID.Value)
+	if after == nil || after.ID != before.ID || after.RestartCount != 0 || !after.State.StartedAt.Equal(before.State.StartedAt) {
+		t.Fatal("the container was restarted or replaced across the agent restart")
+	}
+	requestExit(t, proc, 0)
+	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if code := proc.waitExit(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if final := exactlyOneTerminal(t, agent, task.TaskID.Value); final.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("final %s", final.GetState())
+	}
+	want := "[TASK_STARTING TASK_RUNNING TASK_FINISHED]"
+	if got := fmt.Sprint(states(agent, task.TaskID.Value)); got != want {
+		t.Fatalf("states %s, want %s", got, want)
+	}
+}
+
+func restartBeforeTerminalAck(t *testing.T) {
+	agent := newRestartAgent(t)
+	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	proc := startExecutor(t, agent)
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent.SetWithholdAcks(true)
+	requestExit(t, proc, 0)
+	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	restartAgent(t, agent, proc, 1)
+	agent.SetWithholdAcks(false)
+	if code := proc.waitExit(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d: the terminal update resent in SUBSCRIBE was not acknowledged", code)
+	}
+	if final := exactlyOneTerminal(t, agent, task.TaskID.Value); final.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("final %s", final.GetState())
+	}
+	// The resubscription carried the terminal update (a same-uuid duplicate).
+	resent := false
+	for _, u := range agent.Updates() {
+		if u.Via == "subscribe" && u.Status.GetState() == mesos.TASK_FINISHED {
+			resent = true
+			if !u.Duplicate {
+				t.Errorf("the resent terminal update has a new uuid")
+			}
+		}
+	}
+	if !resent {
+		t.Fatal("the unacknowledged terminal update was not resent in SUBSCRIBE")
+	}
+}
+
+// createRunningContainer starts a container the executor does not know.
+func createRunningContainer(name string) (string, error) {
+	container, err := dockerClient.CreateContainer(docker.CreateContainerOptions{
+		Name:   name,
+		Config: &docker.Config{Image: testImage, Cmd: []string{"sleep", "600"}},
+	})
+	if err != nil {
+		return "", err
+	}
+	return container.ID, dockerClient.StartContainer(container.ID, nil)
+}
