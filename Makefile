@@ -6,7 +6,13 @@ TEST_IMAGE  := sidecar-executor/busybox:1.35
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -race -count=1 -timeout 20m
 
-.PHONY: all build test test-image bench lint vet clean
+# Fuzz targets, as package:target. make fuzz runs each for FUZZTIME; make
+# test runs each briefly so that regressions show.
+FUZZ_TARGETS := .:FuzzBuildContainerSpec .:FuzzSplitShellCommand .:FuzzLookupServiceStatus \
+	.:FuzzParseVaultReference .:FuzzLoadConfig
+FUZZTIME ?= 60s
+
+.PHONY: all build test test-image bench lint vet clean fuzz
 
 all: build
 
@@ -19,6 +25,14 @@ test-image:
 
 test: test-image vet
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) fuzz FUZZTIME=2s
+
+fuzz:
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; name=$${target#*:}; \
+		echo "fuzz $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -166,3 +166,35 @@ func TestEmptySettingMeansDefault(t *testing.T) {
 		t.Fatalf("empty settings did not fall back to the defaults: %+v", cfg)
 	}
 }
+
+// FuzzLoadConfig sets one setting to arbitrary text: loading must either
+// succeed with a valid configuration or fail naming that variable.
+func FuzzLoadConfig(f *testing.F) {
+	names := []string{"KILL_TASK_TIMEOUT", "HTTP_TIMEOUT", "SIDECAR_RETRY_COUNT", "SIDECAR_RETRY_DELAY", "SIDECAR_URL",
+		"SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION", "DOCKER_REPOSITORY",
+		"LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES", "ALLOW_PRIVILEGED", "ACK_TIMEOUT",
+		"DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"}
+	for i, seed := range []string{"5", "2s", "-1", "1m5s", "http://localhost:7777/state.json", "true", "json", "", "0", "ftp://x", "9999999999999999999h"} {
+		f.Add(uint8(i), seed)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, value string) {
+		if strings.ContainsRune(value, 0) {
+			return // the environment cannot hold NUL bytes
+		}
+		name := "EXECUTOR_" + names[int(which)%len(names)]
+		clearExecutorEnv(t)
+		t.Setenv(name, value)
+		cfg, err := loadConfig()
+		if err != nil {
+			if !strings.Contains(err.Error(), name) {
+				t.Fatalf("error %q does not name %s", err, name)
+			}
+			return
+		}
+		if cfg.HttpTimeout <= 0 || cfg.SidecarPollInterval <= 0 || cfg.AckTimeout <= 0 || cfg.DockerUnreachableTimeout <= 0 ||
+			cfg.SidecarRetryDelay < 0 || cfg.SidecarBackoff < 0 || cfg.SidecarDrainingDuration < 0 || cfg.LogsSince < 0 ||
+			cfg.SidecarRetryCount < 0 || cfg.SidecarMaxFails < 1 || (cfg.LogFormat != "text" && cfg.LogFormat != "json") {
+			t.Fatalf("%s=%q accepted into an invalid configuration %+v", name, value, cfg)
+		}
+	})
+}

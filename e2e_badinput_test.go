@@ -106,6 +106,97 @@ func TestBadInputFailsTheTask(t *testing.T) {
 			message:  []string{"EXECUTOR_SIDECAR_POLL_INTERVAL", "soon"},
 		},
 		{
+			name: "duplicate port mappings",
+			task: []taskOption{bridge, func(task *mesos.TaskInfo) {
+				task.Resources = append(task.Resources, portsResource(mesos.Value_Range{Begin: 31000, End: 31010}))
+				task.Container.Docker.PortMappings = []mesos.ContainerInfo_DockerInfo_PortMapping{
+					{HostPort: 31000, ContainerPort: 8080}, {HostPort: 31000, ContainerPort: 8081}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"31000"},
+		},
+		{
+			name: "host port outside the ports resource",
+			task: []taskOption{bridge, func(task *mesos.TaskInfo) {
+				task.Resources = append(task.Resources, portsResource(mesos.Value_Range{Begin: 31000, End: 31004}))
+				task.Container.Docker.PortMappings = []mesos.ContainerInfo_DockerInfo_PortMapping{{HostPort: 31005, ContainerPort: 8080}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"31005"},
+		},
+		{
+			name: "host port out of range",
+			task: []taskOption{bridge, func(task *mesos.TaskInfo) {
+				task.Container.Docker.PortMappings = []mesos.ContainerInfo_DockerInfo_PortMapping{{HostPort: 70000, ContainerPort: 8080}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"70000"},
+		},
+		{
+			name: "container port 0",
+			task: []taskOption{bridge, func(task *mesos.TaskInfo) {
+				task.Resources = append(task.Resources, portsResource(mesos.Value_Range{Begin: 31000, End: 31000}))
+				task.Container.Docker.PortMappings = []mesos.ContainerInfo_DockerInfo_PortMapping{{HostPort: 31000, ContainerPort: 0}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"container_port"},
+		},
+		{
+			name: "negative resources",
+			task: []taskOption{func(task *mesos.TaskInfo) {
+				task.Resources = []mesos.Resource{scalarResource("cpus", -1), scalarResource("mem", 64)}
+			}},
+			settings: []string{"EXECUTOR_FORCE_CPU_LIMIT=true"},
+			reason:   mesos.REASON_TASK_INVALID,
+			message:  []string{"cpus"},
+		},
+		{
+			name:    "huge environment",
+			task:    []taskOption{withEnv("HUGE", strings.Repeat("x", 2<<20))},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"environment", "MiB"},
+		},
+		{
+			name:    "NUL byte in an environment value",
+			task:    []taskOption{withEnv("WITH_NUL", "before\x00after")},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"WITH_NUL", "NUL"},
+		},
+		{
+			name:    "NUL byte in a label",
+			task:    []taskOption{withDockerParameter("label", "team=pay\x00ments")},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"NUL"},
+		},
+		{
+			name: "path traversal in a volume",
+			task: []taskOption{func(task *mesos.TaskInfo) {
+				task.Container.Volumes = []mesos.Volume{{HostPath: strPtr("/tmp/../etc"), ContainerPath: "/data", Mode: mesos.RO.Enum()}}
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{".."},
+		},
+		{
+			name: "privileged while not allowed",
+			task: []taskOption{func(task *mesos.TaskInfo) {
+				task.Container.Docker.Privileged = boolPtr(true)
+			}},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"EXECUTOR_ALLOW_PRIVILEGED"},
+		},
+		{
+			name:    "unterminated quote in executor.ShellCommand",
+			task:    []taskOption{withShellCommand(`sh -c 'echo unbalanced`)},
+			reason:  mesos.REASON_TASK_INVALID,
+			message: []string{"executor.ShellCommand"},
+		},
+		{
+			name:     "negative kill timeout",
+			settings: []string{"EXECUTOR_KILL_TASK_TIMEOUT=-1"},
+			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
+			message:  []string{"EXECUTOR_KILL_TASK_TIMEOUT"},
+		},
+		{
 			name:     "zero poll interval",
 			settings: []string{"EXECUTOR_SIDECAR_POLL_INTERVAL=0s"},
 			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
@@ -131,6 +222,7 @@ func TestBadInputFailsTheTask(t *testing.T) {
 				image = tc.image
 			}
 			task := newDockerTask(t, agent, image, append([]taskOption{withShellCommand("true")}, tc.task...)...)
+			task = withoutDuplicateCommandLabel(task)
 			if err := agent.Launch(task); err != nil {
 				t.Fatal(err)
 			}
@@ -170,4 +262,23 @@ func TestMissingMesosEnvironmentExitsClearly(t *testing.T) {
 	if !strings.Contains(proc.output(), "MESOS_FRAMEWORK_ID") {
 		t.Fatalf("the error does not name the missing variables:\n%s", proc.output())
 	}
+}
+
+// withoutDuplicateCommandLabel keeps only the last executor.ShellCommand
+// label, so a case can replace the default command.
+func withoutDuplicateCommandLabel(task mesos.TaskInfo) mesos.TaskInfo {
+	var kept []mesos.Label
+	last := -1
+	for i, l := range task.Labels.Labels {
+		if l.Key == "executor.ShellCommand" {
+			last = i
+		}
+	}
+	for i, l := range task.Labels.Labels {
+		if l.Key != "executor.ShellCommand" || i == last {
+			kept = append(kept, l)
+		}
+	}
+	task.Labels.Labels = kept
+	return task
 }
