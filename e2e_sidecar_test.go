@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -314,5 +315,67 @@ func TestSidecarDrainCutShortWhenContainerExits(t *testing.T) {
 	}
 	if elapsed := time.Since(drain.Time); elapsed > 15*time.Second {
 		t.Fatalf("waited %s: the draining was not cut short by the container's own exit", elapsed)
+	}
+}
+
+// peakRSS is the process's high-water resident memory (VmHWM) in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/<pid>/status")
+	return 0
+}
+
+// TestSidecarHugeStateKeepsMemoryBounded serves 50 MB state documents:
+// the executor must neither crash, nor kill the healthy task, nor let its
+// memory grow past the state-size cap's bound.
+func TestSidecarHugeStateKeepsMemoryBounded(t *testing.T) {
+	t.Parallel()
+	agent := newAgent(t, mesostest.Config{})
+	sidecar := sidecartest.NewServer(t)
+	sidecar.SetHostname(sidecarHost)
+	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting), withEnv("TASK_HOST", sidecarHost))
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	sandbox := t.TempDir()
+	proc := startExecutorIn(t, agent, sandbox, plainExecutorBinary(t),
+		executorEnv(agent, sandbox, sidecarSettings(sidecar, "EXECUTOR_SIDECAR_MAX_FAILS=1", "EXECUTOR_HTTP_TIMEOUT=10s")...))
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	container := inspectTaskContainer(t, task.TaskID.Value)
+	sidecar.SetService(sidecarHost, shortID(container.ID), sidecarAlive)
+	sidecar.SetHugeSize(50 << 20)
+	sidecar.SetFault(sidecartest.FaultHuge)
+	if err := sidecar.WaitForPolls(testContext(t, 60*time.Second), 6); err != nil {
+		t.Fatal(err)
+	}
+	if got := healthUpdates(agent, task.TaskID.Value); len(got) != 1 || !got[0] {
+		t.Fatalf("health updates %v: the container listed ALIVE at the end of a 50 MB document was not found healthy", got)
+	}
+	const bound = 200 << 20
+	peak := peakRSS(t, proc.cmd.Process.Pid)
+	t.Logf("peak RSS with 50 MB state documents: %d MiB", peak>>20)
+	if peak > bound {
+		t.Fatalf("peak RSS %d MiB with 50 MB state documents, bound %d MiB", peak>>20, bound>>20)
+	}
+	if final := func() mesos.TaskStatus {
+		if err := agent.Kill(task.TaskID.Value, nil); err != nil {
+			t.Fatal(err)
+		}
+		return waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	}(); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
 	}
 }

@@ -33,7 +33,32 @@ const testImage = "sidecar-executor/busybox:1.35"
 var (
 	executorBinary string
 	dockerClient   *docker.Client
+
+	// plainBinary is the executor built without the race detector, for
+	// tests that measure memory; built on first use.
+	plainBinary     string
+	plainBinaryOnce sync.Once
+	plainBinaryErr  error
 )
+
+// plainExecutorBinary returns an executor built without -race.
+func plainExecutorBinary(t *testing.T) string {
+	t.Helper()
+	if !raceEnabled {
+		return executorBinary
+	}
+	plainBinaryOnce.Do(func() {
+		plainBinary = executorBinary + "-plain"
+		build := exec.Command("go", "build", "-o", plainBinary, ".")
+		if out, err := build.CombinedOutput(); err != nil {
+			plainBinaryErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if plainBinaryErr != nil {
+		t.Fatalf("build the executor without -race: %v", plainBinaryErr)
+	}
+	return plainBinary
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
