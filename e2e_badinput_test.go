@@ -223,9 +223,7 @@ func TestBadInputFailsTheTask(t *testing.T) {
 			}
 			task := newDockerTask(t, agent, image, append([]taskOption{withShellCommand("true")}, tc.task...)...)
 			task = withoutDuplicateCommandLabel(task)
-			if err := agent.Launch(task); err != nil {
-				t.Fatal(err)
-			}
+			mustLaunch(t, agent, task)
 			proc := startExecutor(t, agent, tc.settings...)
 			final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 			if final.GetState() != mesos.TASK_FAILED {

@@ -28,9 +28,7 @@ func TestTaskFinishes(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(`sh -c 'echo hello from the task'`))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 
 	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
@@ -63,9 +61,7 @@ func TestTaskFailsWithLogsCopied(t *testing.T) {
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage,
 		withShellCommand(`sh -c 'echo line-on-stdout; echo line-on-stderr >&2; exit 3'`))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 
 	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
@@ -91,16 +87,12 @@ func TestKillTermRespectingContainer(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{Capabilities: []mesos.FrameworkInfo_Capability_Type{mesos.FrameworkInfo_Capability_TASK_KILLING_STATE}})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, "EXECUTOR_KILL_TASK_TIMEOUT=20")
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
 	start := time.Now()
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	if final.GetState() != mesos.TASK_KILLED {
 		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
@@ -125,16 +117,12 @@ func TestKillTermIgnoringContainerEscalates(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termIgnoring), withKillPolicy(time.Second))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
 	start := time.Now()
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	elapsed := time.Since(start)
 	if final.GetState() != mesos.TASK_KILLED {
@@ -162,15 +150,11 @@ func TestKillPolicyOfKillEventOverridesTask(t *testing.T) {
 	agent := newAgent(t, mesostest.Config{})
 	// The task asks for a long grace; the KILL asks for none.
 	task := newDockerTask(t, agent, testImage, withShellCommand(termIgnoring), withKillPolicy(30*time.Second))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	start := time.Now()
-	if err := agent.Kill(task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}}); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
 	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
 	if final.GetState() != mesos.TASK_KILLED {
 		t.Fatalf("final %s, want TASK_KILLED", final.GetState())
@@ -215,18 +199,14 @@ func TestKillDuringPull(t *testing.T) {
 	registry := hangingRegistry(t)
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, registry+"/stuck/image:1")
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_STARTING, 30*time.Second)
 	eventually(t, 30*time.Second, "the pull to start", func() bool {
 		return strings.Contains(proc.output(), "pulling the image")
 	})
 	start := time.Now()
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
 	if final.GetState() != mesos.TASK_KILLED || final.GetReason() != mesos.REASON_TASK_KILLED_DURING_LAUNCH {
 		t.Fatalf("final %s/%s %q, want TASK_KILLED/REASON_TASK_KILLED_DURING_LAUNCH", final.GetState(), final.GetReason(), final.GetMessage())
@@ -242,9 +222,7 @@ func TestShutdownStopsTheTask(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	if err := agent.Shutdown(); err != nil {
@@ -264,9 +242,7 @@ func TestSigtermToExecutorStopsTheTask(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	proc.signal(t, syscall.SIGTERM)
@@ -285,14 +261,10 @@ func TestSecondLaunchIsRefused(t *testing.T) {
 	agent := newAgent(t, mesostest.Config{})
 	first := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
 	second := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(first); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, first)
 	startExecutor(t, agent)
 	waitState(t, agent, first.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
-	if err := agent.Launch(second); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, second)
 	refused := waitTerminal(t, agent, second.TaskID.Value, 20*time.Second)
 	if refused.GetState() != mesos.TASK_FAILED || !strings.Contains(refused.GetMessage(), first.TaskID.Value) {
 		t.Fatalf("second task: %s %q, want TASK_FAILED naming the running task", refused.GetState(), refused.GetMessage())
@@ -303,9 +275,7 @@ func TestSecondLaunchIsRefused(t *testing.T) {
 	if c := inspectTaskContainer(t, first.TaskID.Value); c == nil || !c.State.Running {
 		t.Fatalf("the first task's container is not running after the refused launch")
 	}
-	if err := agent.Kill(first.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, first.TaskID.Value, nil)
 	waitTerminal(t, agent, first.TaskID.Value, 20*time.Second)
 }
 
@@ -313,9 +283,7 @@ func TestExitsPromptlyAfterTerminalAck(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(`true`))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	// A long ack timeout: the exit must come from the acknowledgement.
 	proc := startExecutor(t, agent, "EXECUTOR_ACK_TIMEOUT=5m")
 	waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
@@ -328,9 +296,7 @@ func TestWithheldAckBoundsTheExit(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(`true`))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, "EXECUTOR_ACK_TIMEOUT=2s")
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	agent.SetWithholdAcks(true)
@@ -347,9 +313,7 @@ func TestReconnectWithCheckpointing(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: time.Minute})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	agent.SetWithholdAcks(true)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
@@ -393,9 +357,7 @@ func TestReconnectWithCheckpointing(t *testing.T) {
 		t.Fatal("the container did not keep running untouched across the agent restart")
 	}
 
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	if final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second); final.GetState() != mesos.TASK_KILLED {
 		t.Fatalf("final %s, want TASK_KILLED", final.GetState())
 	}
@@ -408,9 +370,7 @@ func TestLostAgentWithoutCheckpointingStopsTheTask(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{Checkpoint: false})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	agent.SetRefuse(mesostest.RefuseConnections)
@@ -427,9 +387,7 @@ func TestRecoveryTimeoutGivesUp(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: 2 * time.Second})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	agent.SetRefuse(mesostest.RefuseConnections)
@@ -443,9 +401,7 @@ func TestContainerRecordForExecutorSh(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	record := filepath.Join(proc.sandbox, containerRecordFile)
@@ -456,9 +412,7 @@ func TestContainerRecordForExecutorSh(t *testing.T) {
 	if c := inspectTaskContainer(t, task.TaskID.Value); c == nil || strings.TrimSpace(string(data)) != c.ID {
 		t.Fatalf("the record %q does not name the task's container", data)
 	}
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	proc.waitExit(t, 30*time.Second)
 	if _, err := os.Stat(record); !os.IsNotExist(err) {
 		t.Fatalf("the container record survived the container: %v", err)
@@ -474,9 +428,7 @@ func TestOOMKilledContainerFailsWithMemoryReason(t *testing.T) {
 		func(task *mesos.TaskInfo) {
 			task.Resources = []mesos.Resource{scalarResource("cpus", 0.5), scalarResource("mem", 16)}
 		})
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, "EXECUTOR_FORCE_MEMORY_LIMIT=true")
 	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 	if final.GetState() != mesos.TASK_FAILED || final.GetReason() != mesos.REASON_CONTAINER_LIMITATION_MEMORY {
@@ -494,9 +446,7 @@ func TestDebugDumpsTaskInfoAndContainerConfig(t *testing.T) {
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand("true"),
 		withEnv("DB_PASSWORD", "hunter2-never-logged"), withDockerParameter("env", "API_TOKEN=tok-never-logged"))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, "EXECUTOR_DEBUG=true")
 	waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 	proc.waitExit(t, 20*time.Second)

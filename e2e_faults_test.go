@@ -166,9 +166,7 @@ func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
 	proxy := newDockerProxy(t)
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, proxy.dockerHost())
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
@@ -191,9 +189,7 @@ func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
 	proxy := newDockerProxy(t)
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, proxy.dockerHost())
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
@@ -220,16 +216,12 @@ func TestDockerOutageDuringStop(t *testing.T) {
 	proxy := newDockerProxy(t)
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, proxy.dockerHost())
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
 	proxy.cut()
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	eventually(t, 20*time.Second, "a failed stop", func() bool {
 		return strings.Contains(proc.output(), "Docker did not stop the container; trying again")
 	})
@@ -252,9 +244,7 @@ func TestDockerUnreachablePastTheBoundFailsTheTask(t *testing.T) {
 	proxy := newDockerProxy(t)
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, proxy.dockerHost(), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	proxy.cut()
@@ -276,9 +266,7 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	current := inspectTaskContainer(t, task.TaskID.Value)
@@ -288,9 +276,7 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 	if !strings.Contains(proc.stdout.String(), "left by a previous executor") {
 		t.Errorf("the executor did not say it removed the stale container")
 	}
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 }
 
@@ -365,16 +351,12 @@ func exactlyOneTerminal(t *testing.T, agent *mesostest.Agent, taskID string) mes
 func restartDuringPull(t *testing.T, registry string) {
 	agent := newRestartAgent(t)
 	task := newDockerTask(t, agent, registry+"/stuck/image:1")
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_STARTING, 30*time.Second)
 	eventually(t, 30*time.Second, "the pull to start", func() bool { return strings.Contains(proc.output(), "pulling the image") })
 	restartAgent(t, agent, proc, 1)
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	if code := proc.waitExit(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -388,9 +370,7 @@ func restartDuringPull(t *testing.T, registry string) {
 func restartWhileRunning(t *testing.T) {
 	agent := newRestartAgent(t)
 	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	before := inspectTaskContainer(t, task.TaskID.Value)
@@ -416,9 +396,7 @@ func restartWhileRunning(t *testing.T) {
 func restartBeforeTerminalAck(t *testing.T) {
 	agent := newRestartAgent(t)
 	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	agent.SetWithholdAcks(true)

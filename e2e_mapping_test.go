@@ -81,9 +81,7 @@ func TestTaskInfoMappingOnRealDocker(t *testing.T) {
 			task.Container.Volumes = []mesos.Volume{{HostPath: strPtr(hostDir), ContainerPath: "/data", Mode: mesos.RO.Enum()}}
 		},
 	)
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, "EXECUTOR_FORCE_CPU_LIMIT=true", "EXECUTOR_FORCE_MEMORY_LIMIT=true")
 	running := waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
@@ -187,9 +185,7 @@ func TestTaskInfoMappingOnRealDocker(t *testing.T) {
 		t.Errorf("the Vault token appeared in the executor's output")
 	}
 
-	if err := agent.Kill(task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{}}); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{}})
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 }
 
@@ -197,9 +193,7 @@ func TestProcessTitleShowsContainerAndImage(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	container := inspectTaskContainer(t, task.TaskID.Value)
@@ -208,8 +202,6 @@ func TestProcessTitleShowsContainerAndImage(t *testing.T) {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", proc.cmd.Process.Pid))
 		return err == nil && strings.HasPrefix(string(cmdline), want)
 	})
-	if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, agent, task.TaskID.Value, nil)
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 }

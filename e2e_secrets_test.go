@@ -93,15 +93,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 					task.Container.Docker.ForcePullImage = &path.force
 				})
 				task := newDockerTask(t, agent, image, opts...)
-				if err := agent.Launch(task); err != nil {
-					t.Fatal(err)
-				}
+				mustLaunch(t, agent, task)
 				proc := startExecutor(t, agent, settings...)
 				if path.kill {
 					waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
-					if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-						t.Fatal(err)
-					}
+					mustKill(t, agent, task.TaskID.Value, nil)
 				}
 				final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 				if final.GetState() != path.want {

@@ -59,9 +59,7 @@ func runWithSidecar(t *testing.T, command string, setup func(r *sidecarRun), set
 	// The Sidecar on the task's own host, as on a real agent.
 	r.sidecar.SetHostname(sidecarHost)
 	r.task = newDockerTask(t, r.agent, testImage, append([]taskOption{withShellCommand(command), withEnv("TASK_HOST", sidecarHost)}, opts...)...)
-	if err := r.agent.Launch(r.task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, r.agent, r.task)
 	r.proc = startExecutor(t, r.agent, sidecarSettings(r.sidecar, settings...)...)
 	update, err := r.agent.WaitForState(testContext(t, 60*time.Second), r.task.TaskID.Value, mesos.TASK_RUNNING)
 	if err != nil {
@@ -103,9 +101,7 @@ func (r *sidecarRun) waitPolls(t *testing.T, n int) {
 
 func (r *sidecarRun) killAndWait(t *testing.T) mesos.TaskStatus {
 	t.Helper()
-	if err := r.agent.Kill(r.task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, r.agent, r.task.TaskID.Value, nil)
 	return waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second)
 }
 
@@ -268,9 +264,7 @@ func TestSidecarDrainBeforeStop(t *testing.T) {
 	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
 		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
 	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=" + draining.String()})
-	if err := r.agent.Kill(r.task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, r.agent, r.task.TaskID.Value, nil)
 	drain, err := r.sidecar.WaitForDrain(testContext(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -299,9 +293,7 @@ func TestSidecarDrainCutShortWhenContainerExits(t *testing.T) {
 	r := runWithSidecar(t, `sh -c 'while [ ! -f $MESOS_SANDBOX/finish ]; do sleep 0.05; done; echo finishing'`, func(r *sidecarRun) {
 		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
 	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=30s"})
-	if err := r.agent.Kill(r.task.TaskID.Value, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustKill(t, r.agent, r.task.TaskID.Value, nil)
 	drain, err := r.sidecar.WaitForDrain(testContext(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -347,9 +339,7 @@ func TestSidecarHugeStateKeepsMemoryBounded(t *testing.T) {
 	sidecar := sidecartest.NewServer(t)
 	sidecar.SetHostname(sidecarHost)
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting), withEnv("TASK_HOST", sidecarHost))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	sandbox := t.TempDir()
 	proc := startExecutorIn(t, agent, sandbox, plainExecutorBinary(t),
 		executorEnv(agent, sandbox, sidecarSettings(sidecar, "EXECUTOR_SIDECAR_MAX_FAILS=1", "EXECUTOR_HTTP_TIMEOUT=10s")...))
@@ -371,9 +361,7 @@ func TestSidecarHugeStateKeepsMemoryBounded(t *testing.T) {
 		t.Fatalf("peak RSS %d MiB with 50 MB state documents, bound %d MiB", peak>>20, bound>>20)
 	}
 	if final := func() mesos.TaskStatus {
-		if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-			t.Fatal(err)
-		}
+		mustKill(t, agent, task.TaskID.Value, nil)
 		return waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	}(); final.GetState() != mesos.TASK_KILLED {
 		t.Fatalf("final %s %q", final.GetState(), final.GetMessage())

@@ -39,9 +39,7 @@ func TestVaultSecretReachesContainerButNoLog(t *testing.T) {
 				withEnv("DB_PASSWORD", "vault://secret/billing/db?key=password"),
 				withEnv("BILLING_API", "vault://legacy/billing/api"),
 				withEnv("PLAIN", "not-a-secret"))
-			if err := agent.Launch(task); err != nil {
-				t.Fatal(err)
-			}
+			mustLaunch(t, agent, task)
 			proc := startExecutor(t, agent, "VAULT_ADDR="+vault.Addr(), "VAULT_TOKEN="+token, "VAULT_MAX_RETRIES=0",
 				"EXECUTOR_DEBUG=true", "EXECUTOR_LOG_FORMAT="+format)
 			waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
@@ -52,9 +50,7 @@ func TestVaultSecretReachesContainerButNoLog(t *testing.T) {
 					t.Errorf("container environment lacks %s", strings.SplitN(want, "=", 2)[0])
 				}
 			}
-			if err := agent.Kill(task.TaskID.Value, nil); err != nil {
-				t.Fatal(err)
-			}
+			mustKill(t, agent, task.TaskID.Value, nil)
 			waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 			proc.waitExit(t, 20*time.Second)
 
@@ -84,9 +80,7 @@ func TestVaultFailureFailsTheLaunch(t *testing.T) {
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand("true"),
 		withEnv("DB_PASSWORD", "vault://secret/missing/db?key=password"))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, "VAULT_ADDR="+vault.Addr(), "VAULT_TOKEN=hvs.reader", "VAULT_MAX_RETRIES=0",
 		"VAULT_TOKEN_FILE="+filepath.Join(t.TempDir(), "token"))
 	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)

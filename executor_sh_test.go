@@ -34,9 +34,7 @@ func TestExecutorShCopiesAndRunsTheBinary(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand("true"))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startWrapper(t, agent, executorBinary)
 	if final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second); final.GetState() != mesos.TASK_FINISHED {
 		t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
@@ -74,9 +72,7 @@ func TestExecutorShSourcesSiteEnvironment(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand("true"))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	siteEnv := filepath.Join(t.TempDir(), "environment")
 	if err := os.WriteFile(siteEnv, []byte("EXECUTOR_LOG_FORMAT=json\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -112,9 +108,7 @@ func TestExecutorShForwardsSigterm(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startWrapper(t, agent, executorBinary)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	proc.signal(t, syscall.SIGTERM)
@@ -131,9 +125,7 @@ func TestExecutorShCleansUpAfterAKilledExecutor(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	if err := agent.Launch(task); err != nil {
-		t.Fatal(err)
-	}
+	mustLaunch(t, agent, task)
 	proc := startWrapper(t, agent, executorBinary)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	child := executorChild(t, proc.cmd.Process.Pid)

@@ -403,3 +403,19 @@ func assertNoContainer(t *testing.T, taskID string) {
 		t.Fatalf("container %s of task %s was left behind (state %s)", c.Name, taskID, c.State.StateString())
 	}
 }
+
+// mustLaunch queues the task on the agent.
+func mustLaunch(t *testing.T, agent *mesostest.Agent, task mesos.TaskInfo) {
+	t.Helper()
+	if err := agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustKill sends KILL for the task, with an optional kill policy.
+func mustKill(t *testing.T, agent *mesostest.Agent, taskID string, policy *mesos.KillPolicy) {
+	t.Helper()
+	if err := agent.Kill(taskID, policy); err != nil {
+		t.Fatal(err)
+	}
+}

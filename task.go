@@ -466,8 +466,12 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr
 	} else if inspected, err := runtime.inspectPatiently(context.Background(), id, t.deps.dockerUnreachableLimit, logger); err != nil {
 		result = outcome{state: mesos.TASK_FAILED, message: "the container exited but its exit status is unknown: " + err.Error()}
 	} else {
-		exitCode = inspected.State.ExitCode
-		result = classifyExit(inspected.State, stoppedFor, t.memoryLimit())
+		state := inspected.State
+		if stoppedFor == nil && state.ExitCode == 128+int(syscall.SIGKILL) && !state.OOMKilled && t.memoryLimit() > 0 {
+			state.OOMKilled = t.lateOOMKill(id, logger)
+		}
+		exitCode = state.ExitCode
+		result = classifyExit(state, stoppedFor, t.memoryLimit())
 	}
 	logger.WithFields(log.Fields{"state": result.state.String(), "exit_code": exitCode}).Info(result.message)
 
@@ -487,6 +491,30 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr
 		t.forgetContainer(logger)
 	}
 	return result
+}
+
+// oomGracePeriod is how long a SIGKILLed, memory-limited container is
+// watched for a late OOM verdict.
+const oomGracePeriod = time.Second
+
+// lateOOMKill tells whether Docker marks the container OOM-killed shortly
+// after its exit. Docker handles the kernel's OOM event and the process
+// exit separately, so the exit can be visible first; a SIGKILL nobody here
+// sent, in a container with a memory limit, is worth a second look.
+func (t *taskRunner) lateOOMKill(id string, logger *log.Entry) bool {
+	deadline := time.Now().Add(oomGracePeriod)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		inspected, err := t.deps.docker.inspectContainer(context.Background(), id)
+		if err != nil {
+			return false
+		}
+		if inspected.State.OOMKilled {
+			logger.Info("Docker recorded the OOM kill after the exit")
+			return true
+		}
+	}
+	return false
 }
 
 func (t *taskRunner) memoryLimit() int64 {
