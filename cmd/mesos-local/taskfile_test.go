@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -114,6 +116,35 @@ func TestParseTaskFileAcceptsMesosJSON(t *testing.T) {
 	}
 	if got := task.GetKillPolicy().GetGracePeriod().GetNanoseconds(); got != 3e9 {
 		t.Errorf("kill policy %d", got)
+	}
+}
+
+// Every example must be a task mesos-local launches as it stands.
+func TestExamplesParse(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 5 {
+		t.Fatalf("found %d examples, want at least 5: %v", len(files), files)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			task, err := parseTaskFile(file, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if task.Container.Docker.Image != "sidecar-executor/busybox:1.35" {
+				t.Errorf("image %q: the examples use the image make test-image builds", task.Container.Docker.Image)
+			}
+			if task.TaskID.Value != "" {
+				t.Errorf("task_id %q is set: runs would share a container name", task.TaskID.Value)
+			}
+		})
 	}
 }
 
