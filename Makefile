@@ -2,6 +2,11 @@
 
 GO          ?= go
 BINARY      := bin/sidecar-executor
+MESOS_LOCAL := bin/mesos-local
+# The demo: the web-server example for a few seconds, then KILL. -timeout-ok
+# makes that end exit 0 if the task was running and healthy when killed.
+# cmd/mesos-local's end-to-end test runs these same arguments.
+DEMO_ARGS   := -timeout 8s -timeout-ok examples/web-server.json
 TEST_IMAGE  := sidecar-executor/busybox:1.35
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -race -count=1 -timeout 20m
@@ -12,12 +17,20 @@ FUZZ_TARGETS := .:FuzzBuildContainerSpec .:FuzzSplitShellCommand .:FuzzLookupSer
 	.:FuzzParseVaultReference .:FuzzLoadConfig
 FUZZTIME ?= 60s
 
-.PHONY: all build test test-image bench lint vet clean fuzz
+.PHONY: all build mesos-local demo test test-image bench lint vet clean fuzz
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BINARY) .
+
+# The local agent: runs one task through the executor without a cluster.
+mesos-local:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(MESOS_LOCAL) ./cmd/mesos-local
+
+# See the executor work on this machine: needs only Go and a Docker engine.
+demo: build mesos-local test-image
+	$(MESOS_LOCAL) -executor $(BINARY) $(DEMO_ARGS)
 
 # The tests drive the real Docker engine with an image built locally.
 test-image:

@@ -1,6 +1,7 @@
 package mesostest
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strconv"
@@ -647,4 +648,53 @@ func TestExecutorClosesItsStream(t *testing.T) {
 	}
 	s2 := e.mustSubscribe([]mesos.TaskInfo{a.NewTask("t1")}, []executor.Call_Update{{Status: running}})
 	s2.expectAck(t, running)
+}
+
+func TestWaitForUpdatesReadsTheStreamOfUpdatesInOrder(t *testing.T) {
+	a := NewAgent(t, Config{})
+	e := newTestExecutor(t, a, mediaTypes[0])
+	if err := a.Launch(a.NewTask("t1")); err != nil {
+		t.Fatal(err)
+	}
+	s := e.mustSubscribe(nil, nil)
+	s.expect(t, executor.Event_LAUNCH)
+
+	// Nothing yet: the wait ends with the context.
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if got, err := a.WaitForUpdates(short, 0); err == nil || got != nil {
+		t.Fatalf("WaitForUpdates with no update = %v, %v; want the context's error", got, err)
+	}
+
+	starting := e.status("t1", mesos.TASK_STARTING)
+	e.mustUpdate(starting)
+	s.expectAck(t, starting)
+	running := e.status("t1", mesos.TASK_RUNNING)
+	e.mustUpdate(running)
+	s.expectAck(t, running)
+
+	got, err := a.WaitForUpdates(waitCtx(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Status.GetState() != mesos.TASK_STARTING || got[1].Status.GetState() != mesos.TASK_RUNNING {
+		t.Fatalf("WaitForUpdates(0) = %v, want STARTING then RUNNING", got)
+	}
+
+	// A waiter past the last update is woken by the next one only.
+	next := make(chan []Update, 1)
+	go func() {
+		fresh, err := a.WaitForUpdates(waitCtx(t), 2)
+		if err != nil {
+			t.Error(err)
+		}
+		next <- fresh
+	}()
+	finished := e.status("t1", mesos.TASK_FINISHED)
+	e.mustUpdate(finished)
+	s.expectAck(t, finished)
+	fresh := <-next
+	if len(fresh) != 1 || fresh[0].Status.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("WaitForUpdates(2) = %v, want only TASK_FINISHED", fresh)
+	}
 }

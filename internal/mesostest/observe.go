@@ -51,6 +51,33 @@ func (a *Agent) WaitForUpdate(ctx context.Context, match func(Update) bool) (Upd
 	}
 }
 
+// WaitForUpdates waits until more than after updates have been received or
+// generated and returns those past the first after, in order. Reading a
+// stream of updates is a loop over it with after advanced by what each call
+// returned. It fails when ctx ends first.
+func (a *Agent) WaitForUpdates(ctx context.Context, after int) ([]Update, error) {
+	if after < 0 {
+		after = 0
+	}
+	for {
+		a.mu.Lock()
+		var fresh []Update
+		if len(a.updates) > after {
+			fresh = slices.Clone(a.updates[after:])
+		}
+		changed := a.changed
+		a.mu.Unlock()
+		if fresh != nil {
+			return fresh, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("mesostest: no update after the first %d: %w", after, ctx.Err())
+		}
+	}
+}
+
 // WaitForState returns the first accepted update that put the task in state.
 func (a *Agent) WaitForState(ctx context.Context, taskID string, state mesos.TaskState) (Update, error) {
 	u, err := a.WaitForUpdate(ctx, func(u Update) bool {
