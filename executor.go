@@ -655,6 +655,14 @@ func (d *driver) deliver(ctx context.Context, pending pendingUpdate) {
 			}
 			return
 		}
+		d.mu.Lock()
+		_, unacked := d.unackedUpdates[key]
+		d.mu.Unlock()
+		if ctx.Err() != nil || !unacked {
+			// The executor is exiting, or the agent acknowledged the
+			// update before its answer to the POST arrived.
+			return
+		}
 		logger.WithError(err).Warn("the agent did not accept the status update; retrying")
 		select {
 		case <-time.After(delay):
