@@ -224,6 +224,11 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	logger.Info("creating the container")
 	created, err := runtime.createContainer(ctx, spec.Options)
 	if err != nil {
+		// A create cancelled in flight (a KILL during the launch) may still
+		// have been carried out by Docker: leave nothing of this name.
+		if removeErr := runtime.removeContainer(context.Background(), spec.Name); removeErr != nil {
+			logger.WithError(removeErr).Error("could not remove a container left by a failed create")
+		}
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 	t.containerID = created.ID
