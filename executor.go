@@ -286,7 +286,7 @@ func (d *driver) serveSubscription(ctx context.Context) (connected bool, err err
 	go func() { streamDone <- d.eventLoop(streamCtx, resp) }()
 
 	var ackTimeout <-chan time.Time
-	delivered := d.terminalDelivered
+	delivered, acked := d.terminalDelivered, d.terminalAcked
 	for {
 		select {
 		case err := <-streamDone:
@@ -299,7 +299,8 @@ func (d *driver) serveSubscription(ctx context.Context) (connected bool, err err
 			// agent may have restarted since the update was first delivered.
 			delivered = nil
 			ackTimeout = time.After(d.ackTimeout)
-		case <-d.terminalAcked:
+		case <-acked:
+			acked = nil
 			d.logger.Info("the agent acknowledged the terminal update; exiting")
 			d.finishAfterAck()
 		case <-ackTimeout:
