@@ -43,6 +43,19 @@ type Config struct {
 	// DockerRepository selects the registry credentials used when the image
 	// names no registry of its own.
 	DockerRepository string `envconfig:"DOCKER_REPOSITORY" default:"https://index.docker.io/v1/"`
+	// PullRetries is how many times a failed image pull is tried again.
+	// Authentication and not-found failures are never retried.
+	PullRetries int `envconfig:"PULL_RETRIES" default:"3"`
+	// PullBackoff is the wait before the first retry of a pull; it doubles
+	// with every retry, up to a minute.
+	PullBackoff time.Duration `envconfig:"PULL_BACKOFF" default:"2s"`
+	// PullTimeout bounds a whole pull, retries and waits included.
+	PullTimeout time.Duration `envconfig:"PULL_TIMEOUT" default:"10m"`
+	// PullInactivityTimeout cuts a pull attempt that has made no progress
+	// for this long (a stalled registry); the attempt is then retried.
+	PullInactivityTimeout time.Duration `envconfig:"PULL_INACTIVITY_TIMEOUT" default:"1m"`
+	// PullProgressInterval is how often the progress of a pull is logged.
+	PullProgressInterval time.Duration `envconfig:"PULL_PROGRESS_INTERVAL" default:"5s"`
 	// LogsSince is how far back container logs are copied on failure or kill.
 	LogsSince time.Duration `envconfig:"LOGS_SINCE" default:"3m"`
 	// ForceCpuLimit applies the task's cpus resource to the container.
@@ -112,12 +125,19 @@ func (c *Config) validate() error {
 	positive("SIDECAR_POLL_INTERVAL", c.SidecarPollInterval)
 	positive("ACK_TIMEOUT", c.AckTimeout)
 	positive("DOCKER_UNREACHABLE_TIMEOUT", c.DockerUnreachableTimeout)
+	positive("PULL_BACKOFF", c.PullBackoff)
+	positive("PULL_TIMEOUT", c.PullTimeout)
+	positive("PULL_INACTIVITY_TIMEOUT", c.PullInactivityTimeout)
+	positive("PULL_PROGRESS_INTERVAL", c.PullProgressInterval)
 	notNegative("SIDECAR_RETRY_DELAY", c.SidecarRetryDelay)
 	notNegative("SIDECAR_BACKOFF", c.SidecarBackoff)
 	notNegative("SIDECAR_DRAINING_DURATION", c.SidecarDrainingDuration)
 	notNegative("LOGS_SINCE", c.LogsSince)
 	if c.SidecarRetryCount < 0 {
 		problems = append(problems, fmt.Sprintf("%s_SIDECAR_RETRY_COUNT must not be negative (got %d)", envPrefix, c.SidecarRetryCount))
+	}
+	if c.PullRetries < 0 {
+		problems = append(problems, fmt.Sprintf("%s_PULL_RETRIES must not be negative (got %d)", envPrefix, c.PullRetries))
 	}
 	if c.SidecarMaxFails < 1 {
 		problems = append(problems, fmt.Sprintf("%s_SIDECAR_MAX_FAILS must be at least 1 (got %d)", envPrefix, c.SidecarMaxFails))
@@ -223,6 +243,11 @@ func (c *Config) logSettings() {
 		"SidecarMaxFails":          c.SidecarMaxFails,
 		"SidecarDrainingDuration":  c.SidecarDrainingDuration.String(),
 		"DockerRepository":         c.DockerRepository,
+		"PullRetries":              c.PullRetries,
+		"PullBackoff":              c.PullBackoff.String(),
+		"PullTimeout":              c.PullTimeout.String(),
+		"PullInactivityTimeout":    c.PullInactivityTimeout.String(),
+		"PullProgressInterval":     c.PullProgressInterval.String(),
 		"LogsSince":                c.LogsSince.String(),
 		"ForceCpuLimit":            c.ForceCpuLimit,
 		"ForceMemoryLimit":         c.ForceMemoryLimit,

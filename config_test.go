@@ -24,6 +24,11 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		SidecarMaxFails:          3,
 		SidecarDrainingDuration:  10 * time.Second,
 		DockerRepository:         "https://index.docker.io/v1/",
+		PullRetries:              3,
+		PullBackoff:              2 * time.Second,
+		PullTimeout:              10 * time.Minute,
+		PullInactivityTimeout:    time.Minute,
+		PullProgressInterval:     5 * time.Second,
 		LogsSince:                3 * time.Minute,
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
@@ -47,6 +52,11 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_SIDECAR_MAX_FAILS":          "7",
 		"EXECUTOR_SIDECAR_DRAINING_DURATION":  "0s",
 		"EXECUTOR_DOCKER_REPOSITORY":          "registry.local:5000",
+		"EXECUTOR_PULL_RETRIES":               "0",
+		"EXECUTOR_PULL_BACKOFF":               "250ms",
+		"EXECUTOR_PULL_TIMEOUT":               "90s",
+		"EXECUTOR_PULL_INACTIVITY_TIMEOUT":    "15s",
+		"EXECUTOR_PULL_PROGRESS_INTERVAL":     "1s",
 		"EXECUTOR_LOGS_SINCE":                 "10m",
 		"EXECUTOR_FORCE_CPU_LIMIT":            "true",
 		"EXECUTOR_FORCE_MEMORY_LIMIT":         "true",
@@ -66,7 +76,9 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	want := Config{
 		KillTaskTimeout: 12, HttpTimeout: 750 * time.Millisecond, SidecarRetryCount: 0, SidecarRetryDelay: time.Second,
 		SidecarUrl: "http://sidecar.local:7777/api/state.json", SidecarBackoff: 0, SidecarPollInterval: 5 * time.Second,
-		SidecarMaxFails: 7, SidecarDrainingDuration: 0, DockerRepository: "registry.local:5000", LogsSince: 10 * time.Minute,
+		SidecarMaxFails: 7, SidecarDrainingDuration: 0, DockerRepository: "registry.local:5000",
+		PullRetries: 0, PullBackoff: 250 * time.Millisecond, PullTimeout: 90 * time.Second,
+		PullInactivityTimeout: 15 * time.Second, PullProgressInterval: time.Second, LogsSince: 10 * time.Minute,
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AllowPrivileged: true, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second,
 		Debug:                    true, LogFormat: "json",
@@ -96,6 +108,13 @@ func TestConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		"EXECUTOR_FORCE_CPU_LIMIT=maybe":         "EXECUTOR_FORCE_CPU_LIMIT",
 		"EXECUTOR_LOG_FORMAT=xml":                "EXECUTOR_LOG_FORMAT",
 		"EXECUTOR_ACK_TIMEOUT=0s":                "EXECUTOR_ACK_TIMEOUT",
+		"EXECUTOR_PULL_RETRIES=-1":               "EXECUTOR_PULL_RETRIES",
+		"EXECUTOR_PULL_RETRIES=many":             "EXECUTOR_PULL_RETRIES",
+		"EXECUTOR_PULL_BACKOFF=0s":               "EXECUTOR_PULL_BACKOFF",
+		"EXECUTOR_PULL_TIMEOUT=0s":               "EXECUTOR_PULL_TIMEOUT",
+		"EXECUTOR_PULL_TIMEOUT=10":               "EXECUTOR_PULL_TIMEOUT",
+		"EXECUTOR_PULL_INACTIVITY_TIMEOUT=-1s":   "EXECUTOR_PULL_INACTIVITY_TIMEOUT",
+		"EXECUTOR_PULL_PROGRESS_INTERVAL=0s":     "EXECUTOR_PULL_PROGRESS_INTERVAL",
 	}
 	for setting, variable := range cases {
 		t.Run(setting, func(t *testing.T) {
@@ -147,7 +166,8 @@ func clearExecutorEnv(t *testing.T) {
 	t.Helper()
 	for _, name := range []string{"KILL_TASK_TIMEOUT", "HTTP_TIMEOUT", "SIDECAR_RETRY_COUNT", "SIDECAR_RETRY_DELAY",
 		"SIDECAR_URL", "SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION",
-		"DOCKER_REPOSITORY", "LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES",
+		"DOCKER_REPOSITORY", "PULL_RETRIES", "PULL_BACKOFF", "PULL_TIMEOUT", "PULL_INACTIVITY_TIMEOUT",
+		"PULL_PROGRESS_INTERVAL", "LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES",
 		"ALLOW_PRIVILEGED", "ACK_TIMEOUT", "DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
 		t.Setenv("EXECUTOR_"+name, "")
 		os.Unsetenv("EXECUTOR_" + name)

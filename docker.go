@@ -86,19 +86,28 @@ func splitImageReference(image string) (repository, tag string) {
 	return image, "latest"
 }
 
-// pullImage pulls once; retries are the caller's policy.
-func (r *dockerRuntime) pullImage(ctx context.Context, image string, auth docker.AuthConfiguration, progress io.Writer) error {
+// pullImage pulls once; retries are the caller's policy (pull.go). Docker's
+// JSON progress stream goes to progress, which also catches an error the
+// daemon reports inside the stream after answering 200. An attempt that
+// receives nothing for inactivity is cut.
+func (r *dockerRuntime) pullImage(ctx context.Context, image string, auth docker.AuthConfiguration, inactivity time.Duration, progress *pullProgress) error {
 	repository, tag := splitImageReference(image)
 	opts := docker.PullImageOptions{
-		Repository:   repository,
-		Tag:          tag,
-		Context:      ctx,
-		OutputStream: progress,
+		Repository:        repository,
+		Tag:               tag,
+		Context:           ctx,
+		OutputStream:      progress,
+		RawJSONStream:     true,
+		InactivityTimeout: inactivity,
 	}
 	if err := r.long.PullImage(opts, auth); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("pull %s: %w", image, ctx.Err())
 		}
+		return fmt.Errorf("pull %s: %w", image, err)
+	}
+	progress.finish()
+	if err := progress.streamError(); err != nil {
 		return fmt.Errorf("pull %s: %w", image, err)
 	}
 	return nil

@@ -144,6 +144,8 @@ func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []s
 	// Sidecar is not part of these tests unless a test points at one:
 	// nothing listens there, and no time is spent draining.
 	env = append(env, "EXECUTOR_SIDECAR_URL=http://127.0.0.1:1/state.json", "EXECUTOR_SIDECAR_DRAINING_DURATION=0s")
+	// Pulls of images that cannot be had (closed ports) retry quickly.
+	env = append(env, "EXECUTOR_PULL_BACKOFF=100ms")
 	return append(env, settings...)
 }
 

@@ -257,10 +257,14 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	return started, nil
 }
 
-// ensureImage pulls the image when it is missing or a pull is forced.
+// ensureImage pulls the image when it is missing or a pull is forced, with
+// the credentials found for its registry (registry_auth.go) and the retry
+// policy of the settings (pull.go).
 func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
 	image := t.spec.Image
-	if !t.spec.ForcePull {
+	if t.spec.ForcePull {
+		logger.Info("force_pull_image is set; pulling the image even if it is present locally")
+	} else {
 		present, err := t.deps.docker.imagePresent(image)
 		if err != nil {
 			return err
@@ -270,40 +274,23 @@ func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
 			return nil
 		}
 	}
-	return pullWithRetries(ctx, t.deps.docker, image, logger, t.deps.stdout)
-}
-
-// pullAttempts and pullBackoff bound the retries of a failed pull.
-const (
-	pullAttempts = 3
-	pullBackoff  = time.Second
-)
-
-func pullWithRetries(ctx context.Context, runtime *dockerRuntime, image string, logger *log.Entry, progress io.Writer) error {
-	var err error
-	delay := pullBackoff
-	for attempt := 1; attempt <= pullAttempts; attempt++ {
-		logger.WithField("attempt", attempt).Info("pulling the image")
-		err = runtime.pullImage(ctx, image, docker.AuthConfiguration{}, progress)
-		if err == nil {
-			logger.Info("image pulled")
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		logger.WithError(err).WithField("attempt", attempt).Warn("image pull failed")
-		if attempt == pullAttempts {
-			break
-		}
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return err
-		}
-		delay *= 2
+	registry, err := registryForImage(image)
+	if err != nil {
+		return fmt.Errorf("cannot pull image %s: %w", image, err)
 	}
-	return fmt.Errorf("%w (gave up after %d attempts)", err, pullAttempts)
+	logger = logger.WithField("registry", registry)
+	settings := t.deps.settings
+	files := credentialFiles(t.deps.mesos.Sandbox, os.Getenv)
+	creds := credentialsFor(registry, files, settings.DockerRepository, logger)
+	pull := &imagePull{
+		image:    image,
+		registry: registry,
+		creds:    creds,
+		policy:   pullPolicyFor(settings),
+		puller:   t.deps.docker,
+		logger:   logger,
+	}
+	return pull.run(ctx)
 }
 
 // logContainerConfig logs the container's environment (secrets redacted),
