@@ -43,6 +43,11 @@ type Config struct {
 	// DockerRepository selects the registry credentials used when the image
 	// names no registry of its own.
 	DockerRepository string `envconfig:"DOCKER_REPOSITORY" default:"https://index.docker.io/v1/"`
+	// dockerRepositorySet records that the operator chose DockerRepository.
+	// Only then are its credentials sent to an image's registry that has
+	// none of its own: the default must never hand Docker Hub credentials
+	// to whatever registry a task names.
+	dockerRepositorySet bool
 	// PullRetries is how many times a failed image pull is tried again.
 	// Authentication and not-found failures are never retried.
 	PullRetries int `envconfig:"PULL_RETRIES" default:"3"`
@@ -94,6 +99,7 @@ func loadConfig() (*Config, error) {
 	if err := envconfig.Process(envPrefix, &cfg); err != nil {
 		return nil, describeEnvconfigError(err)
 	}
+	_, cfg.dockerRepositorySet = os.LookupEnv(envPrefix + "_DOCKER_REPOSITORY")
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -258,4 +264,14 @@ func (c *Config) logSettings() {
 		"Debug":                    c.Debug,
 		"LogFormat":                c.LogFormat,
 	}).Info("executor settings")
+}
+
+// credentialFallback is the registry whose credentials serve an image whose
+// own registry has none: EXECUTOR_DOCKER_REPOSITORY when the operator set
+// it, else none.
+func (c *Config) credentialFallback() string {
+	if !c.dockerRepositorySet {
+		return ""
+	}
+	return c.DockerRepository
 }

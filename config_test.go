@@ -80,8 +80,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		PullRetries: 0, PullBackoff: 250 * time.Millisecond, PullTimeout: 90 * time.Second,
 		PullInactivityTimeout: 15 * time.Second, PullProgressInterval: time.Second, LogsSince: 10 * time.Minute,
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AllowPrivileged: true, AckTimeout: 5 * time.Second,
-		DockerUnreachableTimeout: 45 * time.Second,
-		Debug:                    true, LogFormat: "json",
+		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
+		Debug: true, LogFormat: "json",
 	}
 	if *cfg != want {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)
@@ -217,4 +217,22 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Fatalf("%s=%q accepted into an invalid configuration %+v", name, value, cfg)
 		}
 	})
+}
+
+func TestCredentialFallbackOnlyWhenChosen(t *testing.T) {
+	clearExecutorEnv(t)
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.credentialFallback(); got != "" {
+		t.Fatalf("the default DockerRepository is a credential fallback (%q): Docker Hub credentials would go to any registry", got)
+	}
+	t.Setenv("EXECUTOR_DOCKER_REPOSITORY", "registry.example.com:5000")
+	if cfg, err = loadConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.credentialFallback(); got != "registry.example.com:5000" {
+		t.Fatalf("fallback %q, want the chosen registry", got)
+	}
 }

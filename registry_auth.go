@@ -190,7 +190,7 @@ func findCredentials(files []credentialFile, registry, fallbackRegistry string, 
 		if key, ok := matchCredentialKey(configs, registry); ok {
 			return chosenCredentials(configs[key], registry, file.path, key, false)
 		}
-		if canonicalRegistry(fallbackRegistry) == canonicalRegistry(registry) {
+		if fallbackRegistry == "" || canonicalRegistry(fallbackRegistry) == canonicalRegistry(registry) {
 			continue
 		}
 		if key, ok := matchCredentialKey(configs, fallbackRegistry); ok {

@@ -198,6 +198,9 @@ func TestFindCredentialsPrecedence(t *testing.T) {
 			fallback: mirror, wantUser: "task-mirror", wantFile: "sandbox/.dockercfg", wantFallback: true},
 		{name: "no entry anywhere", files: []file{{"home/.docker/config.json", configJSON(pair("other.example", authEntry("x", "pw-x")))}},
 			fallback: hubKey},
+		{name: "no fallback chosen: Docker Hub credentials stay with Docker Hub", files: []file{
+			{"home/.docker/config.json", configJSON(pair(hubKey, authEntry("hub", "pw-hub")))}},
+			fallback: ""},
 		{name: "unparseable sandbox file is skipped with a warning", files: []file{
 			{"sandbox/.docker/config.json", "{not json"},
 			{"home/.docker/config.json", configJSON(pair(registry, authEntry("host", "pw-host")))}},

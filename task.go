@@ -281,7 +281,7 @@ func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
 	logger = logger.WithField("registry", registry)
 	settings := t.deps.settings
 	files := credentialFiles(t.deps.mesos.Sandbox, os.Getenv)
-	creds := credentialsFor(registry, files, settings.DockerRepository, logger)
+	creds := credentialsFor(registry, files, settings.credentialFallback(), logger)
 	pull := &imagePull{
 		image:    image,
 		registry: registry,
