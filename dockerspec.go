@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/distribution/reference"
 	"math"
 	"net"
 	"path"
@@ -108,43 +109,31 @@ func splitShellCommand(s string) ([]string, error) {
 	return words, nil
 }
 
-// imageReference is a Docker image reference split into its parts.
+// imageReference is the tag and digest of a Docker image reference.
 type imageReference struct {
-	Name   string // [registry[:port]/]path
 	Tag    string // "" when absent
 	Digest string // "sha256:<hex>", "" when absent
 }
 
-// Docker's reference grammar (github.com/distribution/reference), reduced to
-// what an image to run may use: lowercase path components separated by '/',
-// an optional registry host[:port] first, an optional tag and an optional
-// sha256 digest.
-const (
-	referenceDomainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
-	referenceDomain          = `(?:` + referenceDomainComponent + `(?:\.` + referenceDomainComponent + `)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?`
-	referencePathComponent   = `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
-	referencePath            = referencePathComponent + `(?:/` + referencePathComponent + `)*`
-	referenceTag             = `[\w][\w.-]{0,127}`
-	referenceDigest          = `sha256:[a-f0-9]{64}`
-	// maxImageNameLength is Docker's limit on the name without tag or digest.
-	maxImageNameLength = 255
-)
-
-var imageReferencePattern = regexp.MustCompile(`^((?:` + referenceDomain + `/)?` + referencePath + `)(?::(` + referenceTag + `))?(?:@(` + referenceDigest + `))?$`)
-
-// parseImageReference checks image against Docker's reference grammar.
+// parseImageReference checks image with Docker's own reference grammar
+// (github.com/distribution/reference), so that what passes here is what the
+// engine accepts.
 func parseImageReference(image string) (imageReference, error) {
 	if image == "" {
 		return imageReference{}, errors.New("image is empty")
 	}
-	match := imageReferencePattern.FindStringSubmatch(image)
-	if match == nil {
-		return imageReference{}, fmt.Errorf("image %q is not a valid Docker image reference ([registry[:port]/]lowercase/path[:tag][@sha256:<64 hex digits>])", image)
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return imageReference{}, fmt.Errorf("image %q is not a valid Docker image reference ([registry[:port]/]lowercase/path[:tag][@sha256:<64 hex digits>]): %v", image, err)
 	}
-	if len(match[1]) > maxImageNameLength {
-		return imageReference{}, fmt.Errorf("image %q is not a valid Docker image reference: the name is longer than %d characters", image, maxImageNameLength)
+	var ref imageReference
+	if tagged, ok := named.(reference.Tagged); ok {
+		ref.Tag = tagged.Tag()
 	}
-	return imageReference{Name: match[1], Tag: match[2], Digest: match[3]}, nil
+	if digested, ok := named.(reference.Digested); ok {
+		ref.Digest = digested.Digest().String()
+	}
+	return ref, nil
 }
 
 // version is what the image says about the version of the service: its tag,
