@@ -426,13 +426,20 @@ func restartBeforeTerminalAck(t *testing.T) {
 }
 
 // createRunningContainer starts a container the executor does not know.
+// It uses a client of its own: go-dockerclient's StartContainer
+// initialises the client's API version lazily, without a lock, which races
+// with other tests sharing dockerClient.
 func createRunningContainer(name string) (string, error) {
-	container, err := dockerClient.CreateContainer(docker.CreateContainerOptions{
+	client, err := docker.NewClientFromEnv()
+	if err != nil {
+		return "", err
+	}
+	container, err := client.CreateContainer(docker.CreateContainerOptions{
 		Name:   name,
 		Config: &docker.Config{Image: testImage, Cmd: []string{"sleep", "600"}},
 	})
 	if err != nil {
 		return "", err
 	}
-	return container.ID, dockerClient.StartContainer(container.ID, nil)
+	return container.ID, client.StartContainer(container.ID, nil)
 }
