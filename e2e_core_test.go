@@ -26,10 +26,7 @@ const (
 
 func TestTaskFinishes(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(`sh -c 'echo hello from the task'`))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
+	agent, task, proc := startTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(`sh -c 'echo hello from the task'`)})
 
 	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 	if final.GetState() != mesos.TASK_FINISHED {
@@ -85,11 +82,7 @@ func TestTaskFailsWithLogsCopied(t *testing.T) {
 
 func TestKillTermRespectingContainer(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{Capabilities: []mesos.FrameworkInfo_Capability_Type{mesos.FrameworkInfo_Capability_TASK_KILLING_STATE}})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, "EXECUTOR_KILL_TASK_TIMEOUT=20")
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{Capabilities: []mesos.FrameworkInfo_Capability_Type{mesos.FrameworkInfo_Capability_TASK_KILLING_STATE}}, testImage, []taskOption{withShellCommand(termRespecting)}, "EXECUTOR_KILL_TASK_TIMEOUT=20")
 
 	start := time.Now()
 	mustKill(t, agent, task.TaskID.Value, nil)
@@ -115,11 +108,7 @@ func TestKillTermRespectingContainer(t *testing.T) {
 
 func TestKillTermIgnoringContainerEscalates(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termIgnoring), withKillPolicy(time.Second))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termIgnoring), withKillPolicy(time.Second)})
 
 	start := time.Now()
 	mustKill(t, agent, task.TaskID.Value, nil)
@@ -197,10 +186,7 @@ func hangingRegistry(t *testing.T) string {
 func TestKillDuringPull(t *testing.T) {
 	t.Parallel()
 	registry := hangingRegistry(t)
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, registry+"/stuck/image:1")
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
+	agent, task, proc := startTask(t, mesostest.Config{}, registry+"/stuck/image:1", []taskOption{})
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_STARTING, 30*time.Second)
 	eventually(t, 30*time.Second, "the pull to start", func() bool {
 		return strings.Contains(proc.output(), "pulling the image")
@@ -220,11 +206,7 @@ func TestKillDuringPull(t *testing.T) {
 
 func TestShutdownStopsTheTask(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
 	if err := agent.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -240,11 +222,7 @@ func TestShutdownStopsTheTask(t *testing.T) {
 
 func TestSigtermToExecutorStopsTheTask(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
 	proc.signal(t, syscall.SIGTERM)
 	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
 	if final.GetState() != mesos.TASK_KILLED || !strings.Contains(final.GetMessage(), "SIGTERM") && !strings.Contains(final.GetMessage(), "terminated") {
@@ -294,11 +272,7 @@ func TestExitsPromptlyAfterTerminalAck(t *testing.T) {
 
 func TestWithheldAckBoundsTheExit(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(`true`))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, "EXECUTOR_ACK_TIMEOUT=2s")
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(`true`)}, "EXECUTOR_ACK_TIMEOUT=2s")
 	agent.SetWithholdAcks(true)
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	if code := proc.waitExit(t, 20*time.Second); code == 0 {
@@ -368,11 +342,7 @@ func TestReconnectWithCheckpointing(t *testing.T) {
 
 func TestLostAgentWithoutCheckpointingStopsTheTask(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{Checkpoint: false})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{Checkpoint: false}, testImage, []taskOption{withShellCommand(termRespecting)})
 	agent.SetRefuse(mesostest.RefuseConnections)
 	if code := proc.waitExit(t, 30*time.Second); code == 0 {
 		t.Fatalf("exit code 0 after losing the agent")
@@ -385,11 +355,7 @@ func TestLostAgentWithoutCheckpointingStopsTheTask(t *testing.T) {
 
 func TestRecoveryTimeoutGivesUp(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: 2 * time.Second})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: 2 * time.Second}, testImage, []taskOption{withShellCommand(termRespecting)})
 	agent.SetRefuse(mesostest.RefuseConnections)
 	if code := proc.waitExit(t, 40*time.Second); code == 0 {
 		t.Fatalf("exit code 0 after the agent stayed away past MESOS_RECOVERY_TIMEOUT")
@@ -399,11 +365,7 @@ func TestRecoveryTimeoutGivesUp(t *testing.T) {
 
 func TestContainerRecordForExecutorSh(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
 	record := filepath.Join(proc.sandbox, containerRecordFile)
 	data, err := os.ReadFile(record)
 	if err != nil {

@@ -164,11 +164,7 @@ func noTerminalYet(t *testing.T, agent *mesostest.Agent, taskID string) {
 func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, proxy.dockerHost())
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost())
 
 	proxy.cut()
 	waitForDockerTrouble(t, proc)
@@ -187,11 +183,7 @@ func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
 func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, proxy.dockerHost())
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost())
 
 	proxy.cut()
 	waitForDockerTrouble(t, proc)
@@ -214,11 +206,7 @@ func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
 func TestDockerOutageDuringStop(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, proxy.dockerHost())
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost())
 
 	proxy.cut()
 	mustKill(t, agent, task.TaskID.Value, nil)
@@ -242,11 +230,7 @@ func TestDockerOutageDuringStop(t *testing.T) {
 func TestDockerUnreachablePastTheBoundFailsTheTask(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(exitOnDemand))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, proxy.dockerHost(), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
 	proxy.cut()
 	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "unreachable") {

@@ -191,11 +191,7 @@ func TestTaskInfoMappingOnRealDocker(t *testing.T) {
 
 func TestProcessTitleShowsContainerAndImage(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
 	container := inspectTaskContainer(t, task.TaskID.Value)
 	want := fmt.Sprintf("sidecar-executor %s %s", shortID(container.ID), testImage)
 	eventually(t, 5*time.Second, "the process title", func() bool {

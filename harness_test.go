@@ -421,3 +421,21 @@ func mustKill(t *testing.T, agent *mesostest.Agent, taskID string, policy *mesos
 		t.Fatal(err)
 	}
 }
+
+// startTask starts an agent, launches a task built from opts on it and
+// starts the executor with the given settings.
+func startTask(t *testing.T, cfg mesostest.Config, image string, opts []taskOption, settings ...string) (*mesostest.Agent, mesos.TaskInfo, *executorProcess) {
+	t.Helper()
+	agent := newAgent(t, cfg)
+	task := newDockerTask(t, agent, image, opts...)
+	mustLaunch(t, agent, task)
+	return agent, task, startExecutor(t, agent, settings...)
+}
+
+// startRunningTask is startTask, then waits for TASK_RUNNING.
+func startRunningTask(t *testing.T, cfg mesostest.Config, image string, opts []taskOption, settings ...string) (*mesostest.Agent, mesos.TaskInfo, *executorProcess) {
+	t.Helper()
+	agent, task, proc := startTask(t, cfg, image, opts, settings...)
+	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	return agent, task, proc
+}
