@@ -424,3 +424,24 @@ func TestDebugDumpsTaskInfoAndContainerConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorEventMakesTheExecutorResubscribe(t *testing.T) {
+	t.Parallel()
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
+	if err := agent.SendError("the agent lost track of this executor"); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.WaitForSubscriptions(testContext(t, 20*time.Second), 2); err != nil {
+		t.Fatalf("no resubscription after an ERROR event: %v", err)
+	}
+	if c := inspectTaskContainer(t, task.TaskID.Value); c == nil || !c.State.Running {
+		t.Fatal("an ERROR event stopped the container")
+	}
+	mustKill(t, agent, task.TaskID.Value, nil)
+	if final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s", final.GetState())
+	}
+	if code := proc.waitExit(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}

@@ -195,10 +195,10 @@ func (d *driver) run(ctx context.Context) int {
 		if d.isFinished() {
 			return d.exitCode
 		}
+		resubscribe := errors.Is(streamErr, errResubscribe)
 		switch {
-		case errors.Is(streamErr, errResubscribe):
+		case resubscribe:
 			d.logger.Warn("subscribing again after an ERROR event from the agent")
-			continue
 		case streamErr != nil && connected:
 			d.logger.WithError(streamErr).Warn("subscription to the agent ended")
 		case streamErr != nil:
@@ -206,6 +206,8 @@ func (d *driver) run(ctx context.Context) int {
 		}
 
 		switch {
+		case resubscribe:
+			// The agent asked for it: not a lost connection.
 		case !everConnected:
 			if time.Since(start) > firstSubscribeTimeout {
 				d.logger.Errorf("could not subscribe to the agent at %s within %s; giving up", d.mesosCfg.AgentEndpoint, firstSubscribeTimeout)
