@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -23,6 +24,7 @@ type timeline struct {
 }
 
 type breakdowns struct {
+	mu    sync.Mutex
 	paths map[string][]timeline
 	order []string
 }
@@ -33,11 +35,17 @@ func newBreakdowns() *breakdowns { return &breakdowns{paths: map[string][]timeli
 // starts it) and to (the update that ends it). A wait that ends inside the
 // window (the container's exit reaching the executor) is included with its
 // end; other calls are included when they start inside the window.
-func (b *breakdowns) add(path string, from, to time.Time, proxy *dockerProxy) {
+//
+// With containers given, only calls naming one of them (its ID or name)
+// count: several executors may be talking to Docker at once.
+func (b *breakdowns) add(path string, from, to time.Time, proxy *dockerProxy, containers ...string) {
 	var tl timeline
 	tl.Total = to.Sub(from)
 	seen := map[string]int{}
 	for _, c := range proxy.calls() {
+		if len(containers) > 0 && !slices.Contains(containers, c.Container) {
+			continue
+		}
 		isWait := c.Method == "POST" && len(c.Path) > 5 && c.Path[len(c.Path)-5:] == "/wait"
 		switch {
 		case isWait && !c.End.Before(from) && !c.End.After(to):
@@ -50,6 +58,8 @@ func (b *breakdowns) add(path string, from, to time.Time, proxy *dockerProxy) {
 		}
 	}
 	sort.SliceStable(tl.Entries, func(i, j int) bool { return tl.Entries[i].StartOff < tl.Entries[j].StartOff })
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if _, ok := b.paths[path]; !ok {
 		b.order = append(b.order, path)
 	}

@@ -222,10 +222,11 @@ func (d *dockerEnv) otherContainersRunning() int {
 // dockerCall is one request the executor made to Docker, as the tracing
 // proxy saw it.
 type dockerCall struct {
-	Method string
-	Path   string // normalised: IDs and names replaced by {id}
-	Start  time.Time
-	End    time.Time // when the response body was finished
+	Method    string
+	Path      string // normalised: IDs and names replaced by {id}
+	Container string // the container's ID or name the path (or create's name) held
+	Start     time.Time
+	End       time.Time // when the response body was finished
 }
 
 // dockerProxy is a reverse proxy on a unix socket in front of the engine
@@ -245,15 +246,17 @@ var (
 	imagePath        = regexp.MustCompile(`^/images/.+/json$`)
 )
 
-func normalisePath(path string) string {
+// normalisePath replaces the container and image in a Docker API path by
+// placeholders and returns the container reference it held, if any.
+func normalisePath(path string) (normalised, container string) {
 	path = apiVersionPrefix.ReplaceAllString(path, "")
 	if m := containerPath.FindStringSubmatch(path); m != nil && m[1] != "create" && m[1] != "json" {
-		path = "/containers/{id}" + path[len(m[0]):]
+		path, container = "/containers/{id}"+path[len(m[0]):], m[1]
 	}
 	if imagePath.MatchString(path) {
 		path = "/images/{name}/json"
 	}
-	return path
+	return path, container
 }
 
 func (d *dockerEnv) startProxy(dir string) (*dockerProxy, error) {
@@ -267,7 +270,11 @@ func (d *dockerEnv) startProxy(dir string) (*dockerProxy, error) {
 	proxy.Transport = &http.Transport{DialContext: d.dial, MaxIdleConnsPerHost: 16}
 	proxy.FlushInterval = -1 // stream wait, logs and events as they come
 	p.server = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		call := dockerCall{Method: r.Method, Path: normalisePath(r.URL.Path), Start: time.Now()}
+		call := dockerCall{Method: r.Method, Start: time.Now()}
+		call.Path, call.Container = normalisePath(r.URL.Path)
+		if call.Path == "/containers/create" {
+			call.Container = r.URL.Query().Get("name")
+		}
 		proxy.ServeHTTP(w, r)
 		call.End = time.Now()
 		p.mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -328,4 +330,29 @@ func (r *execRun) rss() (int64, error) {
 		return 0, fmt.Errorf("read VmRSS of executor %d: %w", r.pid, err)
 	}
 	return v, nil
+}
+
+// fetchProfile saves a pprof endpoint of a benchpprof build to file.
+func (r *execRun) fetchProfile(path, file string) error {
+	addr, err := os.ReadFile(filepath.Join(r.sandbox, "pprof.addr"))
+	if err != nil {
+		return fmt.Errorf("no pprof address from executor %d (build with -tags benchpprof): %w", r.pid, err)
+	}
+	resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	out, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

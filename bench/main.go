@@ -35,7 +35,8 @@ type options struct {
 	k              int
 	idleWindow     time.Duration
 	healthInterval time.Duration
-	idleServices   int
+	idle           string
+	profile        string
 	breakdownN     int
 	out            string
 	goBench        string
@@ -44,6 +45,21 @@ type options struct {
 	image          string
 	only           string
 	keep           bool
+	env            envList
+	compare        string
+}
+
+// envList collects repeated -env NAME=value flags.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("-env %q is not NAME=value", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 func main() {
@@ -52,7 +68,8 @@ func main() {
 	flag.IntVar(&o.k, "k", 50, "executors run at once in the density run (1..100)")
 	flag.DurationVar(&o.idleWindow, "idle-window", 60*time.Second, "window over which idle CPU time is measured (at least 30s)")
 	flag.DurationVar(&o.healthInterval, "health-interval", 500*time.Millisecond, "Sidecar poll interval of the verdict-change run")
-	flag.IntVar(&o.idleServices, "idle-services", 1000, "services in the emulated Sidecar state of the idle run")
+	flag.StringVar(&o.idle, "idle", "30s:1000,1s:1000,30s:10000,1s:10000", "idle executors run side by side, as poll-interval:services-in-Sidecar's-state")
+	flag.StringVar(&o.profile, "profile", "", "directory for CPU and heap profiles of the idle executors (builds with -tags benchpprof; the report then goes to stdout only)")
 	flag.IntVar(&o.breakdownN, "breakdown-n", 10, "repetitions traced through a Docker proxy for the time breakdown (0: none)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write (empty: print to stdout only)")
 	flag.StringVar(&o.goBench, "gobench", "", "output of the Go benchmarks to include in the report")
@@ -61,6 +78,8 @@ func main() {
 	flag.StringVar(&o.image, "image", "sidecar-executor/busybox:1.35", "image of the tasks (must be present)")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,breakdown; the report then goes to stdout only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (sandboxes, executor logs)")
+	flag.StringVar(&o.compare, "compare", "", "a second executor binary, run in every launch/kill and exit repetition next to the first for an A/B comparison (the report then goes to stdout only)")
+	flag.Var(&o.env, "env", "extra NAME=value for every executor's environment, e.g. GOGC=50 (repeatable; the report then goes to stdout only)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: FAILED: %v\n", err)
@@ -159,6 +178,14 @@ func run(o options) error {
 		os.Exit(1)
 	}()
 
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+		if !strings.Contains(o.tags, "benchpprof") {
+			o.tags = strings.TrimPrefix(o.tags+",benchpprof", ",")
+		}
+	}
 	binary := o.executor
 	buildFlags := "CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' (as make build)"
 	if binary == "" {
@@ -181,20 +208,33 @@ func run(o options) error {
 	}
 	defer dies.close()
 	h := &harness{binary: binary, image: o.image, runID: runID, workDir: workDir, docker: d, dies: dies, clkTck: clk}
+	if o.profile != "" {
+		h.extraEnv = append(h.extraEnv, "SIDECAR_EXECUTOR_PPROF_ADDR=127.0.0.1:0")
+	}
+	h.extraEnv = append(h.extraEnv, o.env...)
 	sidecar, err := sidecartest.Start()
 	if err != nil {
 		return err
 	}
 	defer sidecar.Close()
+	var alt *harness
+	if o.compare != "" {
+		if _, err := os.Stat(o.compare); err != nil {
+			return fmt.Errorf("-compare: %w", err)
+		}
+		copied := *h
+		copied.binary, copied.idPart = o.compare, "alt"
+		alt = &copied
+	}
 
 	rep := &report{opts: o, machine: machine, buildFlags: buildFlags, started: time.Now()}
 	if o.wants("launch") {
-		if rep.launchKill, err = h.runLaunchKill(o.n, sidecar.StateURL(), nil, nil); err != nil {
+		if rep.launchKill, rep.altLaunchKill, err = h.runLaunchKill(o.n, sidecar.StateURL(), nil, nil, alt); err != nil {
 			return err
 		}
 	}
 	if o.wants("exit") {
-		if rep.exits, err = h.runExits(o.n, sidecar.StateURL(), nil, nil); err != nil {
+		if rep.exits, rep.altExits, err = h.runExits(o.n, sidecar.StateURL(), nil, nil, alt); err != nil {
 			return err
 		}
 	}
@@ -204,17 +244,21 @@ func run(o options) error {
 		}
 	}
 	if o.wants("idle") {
-		if rep.idle, err = h.runIdle([]time.Duration{30 * time.Second, time.Second}, o.idleWindow, o.idleServices); err != nil {
+		configs, err := parseIdleConfigs(o.idle)
+		if err != nil {
+			return err
+		}
+		if rep.idle, err = h.runIdle(configs, o.idleWindow, o.profile); err != nil {
 			return err
 		}
 	}
 	if o.wants("density") {
-		if rep.density, err = h.runDensity(o.k, sidecar.StateURL()); err != nil {
+		if rep.density, err = h.runDensity(o.k, sidecar.StateURL(), nil, nil); err != nil {
 			return err
 		}
 	}
 	if o.wants("breakdown") && o.breakdownN > 0 {
-		if rep.breakdown, err = runBreakdown(h, o.breakdownN, sidecar.StateURL()); err != nil {
+		if rep.breakdown, err = runBreakdown(h, o.breakdownN, o.k, sidecar.StateURL()); err != nil {
 			return err
 		}
 	}
@@ -231,16 +275,17 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if o.out == "" || o.only != "" {
+	if o.out == "" || o.only != "" || o.profile != "" || len(o.env) > 0 || o.compare != "" {
 		fmt.Print(text)
 		return nil
 	}
 	return writeReport(o.out, text)
 }
 
-// runBreakdown repeats the launch/kill and exit paths with the executor's
-// Docker calls going through the tracing proxy.
-func runBreakdown(h *harness, n int, sidecarURL string) (*breakdowns, error) {
+// runBreakdown repeats the launch/kill and exit paths, and the density
+// run's burst of exits, with the executor's Docker calls going through the
+// tracing proxy.
+func runBreakdown(h *harness, n, k int, sidecarURL string) (*breakdowns, error) {
 	proxy, err := h.docker.startProxy(h.workDir)
 	if err != nil {
 		return nil, err
@@ -250,10 +295,13 @@ func runBreakdown(h *harness, n int, sidecarURL string) (*breakdowns, error) {
 	traced.extraEnv = append(append([]string(nil), h.extraEnv...), "DOCKER_HOST="+proxy.dockerHost())
 	traced.idPart = "traced"
 	bd := newBreakdowns()
-	if _, err := traced.runLaunchKill(n, sidecarURL, proxy, bd); err != nil {
+	if _, _, err := traced.runLaunchKill(n, sidecarURL, proxy, bd, nil); err != nil {
 		return nil, fmt.Errorf("breakdown: %w", err)
 	}
-	if _, err := traced.runExits(n, sidecarURL, proxy, bd); err != nil {
+	if _, _, err := traced.runExits(n, sidecarURL, proxy, bd, nil); err != nil {
+		return nil, fmt.Errorf("breakdown: %w", err)
+	}
+	if _, err := traced.runDensity(k, sidecarURL, proxy, bd); err != nil {
 		return nil, fmt.Errorf("breakdown: %w", err)
 	}
 	return bd, nil

@@ -61,11 +61,14 @@ type report struct {
 	finished   time.Time
 	launchKill *launchKillResult
 	exits      *exitResult
-	health     *healthResult
-	idle       []*idleResult
-	density    *densityResult
-	breakdown  *breakdowns
-	goBench    string
+	// The -compare binary's figures, from the same repetitions.
+	altLaunchKill *launchKillResult
+	altExits      *exitResult
+	health        *healthResult
+	idle          []*idleResult
+	density       *densityResult
+	breakdown     *breakdowns
+	goBench       string
 }
 
 // row is one line of the figures table.
@@ -105,6 +108,8 @@ func (r *report) rows() []row {
 			row{"LAUNCH → TASK_RUNNING", "agent wrote LAUNCH → agent received TASK_RUNNING (image present, host network)", fmtMs(l.Median), fmtMs(l.P99), "", ""},
 			row{"baseline: create+start", "Docker API create + start of an identical container (same Config/HostConfig)", fmtMs(api.Median), fmtMs(api.P99), "", ""},
 		)
+		paired := pairedDifferences(lk.Launch, lk.BaseAPI)
+		rows = append(rows, row{"  paired overhead over create+start", "per repetition, LAUNCH → TASK_RUNNING minus the create+start run next to it (robust to load drifting during the run)", fmtMs(median(paired)), fmtMs(percentile(paired, 99)), "", ""})
 		ratioMed, ratioP99 := l.Median/api.Median, l.P99/api.P99
 		rows = append(rows,
 			row{"ratio to create+start", "median ÷ median, p99 ÷ p99", fmt.Sprintf("%.2f×", ratioMed), fmt.Sprintf("%.2f×", ratioP99), "≤ 1.0×", verdict(ratioMed <= 1 && ratioP99 <= 1)},
@@ -157,13 +162,12 @@ func (r *report) rows() []row {
 		rows = append(rows, row{"RSS, task running", fmt.Sprintf("VmRSS %s after TASK_RUNNING (Sidecar not yet polled), %d executors", settle, rs.N), fmt.Sprintf("%.1f MB", rs.Median), fmt.Sprintf("%.1f MB", rs.P99), "≤ 15 MB", verdict(rs.P99 <= 15)})
 	}
 	for _, idle := range r.idle {
-		polls := fmt.Sprintf("%d polls of a %d-byte state.json", idle.Polls, idle.StateDocBytes)
+		label := fmt.Sprintf("poll %s, %d services (%.1f MB state.json)", idle.Interval, idle.Services, float64(idle.StateDocBytes)/1e6)
 		rows = append(rows,
-			row{fmt.Sprintf("idle CPU, poll interval %s", idle.Interval), fmt.Sprintf("CPU time over %s (%s), the larger of utime+stime and the threads' schedstat, extrapolated to a minute; %% of one core", idle.Window.Round(time.Second), polls),
+			row{"idle CPU, " + label, fmt.Sprintf("CPU time over a %s window holding %d polls (the larger of utime+stime and the threads' schedstat), extrapolated to a minute; %% of one core", idle.Window.Round(time.Second), idle.Polls),
 				fmt.Sprintf("%.0f ms/min = %.3f %%", idle.CPUMsPerMin, idle.CorePercent), "(one window)", r.cpuTarget(idle.Interval), r.cpuVerdict(idle)},
-			row{fmt.Sprintf("RSS, poll interval %s", idle.Interval), "VmRSS sampled every second over the window: max (median column), VmHWM (p99 column)", fmt.Sprintf("%.1f MB", idle.RSSMaxMB), fmt.Sprintf("HWM %.1f MB", idle.HWMMB), "≤ 15 MB", verdict(idle.HWMMB <= 15)},
+			row{"RSS, " + label, "VmRSS sampled every second over the window: max (median column); VmHWM, the peak since start (p99 column)", fmt.Sprintf("%.1f MB", idle.RSSMaxMB), fmt.Sprintf("HWM %.1f MB", idle.HWMMB), "≤ 15 MB", verdict(idle.HWMMB <= 15)},
 		)
-		rssAll = append(rssAll, idle.RSSMaxMB)
 	}
 	if dr := r.density; dr != nil {
 		d := summarize(dr.DieToFinal)
@@ -221,12 +225,12 @@ func (r *report) markdown() (string, error) {
 
 	if len(r.idle) > 0 {
 		b.WriteString("### Idle executors\n\n")
-		b.WriteString("Two executors side by side, each with a running task and its own emulated Sidecar; Sidecar backoff 2 s so polling is steady before the window opens.\n\n")
-		b.WriteString("| Poll interval | Window | Polls | utime+stime | schedstat run time (live threads) | CPU per minute | Threads | Rss / Anonymous / file-backed (smaps_rollup) |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "%d executors side by side, each with a running task and its own emulated Sidecar whose state holds the given number of services (20 per host); Sidecar backoff 2 s so that polling is steady before the window opens. Memory is in MB of 10^6 bytes, as the target.\n\n", len(r.idle))
+		b.WriteString("| Poll interval | Services | Window | Polls | utime+stime | schedstat run time (live threads) | CPU per minute | Threads | Rss / Anonymous / file-backed (smaps_rollup) |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, idle := range r.idle {
 			file := idle.Smaps["Rss"] - idle.Smaps["Anonymous"]
-			fmt.Fprintf(&b, "| %s | %s | %d | %d ticks (%d ms) | %.1f ms | %.0f ms (%.3f %% of a core) | %d | %.1f / %.1f / %.1f MB |\n",
-				idle.Interval, idle.Window.Round(time.Second), idle.Polls, idle.CPUTicks, idle.CPUTicks*1000/r.clk(), float64(idle.CPUSchedNs)/1e6,
+			fmt.Fprintf(&b, "| %s | %d | %s | %d | %d ticks (%d ms) | %.1f ms | %.0f ms (%.3f %% of a core) | %d | %.1f / %.1f / %.1f MB |\n",
+				idle.Interval, idle.Services, idle.Window.Round(time.Second), idle.Polls, idle.CPUTicks, idle.CPUTicks*1000/r.clk(), float64(idle.CPUSchedNs)/1e6,
 				idle.CPUMsPerMin, idle.CorePercent, idle.Threads,
 				float64(idle.Smaps["Rss"])*1024/1e6, float64(idle.Smaps["Anonymous"])*1024/1e6, float64(file)*1024/1e6)
 		}
@@ -234,8 +238,8 @@ func (r *report) markdown() (string, error) {
 	}
 	if bd := r.breakdown; bd != nil {
 		b.WriteString("### Where the time goes (Docker calls traced)\n\n")
-		fmt.Fprintf(&b, "%d more runs of the launch/kill and exit paths with the executor's `DOCKER_HOST` pointed at a tracing proxy in the bench; the proxy adds a hop to every call, so these totals are a little higher than the figures above. Offsets are medians from the start of the path; a call's duration is from the proxy receiving it to the proxy finishing the response.\n\n", r.opts.breakdownN)
-		titles := map[string]string{"launch": "LAUNCH → TASK_RUNNING", "kill": "KILL → TASK_KILLED", "exit0": "die (exit 0) → TASK_FINISHED", "exit3": "die (exit 3) → TASK_FAILED"}
+		fmt.Fprintf(&b, "%d more runs of the launch/kill and exit paths, and one more density run, with the executor's `DOCKER_HOST` pointed at a tracing proxy in the bench; the proxy adds a hop to every call, so these totals are a little higher than the figures above. Offsets are medians from the start of the path; a call's duration is from the proxy receiving it to the proxy finishing the response.\n\n", r.opts.breakdownN)
+		titles := map[string]string{"launch": "LAUNCH → TASK_RUNNING", "kill": "KILL → TASK_KILLED", "exit0": "die (exit 0) → TASK_FINISHED", "exit3": "die (exit 3) → TASK_FAILED", "burst": "die → TASK_FINISHED, all density containers exiting at once"}
 		for _, path := range bd.order {
 			rows, total := bd.summarizePath(path)
 			fmt.Fprintf(&b, "**%s** (median total %s)\n\n| Step | Runs | Starts at | Takes |\n|---|---|---|---|\n", titles[path], fmtMs(total.Median))
@@ -244,6 +248,28 @@ func (r *report) markdown() (string, error) {
 			}
 			fmt.Fprintf(&b, "| update received by the agent | %d | +%s | |\n\n", total.N, fmtMs(total.Median))
 		}
+	}
+	if a, bb := r.launchKill, r.altLaunchKill; a != nil && bb != nil && len(bb.Launch) > 0 {
+		fmt.Fprintf(&b, "## A/B comparison\n\nA is %s, B is %s; both ran in every repetition, in rotating order.\n\n", r.buildFlags, r.opts.compare)
+		b.WriteString("| Metric | A median | B median | A p99 | B p99 | B − A, paired per repetition: median |\n|---|---|---|---|---|---|\n")
+		ab := func(name string, x, y []float64) {
+			if len(x) == 0 || len(x) != len(y) {
+				return
+			}
+			d := pairedDifferences(y, x)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", name, fmtMs(median(x)), fmtMs(median(y)), fmtMs(percentile(x, 99)), fmtMs(percentile(y, 99)), fmtMs(median(d)))
+		}
+		ab("LAUNCH → TASK_RUNNING", a.Launch, bb.Launch)
+		ab("  minus create+start of the same repetition", pairedDifferences(a.Launch, a.BaseAPI), pairedDifferences(bb.Launch, a.BaseAPI))
+		ab("KILL → TASK_KILLED", a.Kill, bb.Kill)
+		ab("  die → TASK_KILLED", a.DieToKilled, bb.DieToKilled)
+		if ea, eb := r.exits, r.altExits; ea != nil && eb != nil {
+			ab("exit 0 → TASK_FINISHED", ea.DieToFinished, eb.DieToFinished)
+			ab("exit 3 → TASK_FAILED", ea.DieToFailed, eb.DieToFailed)
+			ab("terminal ack → exit (exit path)", ea.AckExit, eb.AckExit)
+		}
+		ab("terminal ack → exit (kill path)", a.AckExit, bb.AckExit)
+		b.WriteString("\n")
 	}
 	if r.goBench != "" {
 		b.WriteString("## Go benchmarks\n\n`go test -run '^$' -bench . -benchmem ./...` on the same machine, same run:\n\n```\n")

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,84 +61,18 @@ type exitResult struct {
 // runLaunchKill measures n paired repetitions (plus one warm-up of each
 // that is not counted): the executor launching and killing a task, and
 // Docker doing the same for an identical container.
-func (h *harness) runLaunchKill(n int, sidecarURL string, proxy *dockerProxy, bd *breakdowns) (*launchKillResult, error) {
-	res := &launchKillResult{}
+//
+// With alt set (an A/B comparison of two executor builds), every
+// repetition also runs alt's executor, and altRes holds its figures.
+func (h *harness) runLaunchKill(n int, sidecarURL string, proxy *dockerProxy, bd *breakdowns, alt *harness) (res, altRes *launchKillResult, err error) {
+	res, altRes = &launchKillResult{}, &launchKillResult{}
 	var template *docker.Container
-	executorBlock := func(i int, record bool) error {
-		taskID := fmt.Sprintf("%s-kill-%d", h.prefix(), i)
-		if !record {
-			taskID = fmt.Sprintf("%s-kill-warmup", h.prefix())
+	executorBlockFor := func(h *harness, res *launchKillResult) func(int, bool) error {
+		return func(i int, record bool) error {
+			return h.launchKillOnce(i, record, sidecarURL, proxy, bd, res, &template)
 		}
-		r, err := h.startExecutor(taskID, mesostest.Config{}, baseSettings(sidecarURL))
-		if err != nil {
-			return err
-		}
-		defer r.abort()
-		task := h.benchTask(r.agent, taskID, termRespecting, nil)
-		launchAt, err := r.launchAt(task)
-		if err != nil {
-			return err
-		}
-		running, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second)
-		if err != nil {
-			return err
-		}
-		c, err := h.docker.client.InspectContainer(containerNameFor(taskID))
-		if err != nil {
-			return r.failure(fmt.Errorf("inspect the task's container: %w", err))
-		}
-		if template == nil {
-			template = c
-		}
-		time.Sleep(settle)
-		rss, err := r.rss()
-		if err != nil {
-			return err
-		}
-		threads, err := threadCount(r.pid)
-		if err != nil {
-			return err
-		}
-		if err := r.agent.Kill(taskID, nil); err != nil {
-			return r.failure(err)
-		}
-		killAt, err := r.eventTime(executor.Event_KILL, nil)
-		if err != nil {
-			return err
-		}
-		killed, err := r.waitTerminal(taskID, mesos.TASK_KILLED, 60*time.Second)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
-		if err != nil {
-			return r.failure(err)
-		}
-		ackExit, err := r.ackToExit(killed)
-		if err != nil {
-			return err
-		}
-		if err := r.finish(taskID); err != nil {
-			return err
-		}
-		if record && bd != nil && proxy != nil {
-			bd.add("launch", launchAt, running.Received, proxy)
-			bd.add("kill", killAt, killed.Received, proxy)
-		}
-		if !record {
-			return nil
-		}
-		res.Launch = append(res.Launch, ms(running.Received.Sub(launchAt)))
-		res.Kill = append(res.Kill, ms(killed.Received.Sub(killAt)))
-		res.KillToDie = append(res.KillToDie, ms(dieAt.Sub(killAt)))
-		res.DieToKilled = append(res.DieToKilled, ms(killed.Received.Sub(dieAt)))
-		res.AckExit = append(res.AckExit, ms(ackExit))
-		res.RSSRunning = append(res.RSSRunning, float64(rss)*1024/1e6)
-		res.Threads = append(res.Threads, float64(threads))
-		return nil
 	}
+	executorBlock := executorBlockFor(h, res)
 	baselineBlock := func(i int, record bool) error {
 		if template == nil {
 			return errors.New("no container configuration to copy for the baseline")
@@ -193,33 +129,114 @@ func (h *harness) runLaunchKill(n int, sidecarURL string, proxy *dockerProxy, bd
 
 	// Warm-up: one of each, not recorded; it also provides the container
 	// configuration the baseline copies.
-	if err := executorBlock(-1, false); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
+	blocks := []func(int, bool) error{executorBlock, baselineBlock}
+	if alt != nil {
+		blocks = append(blocks, executorBlockFor(alt, altRes))
 	}
-	if err := baselineBlock(-1, false); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
+	for _, block := range blocks {
+		if err := block(-1, false); err != nil {
+			return nil, nil, fmt.Errorf("warm-up: %w", err)
+		}
 	}
 	for i := 0; i < n; i++ {
-		// Alternate which goes first, so neither always follows the other.
-		first, second := executorBlock, baselineBlock
-		if i%2 == 1 {
-			first, second = baselineBlock, executorBlock
-		}
-		if err := first(i, true); err != nil {
-			return nil, fmt.Errorf("repetition %d: %w", i, err)
-		}
-		if err := second(i, true); err != nil {
-			return nil, fmt.Errorf("repetition %d: %w", i, err)
+		// Rotate which goes first, so none always follows another.
+		for j := range blocks {
+			if err := blocks[(i+j)%len(blocks)](i, true); err != nil {
+				return nil, nil, fmt.Errorf("repetition %d: %w", i, err)
+			}
 		}
 		h.progress("launch/kill %d/%d", i+1, n)
 	}
 	for name, set := range map[string][]float64{"launch": res.Launch, "create+start": res.BaseAPI, "docker run -d": res.BaseCLI,
 		"kill": res.Kill, "stop": res.Stop, "kill→die": res.KillToDie, "die→killed": res.DieToKilled, "ack→exit": res.AckExit} {
 		if err := checkSamples(name, set, n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return res, nil
+	if alt != nil {
+		if err := checkSamples("alternative launch", altRes.Launch, n); err != nil {
+			return nil, nil, err
+		}
+	}
+	return res, altRes, nil
+}
+
+// launchKillOnce is one executor repetition of runLaunchKill; the first
+// container it runs becomes the baseline's template.
+func (h *harness) launchKillOnce(i int, record bool, sidecarURL string, proxy *dockerProxy, bd *breakdowns, res *launchKillResult, template **docker.Container) error {
+	taskID := fmt.Sprintf("%s-kill-%d", h.prefix(), i)
+	if !record {
+		taskID = fmt.Sprintf("%s-kill-warmup", h.prefix())
+	}
+	r, err := h.startExecutor(taskID, mesostest.Config{}, baseSettings(sidecarURL))
+	if err != nil {
+		return err
+	}
+	defer r.abort()
+	task := h.benchTask(r.agent, taskID, termRespecting, nil)
+	launchAt, err := r.launchAt(task)
+	if err != nil {
+		return err
+	}
+	running, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	c, err := h.docker.client.InspectContainer(containerNameFor(taskID))
+	if err != nil {
+		return r.failure(fmt.Errorf("inspect the task's container: %w", err))
+	}
+	if *template == nil {
+		*template = c
+	}
+	time.Sleep(settle)
+	rss, err := r.rss()
+	if err != nil {
+		return err
+	}
+	threads, err := threadCount(r.pid)
+	if err != nil {
+		return err
+	}
+	if err := r.agent.Kill(taskID, nil); err != nil {
+		return r.failure(err)
+	}
+	killAt, err := r.eventTime(executor.Event_KILL, nil)
+	if err != nil {
+		return err
+	}
+	killed, err := r.waitTerminal(taskID, mesos.TASK_KILLED, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
+	if err != nil {
+		return r.failure(err)
+	}
+	ackExit, err := r.ackToExit(killed)
+	if err != nil {
+		return err
+	}
+	if err := r.finish(taskID); err != nil {
+		return err
+	}
+	if record && bd != nil && proxy != nil {
+		bd.add("launch", launchAt, running.Received, proxy)
+		bd.add("kill", killAt, killed.Received, proxy)
+	}
+	if !record {
+		return nil
+	}
+	res.Launch = append(res.Launch, ms(running.Received.Sub(launchAt)))
+	res.Kill = append(res.Kill, ms(killed.Received.Sub(killAt)))
+	res.KillToDie = append(res.KillToDie, ms(dieAt.Sub(killAt)))
+	res.DieToKilled = append(res.DieToKilled, ms(killed.Received.Sub(dieAt)))
+	res.AckExit = append(res.AckExit, ms(ackExit))
+	res.RSSRunning = append(res.RSSRunning, float64(rss)*1024/1e6)
+	res.Threads = append(res.Threads, float64(threads))
+	return nil
 }
 
 // shellBody is the script of a `sh -c '…'` command line.
@@ -229,9 +246,10 @@ func shellBody(command string) string {
 }
 
 // runExits measures n containers that exit 0 and n that exit 3 on their own.
-func (h *harness) runExits(n int, sidecarURL string, proxy *dockerProxy, bd *breakdowns) (*exitResult, error) {
-	res := &exitResult{}
-	one := func(i, code int) error {
+// With alt set, alt's executor runs each case too, into altRes.
+func (h *harness) runExits(n int, sidecarURL string, proxy *dockerProxy, bd *breakdowns, alt *harness) (res, altRes *exitResult, err error) {
+	res, altRes = &exitResult{}, &exitResult{}
+	one := func(h *harness, res *exitResult, i, code int) error {
 		taskID := fmt.Sprintf("%s-exit%d-%d", h.prefix(), code, i)
 		r, err := h.startExecutor(taskID, mesostest.Config{}, baseSettings(sidecarURL))
 		if err != nil {
@@ -279,25 +297,37 @@ func (h *harness) runExits(n int, sidecarURL string, proxy *dockerProxy, bd *bre
 		res.AckExit = append(res.AckExit, ms(ackExit))
 		return nil
 	}
+	type run struct {
+		h   *harness
+		res *exitResult
+	}
+	runs := []run{{h, res}}
+	if alt != nil {
+		runs = append(runs, run{alt, altRes})
+	}
 	for i := 0; i < n; i++ {
-		if err := one(i, 0); err != nil {
-			return nil, fmt.Errorf("exit repetition %d: %w", i, err)
-		}
-		if err := one(i, 3); err != nil {
-			return nil, fmt.Errorf("exit repetition %d: %w", i, err)
+		for j := range runs {
+			r := runs[(i+j)%len(runs)]
+			for _, code := range []int{0, 3} {
+				if err := one(r.h, r.res, i, code); err != nil {
+					return nil, nil, fmt.Errorf("exit repetition %d: %w", i, err)
+				}
+			}
 		}
 		h.progress("exits %d/%d", i+1, n)
 	}
 	if bd != nil {
-		return res, nil
+		return res, altRes, nil
 	}
-	if err := checkSamples("die→finished", res.DieToFinished, n); err != nil {
-		return nil, err
+	for _, r := range runs {
+		if err := checkSamples("die→finished", r.res.DieToFinished, n); err != nil {
+			return nil, nil, err
+		}
+		if err := checkSamples("die→failed", r.res.DieToFailed, n); err != nil {
+			return nil, nil, err
+		}
 	}
-	if err := checkSamples("die→failed", res.DieToFailed, n); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return res, altRes, nil
 }
 
 // healthResult is the Sidecar verdict path.
@@ -419,9 +449,40 @@ func (h *harness) runHealth(n int, interval time.Duration) (*healthResult, error
 	return res, nil
 }
 
+// idleConfig is one idle executor: its poll interval and the size of the
+// cluster its Sidecar reports.
+type idleConfig struct {
+	Interval time.Duration
+	Services int
+}
+
+// parseIdleConfigs reads "30s:1000,1s:10000".
+func parseIdleConfigs(spec string) ([]idleConfig, error) {
+	var out []idleConfig
+	for _, part := range strings.Split(spec, ",") {
+		interval, services, ok := strings.Cut(strings.TrimSpace(part), ":")
+		if !ok {
+			return nil, fmt.Errorf("idle configuration %q is not interval:services", part)
+		}
+		d, err := time.ParseDuration(interval)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("idle configuration %q: bad interval", part)
+		}
+		n, err := strconv.Atoi(services)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("idle configuration %q: bad service count", part)
+		}
+		out = append(out, idleConfig{Interval: d, Services: n})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no idle configuration")
+	}
+	return out, nil
+}
+
 // idleResult is one executor's idle figures.
 type idleResult struct {
-	Interval      time.Duration
+	idleConfig
 	Window        time.Duration
 	Polls         int     // Sidecar polls inside the window
 	CPUTicks      int64   // utime+stime over the window
@@ -436,10 +497,11 @@ type idleResult struct {
 	StateDocBytes int
 }
 
-// runIdle runs one executor per poll interval side by side, each with its
-// own emulated Sidecar holding services services, and measures CPU time
-// and RSS over window once they are in their steady state.
-func (h *harness) runIdle(intervals []time.Duration, window time.Duration, services int) ([]*idleResult, error) {
+// runIdle runs one executor per configuration side by side, each with its
+// own emulated Sidecar, and measures CPU time and RSS over window once they
+// are in their steady state. With profileDir set (a benchpprof build), it
+// also saves a CPU profile of the window and a heap profile at its end.
+func (h *harness) runIdle(configs []idleConfig, window time.Duration, profileDir string) ([]*idleResult, error) {
 	type idleRun struct {
 		r       *execRun
 		sidecar *sidecartest.Server
@@ -453,14 +515,14 @@ func (h *harness) runIdle(intervals []time.Duration, window time.Duration, servi
 			run.sidecar.Close()
 		}
 	}()
-	for i, interval := range intervals {
+	for i, cfg := range configs {
 		sidecar, err := sidecartest.Start()
 		if err != nil {
 			return nil, err
 		}
 		sidecar.SetHostname(sidecarHostName)
-		// A cluster of services services, 20 per host, ours among them.
-		for s := 0; s < services; s++ {
+		// A cluster of cfg.Services services, 20 per host, ours among them.
+		for s := 0; s < cfg.Services; s++ {
 			host := fmt.Sprintf("bench-host-%04d", s/20)
 			if s/20 == 0 {
 				host = sidecarHostName
@@ -474,7 +536,7 @@ func (h *harness) runIdle(intervals []time.Duration, window time.Duration, servi
 			"EXECUTOR_SIDECAR_URL=" + sidecar.StateURL(),
 			// Long enough to register the container before the first poll.
 			"EXECUTOR_SIDECAR_BACKOFF=2s",
-			"EXECUTOR_SIDECAR_POLL_INTERVAL=" + interval.String(),
+			"EXECUTOR_SIDECAR_POLL_INTERVAL=" + cfg.Interval.String(),
 			"EXECUTOR_SIDECAR_DRAINING_DURATION=0s",
 		}
 		r, err := h.startExecutor(taskID, mesostest.Config{}, settings)
@@ -482,7 +544,7 @@ func (h *harness) runIdle(intervals []time.Duration, window time.Duration, servi
 			sidecar.Close()
 			return nil, err
 		}
-		run := &idleRun{r: r, sidecar: sidecar, taskID: taskID, res: &idleResult{Interval: interval, Window: window}}
+		run := &idleRun{r: r, sidecar: sidecar, taskID: taskID, res: &idleResult{idleConfig: cfg, Window: window}}
 		runs = append(runs, run)
 		task := h.benchTask(r.agent, taskID, idleCommand, map[string]string{"TASK_HOST": sidecarHostName})
 		if _, err := r.launchAt(task); err != nil {
@@ -508,17 +570,15 @@ func (h *harness) runIdle(intervals []time.Duration, window time.Duration, servi
 			return nil, run.r.failure(fmt.Errorf("no healthy report: %w", err))
 		}
 		resp, err := http.Get(run.sidecar.StateURL())
-		if err == nil {
-			buf := make([]byte, 64<<10)
-			for {
-				k, err := resp.Body.Read(buf)
-				run.res.StateDocBytes += k
-				if err != nil {
-					break
-				}
-			}
-			resp.Body.Close()
+		if err != nil {
+			return nil, err
 		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		run.res.StateDocBytes = int(n)
 	}
 	time.Sleep(2 * time.Second)
 
@@ -545,6 +605,18 @@ func (h *harness) runIdle(intervals []time.Duration, window time.Duration, servi
 		}
 	}
 	windowStart := time.Now()
+	var profiles sync.WaitGroup
+	profileErrs := make([]error, len(runs))
+	if profileDir != "" {
+		for i, run := range runs {
+			profiles.Add(1)
+			go func() {
+				defer profiles.Done()
+				name := fmt.Sprintf("cpu-%s-%d.pprof", run.res.Interval, run.res.Services)
+				profileErrs[i] = run.r.fetchProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())), filepath.Join(profileDir, name))
+			}()
+		}
+	}
 	rssMax := make([]int64, len(runs))
 	for time.Since(windowStart) < window {
 		time.Sleep(time.Second)
@@ -597,6 +669,21 @@ func (h *harness) runIdle(intervals []time.Duration, window time.Duration, servi
 		}
 		results = append(results, res)
 	}
+	if profileDir != "" {
+		profiles.Wait()
+		if err := errors.Join(profileErrs...); err != nil {
+			return nil, err
+		}
+		for _, run := range runs {
+			base := fmt.Sprintf("heap-%s-%d", run.res.Interval, run.res.Services)
+			if err := run.r.fetchProfile("/debug/pprof/heap", filepath.Join(profileDir, base+".pprof")); err != nil {
+				return nil, err
+			}
+			if err := run.r.fetchProfile("/debug/pprof/heap?debug=1", filepath.Join(profileDir, base+".txt")); err != nil {
+				return nil, err
+			}
+		}
+	}
 	// End the tasks cleanly.
 	for _, run := range runs {
 		if err := run.r.agent.Kill(run.taskID, nil); err != nil {
@@ -633,7 +720,7 @@ type densityResult struct {
 // runDensity starts k executors with one task each at once, waits until
 // all run, reads their memory, then makes every container exit at once and
 // checks that every executor reports it and exits 0.
-func (h *harness) runDensity(k int, sidecarURL string) (*densityResult, error) {
+func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *breakdowns) (*densityResult, error) {
 	runs := make([]*execRun, 0, k)
 	defer func() {
 		for _, r := range runs {
@@ -686,6 +773,14 @@ func (h *harness) runDensity(k int, sidecarURL string) (*densityResult, error) {
 	}
 	res.RSSTotalMB = float64(total) * 1024 / 1e6
 	res.RSSMeanMB = res.RSSTotalMB / float64(k)
+	ids := make([]string, k)
+	for i := range runs {
+		c, err := h.docker.client.InspectContainer(containerNameFor(taskIDs[i]))
+		if err != nil {
+			return nil, fmt.Errorf("inspect container of %s: %w", taskIDs[i], err)
+		}
+		ids[i] = c.ID
+	}
 
 	// Every container exits by itself within about a second.
 	for _, r := range runs {
@@ -712,6 +807,9 @@ func (h *harness) runDensity(k int, sidecarURL string) (*densityResult, error) {
 				return
 			}
 			dieToFinal[i] = ms(u.Received.Sub(dieAt))
+			if bd != nil && proxy != nil {
+				bd.add("burst", dieAt, u.Received, proxy, ids[i], containerNameFor(taskIDs[i]))
+			}
 			d, err := r.ackToExit(u)
 			if err != nil {
 				errs[i] = err
