@@ -221,7 +221,7 @@ func (r *report) markdown() (string, error) {
 	for _, rw := range r.rows() {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", rw.metric, rw.what, rw.median, rw.p99, rw.target, rw.met)
 	}
-	b.WriteString("\nTimes of the agent (mesostest) are taken in the bench process: an event's time is when it was written and flushed to the executor's stream, an update's when its HTTP request was read. The die time is the daemon's own timestamp of the event. All executors run with `EXECUTOR_SIDECAR_DRAINING_DURATION=0s` (the default 10 s drain would dominate every kill) and an emulated Sidecar; tasks run `sidecar-executor/busybox:1.35` on the host network.\n\n")
+	b.WriteString("\nTimes of the agent (mesostest) are taken in the bench process: an event's time is when it was written and flushed to the executor's stream (so, on a loaded machine, a little after the executor may have read it: a terminal ack → exit can then come out slightly negative), an update's when its HTTP request was read. The die time is the daemon's own timestamp of the event. All executors run with `EXECUTOR_SIDECAR_DRAINING_DURATION=0s` (the default 10 s drain would dominate every kill) and an emulated Sidecar; tasks run `sidecar-executor/busybox:1.35` on the host network.\n\n")
 
 	if len(r.idle) > 0 {
 		b.WriteString("### Idle executors\n\n")

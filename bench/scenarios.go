@@ -148,10 +148,13 @@ func (h *harness) runLaunchKill(n int, sidecarURL string, proxy *dockerProxy, bd
 		h.progress("launch/kill %d/%d", i+1, n)
 	}
 	for name, set := range map[string][]float64{"launch": res.Launch, "create+start": res.BaseAPI, "docker run -d": res.BaseCLI,
-		"kill": res.Kill, "stop": res.Stop, "kill→die": res.KillToDie, "die→killed": res.DieToKilled, "ack→exit": res.AckExit} {
+		"kill": res.Kill, "stop": res.Stop, "kill→die": res.KillToDie, "die→killed": res.DieToKilled} {
 		if err := checkSamples(name, set, n); err != nil {
 			return nil, nil, err
 		}
+	}
+	if err := checkSamplesFloor("ack→exit", res.AckExit, n, -ms(timestampSlack)); err != nil {
+		return nil, nil, err
 	}
 	if alt != nil {
 		if err := checkSamples("alternative launch", altRes.Launch, n); err != nil {

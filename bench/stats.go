@@ -86,11 +86,17 @@ func ratios(a, b []float64) []float64 {
 // checkSamples fails on a set that cannot be a real measurement: empty,
 // not finite, or negative where only positive durations make sense.
 func checkSamples(name string, xs []float64, want int) error {
+	return checkSamplesFloor(name, xs, want, 0)
+}
+
+// checkSamplesFloor is checkSamples for a figure whose timestamps may err
+// by up to -floor: samples down to floor are accepted.
+func checkSamplesFloor(name string, xs []float64, want int, floor float64) error {
 	if len(xs) != want {
 		return fmt.Errorf("%s: %d samples, want %d", name, len(xs), want)
 	}
 	for i, x := range xs {
-		if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
+		if math.IsNaN(x) || math.IsInf(x, 0) || x < floor {
 			return fmt.Errorf("%s: sample %d is %v: the measurement is broken", name, i, x)
 		}
 	}

@@ -105,6 +105,12 @@ func TestCheckSamples(t *testing.T) {
 			t.Errorf("checkSamples(%v) accepted a broken set", bad)
 		}
 	}
+	if err := checkSamplesFloor("x", []float64{1, -0.5, 2}, 3, -1); err != nil {
+		t.Errorf("a sample within the floor rejected: %v", err)
+	}
+	if err := checkSamplesFloor("x", []float64{1, -1.5, 2}, 3, -1); err == nil {
+		t.Error("a sample below the floor accepted")
+	}
 }
 
 func TestMs(t *testing.T) {
