@@ -126,12 +126,13 @@ func (r *report) rows() []row {
 	}
 	if lk := r.launchKill; lk != nil {
 		k, s := summarize(lk.Kill), summarize(lk.Stop)
-		over := k.Median - s.Median
-		overP99 := k.P99 - s.P99
+		over := pairedDifferences(lk.Kill, lk.Stop)
+		overMed, overP99 := median(over), percentile(over, 99)
 		rows = append(rows,
 			row{"KILL → TASK_KILLED", "agent wrote KILL → agent received TASK_KILLED (container exits at once on SIGTERM; draining off)", fmtMs(k.Median), fmtMs(k.P99), "", ""},
 			row{"baseline: stop", "Docker API stop (t=5) of an identical container", fmtMs(s.Median), fmtMs(s.P99), "", ""},
-			row{"KILL overhead over stop", "median − median, p99 − p99", fmtMs(over), fmtMs(overP99), "≤ 50 ms", verdict(over <= 50 && overP99 <= 50)},
+			row{"KILL overhead over stop", "per repetition, KILL → TASK_KILLED minus the stop run next to it", fmtMs(overMed), fmtMs(overP99), "≤ 50 ms", verdict(overMed <= 50 && overP99 <= 50)},
+			row{"  unpaired", "median − median, p99 − p99", fmtMs(k.Median - s.Median), fmtMs(k.P99 - s.P99), "", ""},
 			row{"  of which KILL → die", "agent wrote KILL → Docker's die event", fmtMs(median(lk.KillToDie)), fmtMs(percentile(lk.KillToDie, 99)), "", ""},
 			row{"  of which die → TASK_KILLED", "die event → agent received TASK_KILLED", fmtMs(median(lk.DieToKilled)), fmtMs(percentile(lk.DieToKilled, 99)), "", ""},
 		)
