@@ -35,7 +35,7 @@ bench: test-image
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchmem ./... > bin/gobench.txt || { cat bin/gobench.txt; exit 1; }
 	@cat bin/gobench.txt
-	$(GO) run ./bench -gobench bin/gobench.txt -out BENCHMARKS.md $(BENCH_FLAGS)
+	$(GO) run ./bench -gobench bin/gobench.txt -samples bin/bench-samples.json -out BENCHMARKS.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -51,7 +51,9 @@ func (b *breakdowns) add(path string, from, to time.Time, proxy *dockerProxy, co
 		case isWait && !c.End.Before(from) && !c.End.After(to):
 			tl.Entries = append(tl.Entries, timelineEntry{Key: "wait answered (container exited)", StartOff: c.End.Sub(from)})
 		case isWait:
-		case !c.Start.Before(from) && !c.Start.After(to):
+		case !c.Start.Before(from.Add(-timestampSlack)) && !c.Start.After(to):
+			// (The agent stamps an event after flushing it, so the
+			// executor's first call may start a little before the stamp.)
 			key := c.Method + " " + c.Path
 			seen[key]++
 			tl.Entries = append(tl.Entries, timelineEntry{Key: fmt.Sprintf("%s #%d", key, seen[key]), StartOff: c.Start.Sub(from), Duration: c.End.Sub(c.Start)})
@@ -72,6 +74,8 @@ type breakdownRow struct {
 	Runs        int
 	StartMedian float64 // ms from the path's start
 	DurMedian   float64 // ms
+	StartMax    float64 // the slowest run's, for the tail
+	DurMax      float64
 }
 
 // summarizePath merges the runs of a path by call key, in the order of the
@@ -89,7 +93,7 @@ func (b *breakdowns) summarizePath(path string) (rows []breakdownRow, total summ
 		}
 	}
 	for key, s := range starts {
-		rows = append(rows, breakdownRow{Key: key, Runs: len(s), StartMedian: median(s), DurMedian: median(durs[key])})
+		rows = append(rows, breakdownRow{Key: key, Runs: len(s), StartMedian: median(s), DurMedian: median(durs[key]), StartMax: slices.Max(s), DurMax: slices.Max(durs[key])})
 	}
 	slices.SortFunc(rows, func(a, b breakdownRow) int {
 		switch {

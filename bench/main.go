@@ -47,6 +47,7 @@ type options struct {
 	keep           bool
 	env            envList
 	compare        string
+	samples        string
 }
 
 // envList collects repeated -env NAME=value flags.
@@ -78,6 +79,7 @@ func main() {
 	flag.StringVar(&o.image, "image", "sidecar-executor/busybox:1.35", "image of the tasks (must be present)")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,breakdown; the report then goes to stdout only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (sandboxes, executor logs)")
+	flag.StringVar(&o.samples, "samples", "", "also write every sample, in ms, as JSON to this file")
 	flag.StringVar(&o.compare, "compare", "", "a second executor binary, run in every launch/kill and exit repetition next to the first for an A/B comparison (the report then goes to stdout only)")
 	flag.Var(&o.env, "env", "extra NAME=value for every executor's environment, e.g. GOGC=50 (repeatable; the report then goes to stdout only)")
 	flag.Parse()
@@ -274,6 +276,11 @@ func run(o options) error {
 	text, err := rep.markdown()
 	if err != nil {
 		return err
+	}
+	if o.samples != "" {
+		if err := rep.writeSamples(o.samples); err != nil {
+			return err
+		}
 	}
 	if o.out == "" || o.only != "" || o.profile != "" || len(o.env) > 0 || o.compare != "" {
 		fmt.Print(text)

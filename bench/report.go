@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -239,15 +240,15 @@ func (r *report) markdown() (string, error) {
 	}
 	if bd := r.breakdown; bd != nil {
 		b.WriteString("### Where the time goes (Docker calls traced)\n\n")
-		fmt.Fprintf(&b, "%d more runs of the launch/kill and exit paths, and one more density run, with the executor's `DOCKER_HOST` pointed at a tracing proxy in the bench; the proxy adds a hop to every call, so these totals are a little higher than the figures above. Offsets are medians from the start of the path; a call's duration is from the proxy receiving it to the proxy finishing the response.\n\n", r.opts.breakdownN)
+		fmt.Fprintf(&b, "%d more runs of the launch/kill and exit paths, and one more density run, with the executor's `DOCKER_HOST` pointed at a tracing proxy in the bench; the proxy adds a hop to every call, so these totals are a little higher than the figures above. Offsets are medians from the start of the path; a call's duration is from the proxy receiving it to the proxy finishing the response. The slowest columns take each step's maximum over the runs, to show where tails come from.\n\n", r.opts.breakdownN)
 		titles := map[string]string{"launch": "LAUNCH → TASK_RUNNING", "kill": "KILL → TASK_KILLED", "exit0": "die (exit 0) → TASK_FINISHED", "exit3": "die (exit 3) → TASK_FAILED", "burst": "die → TASK_FINISHED, all density containers exiting at once"}
 		for _, path := range bd.order {
 			rows, total := bd.summarizePath(path)
-			fmt.Fprintf(&b, "**%s** (median total %s)\n\n| Step | Runs | Starts at | Takes |\n|---|---|---|---|\n", titles[path], fmtMs(total.Median))
+			fmt.Fprintf(&b, "**%s** (median total %s, slowest %s)\n\n| Step | Runs | Starts at (median) | Takes (median) | Starts at (slowest) | Takes (slowest) |\n|---|---|---|---|---|---|\n", titles[path], fmtMs(total.Median), fmtMs(total.Max))
 			for _, rw := range rows {
-				fmt.Fprintf(&b, "| %s | %d | +%s | %s |\n", rw.Key, rw.Runs, fmtMs(rw.StartMedian), fmtMs(rw.DurMedian))
+				fmt.Fprintf(&b, "| %s | %d | +%s | %s | +%s | %s |\n", rw.Key, rw.Runs, fmtMs(rw.StartMedian), fmtMs(rw.DurMedian), fmtMs(rw.StartMax), fmtMs(rw.DurMax))
 			}
-			fmt.Fprintf(&b, "| update received by the agent | %d | +%s | |\n\n", total.N, fmtMs(total.Median))
+			fmt.Fprintf(&b, "| update received by the agent | %d | +%s | | +%s | |\n\n", total.N, fmtMs(total.Median), fmtMs(total.Max))
 		}
 	}
 	if a, bb := r.launchKill, r.altLaunchKill; a != nil && bb != nil && len(bb.Launch) > 0 {
@@ -282,7 +283,7 @@ func (r *report) markdown() (string, error) {
 		b.WriteString("```\n\n")
 	}
 	b.WriteString("## Rerunning\n\n")
-	b.WriteString("`make bench` runs the Go benchmarks, then `go run ./bench -gobench bin/gobench.txt`, and rewrites the part of this file above the line below. ")
+	b.WriteString("`make bench` runs the Go benchmarks, then `go run ./bench -gobench bin/gobench.txt -samples bin/bench-samples.json` (every raw sample lands in that JSON file), and rewrites the part of this file above the line below. ")
 	b.WriteString("Knobs: `make bench BENCH_FLAGS='-n 50 -k 100 -idle-window 120s'`; `go run ./bench -h` lists them (`-only launch,exit` prints a partial report without touching this file; `-keep` keeps the sandboxes and executor logs). ")
 	b.WriteString("Compare two runs of the Go benchmarks with benchstat. The figures are only comparable on the same machine with nothing else loading it.\n\n")
 	b.WriteString(generatedEnd + "\n")
@@ -311,4 +312,24 @@ func writeReport(path, text string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// writeSamples saves every raw sample, for looking into tails or comparing
+// runs.
+func (r *report) writeSamples(path string) error {
+	data, err := json.MarshalIndent(map[string]any{
+		"started":         r.started.UTC(),
+		"machine":         r.machine,
+		"launch_kill":     r.launchKill,
+		"exits":           r.exits,
+		"health":          r.health,
+		"idle":            r.idle,
+		"density":         r.density,
+		"alt_launch_kill": r.altLaunchKill,
+		"alt_exits":       r.altExits,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }

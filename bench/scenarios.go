@@ -810,13 +810,14 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 				return
 			}
 			dieToFinal[i] = ms(u.Received.Sub(dieAt))
-			if bd != nil && proxy != nil {
-				bd.add("burst", dieAt, u.Received, proxy, ids[i], containerNameFor(taskIDs[i]))
-			}
 			d, err := r.ackToExit(u)
 			if err != nil {
 				errs[i] = err
 				return
+			}
+			// After the exit, so that the proxy has recorded every call.
+			if bd != nil && proxy != nil {
+				bd.add("burst", dieAt, u.Received, proxy, ids[i], containerNameFor(taskIDs[i]))
 			}
 			ackExit[i] = ms(d)
 			errs[i] = r.finish(taskIDs[i])
