@@ -177,6 +177,9 @@ func run(o options) error {
 		// Give the executors (same process group) a moment to stop theirs.
 		time.Sleep(2 * time.Second)
 		cleanup()
+		if !o.keep {
+			os.RemoveAll(workDir)
+		}
 		os.Exit(1)
 	}()
 
