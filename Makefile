@@ -53,9 +53,18 @@ vet:
 lint: vet
 	$(GO) run $(STATICCHECK) ./...
 
+# Go benchmarks, then the scenario benchmark (bench/), which builds the
+# executor itself, drives it against the real engine and rewrites the
+# generated part of BENCHMARKS.md. BENCH_FLAGS passes options, e.g.
+# BENCH_FLAGS='-n 50 -k 100'.
+BENCH_FLAGS ?=
 bench: test-image
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench . -benchmem ./... > bin/gobench.txt || { cat bin/gobench.txt; exit 1; }
+	@cat bin/gobench.txt
+	$(GO) run ./bench -gobench bin/gobench.txt -samples bin/bench-samples.json -out BENCHMARKS.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
 	-docker ps -aq --filter label=sidecar-executor.test | xargs -r docker rm -f
+	-docker ps -aq --filter label=sidecar-executor.bench | xargs -r docker rm -f

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestWriteReportKeepsTheHandWrittenPart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := writeReport(path, "# first run\n"+generatedEnd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, append(data, []byte("\n## Analysis\nkept by hand\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReport(path, "# second run\n"+generatedEnd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(path)
+	got := string(data)
+	if !strings.HasPrefix(got, "# second run\n") || strings.Contains(got, "first run") {
+		t.Errorf("the generated part was not replaced:\n%s", got)
+	}
+	if !strings.HasSuffix(got, generatedEnd+"\n\n## Analysis\nkept by hand\n") {
+		t.Errorf("the hand-written part was not kept:\n%s", got)
+	}
+}
+
+func TestNormalisePath(t *testing.T) {
+	cases := []struct{ in, path, container string }{
+		{"/v1.41/containers/abc123/json", "/containers/{id}/json", "abc123"},
+		{"/containers/create", "/containers/create", ""},
+		{"/v1.41/containers/json", "/containers/json", ""},
+		{"/images/sidecar-executor/busybox:1.35/json", "/images/{name}/json", ""},
+		{"/_ping", "/_ping", ""},
+	}
+	for _, c := range cases {
+		path, container := normalisePath(c.in)
+		if path != c.path || container != c.container {
+			t.Errorf("normalisePath(%q) = %q, %q; want %q, %q", c.in, path, container, c.path, c.container)
+		}
+	}
+}
+
+func TestParseIdleConfigs(t *testing.T) {
+	got, err := parseIdleConfigs("30s:1000, 1s:10000")
+	if err != nil || len(got) != 2 || got[0].Services != 1000 || got[1].Interval.Seconds() != 1 {
+		t.Fatalf("parseIdleConfigs = %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "30s", "x:1", "30s:0", "-1s:5"} {
+		if _, err := parseIdleConfigs(bad); err == nil {
+			t.Errorf("parseIdleConfigs(%q) accepted", bad)
+		}
+	}
+}
