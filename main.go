@@ -147,6 +147,7 @@ func run() int {
 	}()
 
 	code := d.run(context.Background())
+	d.waitForTask()
 	logger.WithField("exit_code", code).Info("sidecar-executor exiting")
 	return code
 }
