@@ -332,7 +332,9 @@ func peakRSS(t *testing.T, pid int) int64 {
 
 // TestSidecarHugeStateKeepsMemoryBounded serves 50 MB state documents:
 // the executor must neither crash, nor kill the healthy task, nor let its
-// memory grow past the state-size cap's bound.
+// memory grow with the document. The body streams through the lookup's
+// window of a few KB, so the peak stays near an idle executor's, whatever
+// the size; 40 MiB leaves a wide margin.
 func TestSidecarHugeStateKeepsMemoryBounded(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
@@ -354,7 +356,7 @@ func TestSidecarHugeStateKeepsMemoryBounded(t *testing.T) {
 	if got := healthUpdates(agent, task.TaskID.Value); len(got) != 1 || !got[0] {
 		t.Fatalf("health updates %v: the container listed ALIVE at the end of a 50 MB document was not found healthy", got)
 	}
-	const bound = 200 << 20
+	const bound = 40 << 20
 	peak := peakRSS(t, proc.cmd.Process.Pid)
 	t.Logf("peak RSS with 50 MB state documents: %d MiB", peak>>20)
 	if peak > bound {

@@ -3,11 +3,11 @@ module github.com/sidecar-executor/sidecar-executor
 go 1.26.8
 
 require (
-	github.com/buger/jsonparser v1.1.1
 	github.com/distribution/distribution/v3 v3.1.2
 	github.com/distribution/reference v0.6.0
 	github.com/docker/go-units v0.5.0
 	github.com/fsouza/go-dockerclient v1.13.3
+	github.com/go-json-experiment/json v1.27.2
 	github.com/gogo/protobuf v1.3.2
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/vault/api v1.23.0

@@ -11,18 +11,21 @@ package main
 // verdictForStatus, healthTracker.observe); the HTTP loop only feeds them.
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/buger/jsonparser"
+	"github.com/go-json-experiment/json/jsontext"
 	log "github.com/sirupsen/logrus"
 )
 
@@ -46,16 +49,22 @@ func statusName(status int) string {
 }
 
 // maxStateBytes caps the state document we accept. A 10,000-service cluster
-// answers about 3.5 MB, so 64 MiB leaves room for clusters many times that
-// size while keeping a runaway answer from taking the executor's memory: the
-// body is buffered (the parser needs it whole) and reading stops at the cap.
+// answers about 3.1 MB, so 64 MiB leaves room for clusters many times that
+// size. The body is streamed through a window of a few KB and never held (see
+// stateScanner), so the cap is not what bounds memory; it bounds how long a
+// runaway answer is read.
 const maxStateBytes = 64 << 20
 
-// keepStateBufferBytes is the largest read buffer the watcher keeps between
-// polls (a cluster of about 20,000 services). Reusing it spares a few MB of
-// allocation per poll; a larger one, from an exceptional answer, is dropped
-// rather than held for the life of the task.
-const keepStateBufferBytes = 8 << 20
+// keepScannerBytes is the largest decoder window and host record a watcher
+// keeps between polls. Normal answers need a few KB; what an exceptional
+// answer (a huge string, tens of thousands of hosts) grew is dropped rather
+// than held for the life of the task.
+const keepScannerBytes = 64 << 10
+
+// recordedHostBytes bounds what one lookup remembers of the hosts that may
+// turn out to be the answering Sidecar's own (see stateScanner): about
+// 30,000 host names of 30 characters.
+const recordedHostBytes = 1 << 20
 
 // errStateTooLarge is returned for a document over the cap.
 var errStateTooLarge = errors.New("state document too large")
@@ -160,19 +169,23 @@ type serviceLookup struct {
 // (the Mesos agent's name), then the answering Sidecar's own Hostname, then
 // the other configured keys. Empty and repeated keys are dropped.
 func candidateHostKeys(hostKeys []string, sidecarHostname string) []string {
-	ordered := make([]string, 0, len(hostKeys)+1)
-	if len(hostKeys) > 0 {
-		ordered = append(ordered, hostKeys[0])
-	}
-	ordered = append(ordered, sidecarHostname)
-	if len(hostKeys) > 1 {
-		ordered = append(ordered, hostKeys[1:]...)
-	}
-	keys := ordered[:0]
-	for _, key := range ordered {
-		if key != "" && !containsString(keys, key) {
+	return appendCandidateHostKeys(make([]string, 0, len(hostKeys)+1), hostKeys, sidecarHostname)
+}
+
+// appendCandidateHostKeys appends candidateHostKeys' answer to keys.
+func appendCandidateHostKeys(keys, hostKeys []string, sidecarHostname string) []string {
+	start := len(keys)
+	add := func(key string) {
+		if key != "" && !containsString(keys[start:], key) {
 			keys = append(keys, key)
 		}
+	}
+	if len(hostKeys) > 0 {
+		add(hostKeys[0])
+	}
+	add(sidecarHostname)
+	for _, key := range hostKeys[min(1, len(hostKeys)):] {
+		add(key)
 	}
 	return keys
 }
@@ -190,199 +203,571 @@ func containsString(list []string, s string) bool {
 // maxStateBytes) and finds service id12 under the first candidate host key
 // present (candidateHostKeys). A missing host or service is not an error; a
 // document that is not JSON, is incomplete, or has the wrong type where the
-// lookup looks, is.
+// lookup looks, is. A failure to read r is a *stateReadError.
 func lookupServiceStatus(r io.Reader, hostKeys []string, id12 string) (serviceLookup, error) {
-	doc, err := readCapped(r, maxStateBytes, -1, nil)
-	if err != nil {
-		return serviceLookup{}, err
-	}
-	return lookupInState(doc, hostKeys, id12)
+	return new(stateScanner).lookup(r, maxStateBytes, hostKeys, id12)
 }
 
-// readCapped reads all of r into buf (reusing its capacity), failing with
-// errStateTooLarge as soon as more than limit bytes arrive. sizeHint (a
-// Content-Length, or -1) sizes a new buffer exactly; without it the buffer
-// doubles up to limit, so a hostile sender makes it allocate at most about
-// twice the cap in all.
-func readCapped(r io.Reader, limit int, sizeHint int64, buf []byte) ([]byte, error) {
-	if sizeHint > int64(limit) {
-		return nil, fmt.Errorf("%w: %d bytes announced, the cap is %d", errStateTooLarge, sizeHint, limit)
+// stateDecoderOptions: a repeated name is not an error (the first one
+// counts, as everywhere in the lookup), and invalid UTF-8 in a string reads
+// as U+FFFD, as encoding/json does. The strict defaults would refuse
+// documents that encoding/json, and so Sidecar's other clients, accept; the
+// duplicate check would also keep a set of names for every object.
+var stateDecoderOptions = []jsontext.Options{
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+}
+
+// stateScanner looks our service up in a state.json document as it streams
+// in. A jsontext decoder reads the body through a window of a few KB (larger
+// only for a single token that does not fit) and checks the whole document's
+// syntax; the scanner decodes only the top-level Servers and Hostname, the
+// host names, and — inside a host that may be ours — the Services keys and
+// our service's Status. Every other value is skipped token by token without
+// allocating. A scanner keeps its buffers between lookups: with the one the
+// watcher reuses, a poll allocates only the Hostname string of the answer.
+//
+// Sidecar writes Hostname after Servers, so while Servers streams by the
+// candidate keys are not all known: the configured ones are, Sidecar's own
+// name is not. The scanner therefore notes what each host entry says about
+// our service (a hostFinding) for the configured keys and, until the first
+// configured key turns up (it outranks Sidecar's own name), for every other
+// host too: its name, and its finding unless that is the plain "present,
+// service not listed". The candidate is picked at the end.
+//
+// jsontext (github.com/go-json-experiment/json) is the package Go 1.27
+// ships as encoding/json/jsontext; moving to the standard library is a
+// change of import. json-iterator, the other streaming candidate, skips an
+// object by reading each of its member names into a new string: about
+// 140,000 allocations per 10,000-service document.
+type stateScanner struct {
+	dec  jsontext.Decoder
+	body cappedReader
+	name []byte // the last name read, when it had to be unescaped
+
+	// The candidate keys known while Servers streams, whether each was
+	// present, and what its first entry says.
+	known    []string
+	present  []bool
+	findings []hostFinding
+	order    []string // the candidate keys in the final order
+
+	// Hosts recorded while Sidecar's own name is unknown: each name as a
+	// uvarint length and its bytes, in document order, and the findings
+	// that are not the plain one.
+	recording      bool
+	recordOverflow bool
+	recorded       []byte
+	recordedCount  int
+	notes          []hostNote
+}
+
+// hostNote is the finding of the recorded host at position ordinal.
+type hostNote struct {
+	ordinal int
+	finding hostFinding
+}
+
+// noteCost is what a hostNote is counted as against recordedHostBytes.
+const noteCost = 64
+
+// hostProblem is what makes a host's entry unusable for our service.
+type hostProblem uint8
+
+const (
+	problemNone hostProblem = iota
+	problemHostNotObject
+	problemServicesNotObject
+	problemServiceNotObject
+	problemNoStatus
+	problemStatusNotNumber
+	problemStatusNotInteger
+	problemStatusOutOfRange
+)
+
+// hostFinding is what one Servers entry says about our service.
+type hostFinding struct {
+	problem hostProblem
+	kind    jsontext.Kind // what was found where problem says
+	number  string        // the start of a Status that is not a usable integer
+	found   bool          // our service is listed with a usable Status
+	status  int
+}
+
+// err describes f's problem, if any; key is the host's Servers key.
+func (f *hostFinding) err(key, id12 string) error {
+	switch f.problem {
+	case problemHostNotObject:
+		return fmt.Errorf("host %q in Servers is a JSON %s, not an object", key, kindName(f.kind))
+	case problemServicesNotObject:
+		return fmt.Errorf("host %q: field Services is a JSON %s, not an object", key, kindName(f.kind))
+	case problemServiceNotObject:
+		return fmt.Errorf("service %s is a JSON %s, not an object", id12, kindName(f.kind))
+	case problemNoStatus:
+		return fmt.Errorf("service %s has no Status", id12)
+	case problemStatusNotNumber:
+		return fmt.Errorf("service %s Status is a JSON %s, not a number", id12, kindName(f.kind))
+	case problemStatusNotInteger:
+		return fmt.Errorf("service %s Status %s is not an integer", id12, f.number)
+	case problemStatusOutOfRange:
+		return fmt.Errorf("service %s Status %s is out of range", id12, f.number)
 	}
+	return nil
+}
+
+// kindName names a JSON kind the way the messages do.
+func kindName(kind jsontext.Kind) string {
+	switch kind {
+	case 'n':
+		return "null"
+	case 'f', 't':
+		return "boolean"
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "value"
+}
+
+// stateReadError is a failure to read the body, as opposed to a body that
+// is not a usable state document: worth another try.
+type stateReadError struct{ err error }
+
+func (e *stateReadError) Error() string { return "reading the state document: " + e.err.Error() }
+func (e *stateReadError) Unwrap() error { return e.err }
+
+// cappedReader hands the body to the decoder, failing with errStateTooLarge
+// once more than limit bytes arrive, and keeps the first error so that a
+// failed read can be told from a bad document.
+type cappedReader struct {
+	r       io.Reader
+	limit   int64
+	n       int64 // bytes read so far
+	err     error // errStateTooLarge or the body's error, returned by every later Read
+	largest int   // the largest read asked for: the decoder's window
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.largest = max(c.largest, len(p))
+	// One byte past the cap tells a document of exactly the cap from a
+	// larger one.
+	if room := c.limit + 1 - c.n; int64(len(p)) > room {
+		p = p[:room]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.limit {
+		c.err = fmt.Errorf("%w: more than %d bytes", errStateTooLarge, c.limit)
+		return 0, c.err
+	}
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
+
+// lookup is lookupServiceStatus with s's buffers and the cap limit.
+func (s *stateScanner) lookup(r io.Reader, limit int64, hostKeys []string, id12 string) (serviceLookup, error) {
+	s.body = cappedReader{r: r, limit: limit}
+	s.dec.Reset(&s.body, stateDecoderOptions...)
+	result, err := s.scan(hostKeys, id12)
+	s.body.r = nil // the buffers stay, the body goes
 	switch {
-	case sizeHint >= 0 && cap(buf) < min(int(sizeHint), limit):
-		buf = make([]byte, 0, min(int(sizeHint), limit))
-	case cap(buf) == 0:
-		buf = make([]byte, 0, min(64<<10, limit))
+	case errors.Is(s.body.err, errStateTooLarge):
+		return serviceLookup{}, s.body.err
+	case s.body.err != nil:
+		// Whatever the decoder made of it, the document was cut by
+		// the failed read.
+		return serviceLookup{}, &stateReadError{s.body.err}
 	}
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= limit || len(buf) == int(sizeHint) {
-				// Full: one more byte tells the end of the body from
-				// an oversized or mis-announced one without growing
-				// the buffer for nothing.
-				var probe [1]byte
-				n, err := io.ReadFull(r, probe[:])
-				if n == 0 {
-					if errors.Is(err, io.EOF) {
-						return buf, nil
-					}
-					return nil, err
-				}
-				if len(buf) >= limit {
-					return nil, fmt.Errorf("%w: more than %d bytes", errStateTooLarge, limit)
-				}
-				sizeHint = -1
-				buf = append(growCapped(buf, limit), probe[0])
-				continue
-			}
-			buf = growCapped(buf, limit)
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
+	return result, err
 }
 
-// growCapped doubles buf's capacity (at least 4 KiB), never beyond limit;
-// len(buf) must be below limit.
-func growCapped(buf []byte, limit int) []byte {
-	grown := make([]byte, len(buf), min(max(2*cap(buf), 4096), limit))
-	copy(grown, buf)
-	return grown
+// oversized reports whether the last lookup grew s beyond what a watcher
+// keeps between polls.
+func (s *stateScanner) oversized() bool {
+	return s.body.largest > keepScannerBytes || cap(s.recorded) > keepScannerBytes || cap(s.notes)*noteCost > keepScannerBytes
 }
 
-// lookupInState is lookupServiceStatus on a document in memory. It makes two
-// passes of a skipping scanner — one over the top level, one over the
-// Servers keys — and looks inside our host only, so other hosts and services
-// are never decoded and nothing is allocated for them.
-func lookupInState(doc []byte, hostKeys []string, id12 string) (serviceLookup, error) {
+// notValid wraps a syntax (or read) error of the document.
+func notValid(err error) error {
+	if err == io.EOF {
+		return errors.New("state document is not a valid JSON object: the body is empty")
+	}
+	return fmt.Errorf("state document is not a valid JSON object: %w", err)
+}
+
+// badEnding wraps a syntax error between the top-level fields: what follows
+// the last complete field is neither another field nor the closing brace.
+func badEnding(err error) error {
+	return fmt.Errorf("state document is not a valid JSON object: it is incomplete or has data after its closing brace: %w", err)
+}
+
+// scan reads the whole document and decides.
+func (s *stateScanner) scan(hostKeys []string, id12 string) (serviceLookup, error) {
 	var result serviceLookup
-	var servers []byte
-	var haveServers, haveHostname bool
-	lastValueEnd := -1
-	err := jsonparser.ObjectEach(doc, func(key, value []byte, kind jsonparser.ValueType, valueEnd int) error {
-		lastValueEnd = valueEnd
-		switch string(key) {
-		case "Servers":
-			if haveServers {
-				return nil
-			}
-			if kind != jsonparser.Object {
-				return fmt.Errorf("field Servers is a JSON %s, not an object", kind)
-			}
-			servers, haveServers = value, true
-		case "Hostname":
-			if haveHostname {
-				return nil
-			}
-			if kind != jsonparser.String {
-				return fmt.Errorf("field Hostname is a JSON %s, not a string", kind)
-			}
-			hostname, err := jsonparser.ParseString(value)
-			if err != nil {
-				return fmt.Errorf("field Hostname: %w", err)
-			}
-			result.SidecarHostname, haveHostname = hostname, true
+	if kind := s.dec.PeekKind(); kind != '{' {
+		if kind != 0 {
+			return result, fmt.Errorf("state document is not a valid JSON object: it is a JSON %s", kindName(kind))
 		}
-		return nil
-	})
-	if err != nil {
-		return result, fmt.Errorf("state document is not a valid JSON object: %w", err)
+		_, err := s.dec.ReadToken()
+		return result, notValid(err)
 	}
-	if !endsObject(doc, lastValueEnd) {
-		return result, errors.New("state document is incomplete or has data after its closing brace")
+	if _, err := s.dec.ReadToken(); err != nil {
+		return result, notValid(err)
+	}
+	var haveServers, haveHostname bool
+	for s.dec.PeekKind() != '}' {
+		name, err := s.readName()
+		if err != nil {
+			return result, badEnding(err)
+		}
+		switch {
+		case !haveServers && string(name) == "Servers":
+			haveServers = true
+			if err := s.scanServers(hostKeys, result.SidecarHostname, haveHostname, id12); err != nil {
+				return result, err
+			}
+		case !haveHostname && string(name) == "Hostname":
+			haveHostname = true
+			if kind := s.dec.PeekKind(); kind != '"' {
+				if kind == 0 {
+					return result, notValid(s.dec.SkipValue())
+				}
+				return result, fmt.Errorf("field Hostname is a JSON %s, not a string", kindName(kind))
+			}
+			value, err := s.dec.ReadValue()
+			if err != nil {
+				return result, notValid(err)
+			}
+			result.SidecarHostname = string(s.unquote(value))
+		default:
+			if err := s.dec.SkipValue(); err != nil {
+				return result, notValid(err)
+			}
+		}
+	}
+	if _, err := s.dec.ReadToken(); err != nil {
+		return result, badEnding(err)
+	}
+	switch _, err := s.dec.ReadToken(); {
+	case err == nil:
+		return result, errors.New("state document has data after its closing brace: another JSON value")
+	case err != io.EOF:
+		return result, fmt.Errorf("state document has data after its closing brace: %w", err)
 	}
 	if !haveServers {
 		return result, errors.New("state document has no Servers field")
 	}
+	return s.decide(result, hostKeys, id12)
+}
 
-	// One pass over the host names finds the best candidate present; a
-	// repeated name counts at its first occurrence.
-	candidates := candidateHostKeys(hostKeys, result.SidecarHostname)
-	best := len(candidates)
-	var host []byte
-	var hostKind jsonparser.ValueType
-	err = jsonparser.ObjectEach(servers, func(key, value []byte, kind jsonparser.ValueType, _ int) error {
-		for i := 0; i < best; i++ {
-			if string(key) == candidates[i] {
-				best, host, hostKind = i, value, kind
-				break
+// scanServers reads the Servers object. hostname is Sidecar's own name when
+// haveHostname (it came first), and then a candidate known in advance.
+func (s *stateScanner) scanServers(hostKeys []string, hostname string, haveHostname bool, id12 string) error {
+	if kind := s.dec.PeekKind(); kind != '{' {
+		if kind == 0 {
+			return notValid(s.dec.SkipValue())
+		}
+		return fmt.Errorf("field Servers is a JSON %s, not an object", kindName(kind))
+	}
+	s.known = appendCandidateHostKeys(s.known[:0], hostKeys, hostname)
+	s.present = slices.Grow(s.present[:0], len(s.known))[:len(s.known)]
+	clear(s.present)
+	s.findings = slices.Grow(s.findings[:0], len(s.known))[:len(s.known)]
+	clear(s.findings)
+	// The first configured key outranks Sidecar's own name: once it is
+	// seen, no other host needs recording.
+	var first string
+	if len(hostKeys) > 0 {
+		first = hostKeys[0]
+	}
+	s.recording, s.recordOverflow = !haveHostname, false
+	s.recorded, s.recordedCount, s.notes = s.recorded[:0], 0, s.notes[:0]
+
+	if _, err := s.dec.ReadToken(); err != nil {
+		return notValid(err)
+	}
+	for s.dec.PeekKind() != '}' {
+		name, err := s.readName()
+		if err != nil {
+			return notValid(err)
+		}
+		if i := indexKey(s.known, name); i >= 0 {
+			if s.present[i] { // a repeated name counts at its first occurrence
+				if err := s.dec.SkipValue(); err != nil {
+					return notValid(err)
+				}
+				continue
+			}
+			s.present[i] = true
+			if s.findings[i], err = s.scanHost(id12); err != nil {
+				return notValid(err)
+			}
+			if s.known[i] == first {
+				s.recording = false
+				s.recorded, s.recordedCount, s.notes = s.recorded[:0], 0, s.notes[:0]
+			}
+			continue
+		}
+		if !s.recording || !s.record(name) {
+			if err := s.dec.SkipValue(); err != nil {
+				return notValid(err)
+			}
+			continue
+		}
+		finding, err := s.scanHost(id12)
+		if err != nil {
+			return notValid(err)
+		}
+		if finding != (hostFinding{}) {
+			s.notes = append(s.notes, hostNote{ordinal: s.recordedCount - 1, finding: finding})
+		}
+	}
+	if _, err := s.dec.ReadToken(); err != nil {
+		return notValid(err)
+	}
+	return nil
+}
+
+// indexKey is the position of name in keys, or -1.
+func indexKey(keys []string, name []byte) int {
+	for i, key := range keys {
+		if string(name) == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// record appends a host name to the record, unless that would pass
+// recordedHostBytes: then recording stops for the rest of Servers, so that
+// every recorded host was recorded at its first occurrence. The name must
+// be copied before the next read.
+func (s *stateScanner) record(name []byte) bool {
+	if s.recordOverflow || len(s.recorded)+binary.MaxVarintLen64+len(name)+len(s.notes)*noteCost > recordedHostBytes {
+		s.recordOverflow = true
+		return false
+	}
+	s.recorded = binary.AppendUvarint(s.recorded, uint64(len(name)))
+	s.recorded = append(s.recorded, name...)
+	s.recordedCount++
+	return true
+}
+
+// recordedFinding finds key among the recorded hosts (the first entry
+// counts).
+func (s *stateScanner) recordedFinding(key string) (hostFinding, bool) {
+	rest := s.recorded
+	for ordinal := 0; len(rest) > 0; ordinal++ {
+		n, width := binary.Uvarint(rest)
+		name := rest[width : width+int(n)]
+		rest = rest[width+int(n):]
+		if string(name) != key {
+			continue
+		}
+		for _, note := range s.notes {
+			if note.ordinal == ordinal {
+				return note.finding, true
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return result, fmt.Errorf("field Servers: %w", err)
+		return hostFinding{}, true
 	}
-	if best == len(candidates) {
-		return result, nil
-	}
-	result.HostKey, result.HostFound = candidates[best], true
-	if hostKind != jsonparser.Object {
-		return result, fmt.Errorf("host %q in Servers is a JSON %s, not an object", result.HostKey, hostKind)
-	}
-	return lookupInHost(result, host, id12)
+	return hostFinding{}, false
 }
 
-// endsObject reports whether what follows the top-level object's last value
-// (lastValueEnd, or -1 for an empty object) is only its closing brace and
-// white space: anything else is a cut or padded document.
-func endsObject(doc []byte, lastValueEnd int) bool {
-	rest := bytes.TrimSpace(doc)
-	if lastValueEnd >= 0 {
-		rest = bytes.TrimSpace(doc[lastValueEnd:])
-	} else if len(rest) > 0 && rest[0] == '{' {
-		rest = bytes.TrimSpace(rest[1:])
-	}
-	return len(rest) == 1 && rest[0] == '}'
-}
-
-// lookupInHost finds service id12 in one Servers entry.
-func lookupInHost(result serviceLookup, host []byte, id12 string) (serviceLookup, error) {
-	services, kind, _, err := jsonparser.Get(host, "Services")
-	switch {
-	case errors.Is(err, jsonparser.KeyPathNotFoundError):
+// decide picks the first candidate present, now that Sidecar's own name is
+// known, and reports what its entry says.
+func (s *stateScanner) decide(result serviceLookup, hostKeys []string, id12 string) (serviceLookup, error) {
+	s.order = appendCandidateHostKeys(s.order[:0], hostKeys, result.SidecarHostname)
+	for _, key := range s.order {
+		var finding hostFinding
+		if i := slices.Index(s.known, key); i >= 0 {
+			if !s.present[i] {
+				continue
+			}
+			finding = s.findings[i]
+		} else {
+			// Sidecar's own name, learned after Servers: the
+			// first configured key was absent, so every host was
+			// recorded, unless there were too many.
+			var present bool
+			if finding, present = s.recordedFinding(key); !present {
+				if s.recordOverflow {
+					return result, fmt.Errorf("field Servers names more hosts than a lookup records (%d bytes of names) before any configured host key: cannot tell whether Sidecar's own name %q is among them", recordedHostBytes, key)
+				}
+				continue
+			}
+		}
+		result.HostKey, result.HostFound = key, true
+		if err := finding.err(key, id12); err != nil {
+			return result, err
+		}
+		result.ServiceFound, result.Status = finding.found, finding.status
 		return result, nil
-	case err != nil:
-		return result, fmt.Errorf("host %q: field Services: %w", result.HostKey, err)
-	case kind == jsonparser.Null:
-		return result, nil
-	case kind != jsonparser.Object:
-		return result, fmt.Errorf("host %q: field Services is a JSON %s, not an object", result.HostKey, kind)
 	}
-	service, kind, _, err := jsonparser.Get(services, id12)
-	switch {
-	case errors.Is(err, jsonparser.KeyPathNotFoundError):
-		return result, nil
-	case err != nil:
-		return result, fmt.Errorf("service %s: %w", id12, err)
-	case kind != jsonparser.Object:
-		return result, fmt.Errorf("service %s is a JSON %s, not an object", id12, kind)
-	}
-	raw, kind, _, err := jsonparser.Get(service, "Status")
-	switch {
-	case errors.Is(err, jsonparser.KeyPathNotFoundError):
-		return result, fmt.Errorf("service %s has no Status", id12)
-	case err != nil:
-		return result, fmt.Errorf("service %s Status: %w", id12, err)
-	case kind != jsonparser.Number:
-		return result, fmt.Errorf("service %s Status is a JSON %s, not a number", id12, kind)
-	}
-	status, err := jsonparser.ParseInt(raw)
-	if err != nil {
-		return result, fmt.Errorf("service %s Status %q is not an integer", id12, raw)
-	}
-	if int64(int(status)) != status {
-		return result, fmt.Errorf("service %s Status %d is out of range", id12, status)
-	}
-	result.ServiceFound, result.Status = true, int(status)
 	return result, nil
+}
+
+// scanHost reads one Servers entry and says what it holds for service id12.
+// The error is the document's: a syntax or read error.
+func (s *stateScanner) scanHost(id12 string) (hostFinding, error) {
+	var f hostFinding
+	if kind := s.dec.PeekKind(); kind != '{' {
+		f.problem, f.kind = problemHostNotObject, kind
+		return f, s.dec.SkipValue()
+	}
+	if _, err := s.dec.ReadToken(); err != nil {
+		return f, err
+	}
+	haveServices := false
+	for s.dec.PeekKind() != '}' {
+		name, err := s.readName()
+		if err != nil {
+			return f, err
+		}
+		if haveServices || string(name) != "Services" {
+			if err := s.dec.SkipValue(); err != nil {
+				return f, err
+			}
+			continue
+		}
+		haveServices = true
+		switch kind := s.dec.PeekKind(); kind {
+		case '{':
+			err = s.scanServices(&f, id12)
+		case 'n': // null: no services
+			err = s.dec.SkipValue()
+		default:
+			f.problem, f.kind = problemServicesNotObject, kind
+			err = s.dec.SkipValue()
+		}
+		if err != nil {
+			return f, err
+		}
+	}
+	_, err := s.dec.ReadToken()
+	return f, err
+}
+
+// scanServices reads a Services object, looking into service id12 only.
+func (s *stateScanner) scanServices(f *hostFinding, id12 string) error {
+	if _, err := s.dec.ReadToken(); err != nil {
+		return err
+	}
+	seen := false
+	for s.dec.PeekKind() != '}' {
+		name, err := s.readName()
+		if err != nil {
+			return err
+		}
+		if seen || string(name) != id12 {
+			if err := s.dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		seen = true
+		if err := s.scanService(f); err != nil {
+			return err
+		}
+	}
+	_, err := s.dec.ReadToken()
+	return err
+}
+
+// scanService reads our service's record for its Status.
+func (s *stateScanner) scanService(f *hostFinding) error {
+	if kind := s.dec.PeekKind(); kind != '{' {
+		f.problem, f.kind = problemServiceNotObject, kind
+		return s.dec.SkipValue()
+	}
+	if _, err := s.dec.ReadToken(); err != nil {
+		return err
+	}
+	haveStatus := false
+	for s.dec.PeekKind() != '}' {
+		name, err := s.readName()
+		if err != nil {
+			return err
+		}
+		if haveStatus || string(name) != "Status" {
+			if err := s.dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		haveStatus = true
+		if kind := s.dec.PeekKind(); kind != '0' {
+			f.problem, f.kind = problemStatusNotNumber, kind
+			if err := s.dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		number, err := s.dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		status, err := strconv.ParseInt(string(number), 10, 64)
+		switch {
+		case errors.Is(err, strconv.ErrRange) || err == nil && int64(int(status)) != status:
+			f.problem, f.number = problemStatusOutOfRange, numberStart(number)
+		case err != nil:
+			f.problem, f.number = problemStatusNotInteger, numberStart(number)
+		default:
+			f.status = int(status)
+		}
+	}
+	if _, err := s.dec.ReadToken(); err != nil {
+		return err
+	}
+	if !haveStatus && f.problem == problemNone {
+		f.problem = problemNoStatus
+	}
+	f.found = f.problem == problemNone
+	return nil
+}
+
+// numberStart is a number's text for a message, cut at 32 characters.
+func numberStart(number []byte) string {
+	if len(number) > 32 {
+		return string(number[:32]) + "..."
+	}
+	return string(number)
+}
+
+// readName reads an object member name, unescaped. The bytes are valid
+// until the next read from the decoder.
+func (s *stateScanner) readName() ([]byte, error) {
+	value, err := s.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	return s.unquote(value), nil
+}
+
+// unquote decodes a JSON string the decoder has checked. Plain ASCII without
+// escapes, as Sidecar writes every name, is used in place; anything else is
+// unescaped into s.name, with invalid UTF-8 and lone surrogates as U+FFFD
+// (as encoding/json reads them; the error that reports them is not ours).
+func (s *stateScanner) unquote(value jsontext.Value) []byte {
+	raw := value[1 : len(value)-1]
+	for _, c := range raw {
+		if c == '\\' || c >= utf8.RuneSelf {
+			s.name, _ = jsontext.AppendUnquote(s.name[:0], value)
+			return s.name
+		}
+	}
+	return raw
 }
 
 // sidecarWatcher asks Sidecar about one container. Run and Drain may be
@@ -403,8 +788,8 @@ type sidecarWatcher struct {
 	logger        *log.Entry
 
 	// Owned by Run's goroutine.
-	matchedHostKey string // for logging key changes
-	stateBuffer    []byte // reused between polls, see keepStateBufferBytes
+	matchedHostKey string        // for logging key changes
+	scanner        *stateScanner // reused between polls, see keepScannerBytes
 }
 
 // newSidecarWatcher prepares a watcher for containerID. hostKeys are the
@@ -536,47 +921,48 @@ func (w *sidecarWatcher) observe(ctx context.Context) observation {
 // state.json) is not, since asking again would most likely get the same.
 func (w *sidecarWatcher) fetchLookup(ctx context.Context) (serviceLookup, error) {
 	var lookup serviceLookup
-	err := w.withRetries(ctx, "fetch Sidecar state", func(ctx context.Context) (bool, error) {
-		doc, retryable, err := w.fetchState(ctx)
-		if err != nil {
-			return retryable, err
-		}
-		lookup, err = lookupInState(doc, w.hostKeys, w.serviceID)
-		return false, err
+	err := w.withRetries(ctx, "fetch Sidecar state", func(ctx context.Context) (retryable bool, err error) {
+		lookup, retryable, err = w.fetchState(ctx)
+		return retryable, err
 	})
 	return lookup, err
 }
 
-// fetchState makes one GET of state.json.
-func (w *sidecarWatcher) fetchState(ctx context.Context) (doc []byte, retryable bool, err error) {
+// fetchState makes one GET of state.json and looks our service up in the
+// body as it arrives.
+func (w *sidecarWatcher) fetchState(ctx context.Context) (lookup serviceLookup, retryable bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, w.httpTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.stateURL, nil)
 	if err != nil {
-		return nil, false, fmt.Errorf("GET %s: %w", w.stateURL, err)
+		return lookup, false, fmt.Errorf("GET %s: %w", w.stateURL, err)
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return nil, true, fmt.Errorf("GET %s: %w", w.stateURL, err)
+		return lookup, true, fmt.Errorf("GET %s: %w", w.stateURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, true, fmt.Errorf("GET %s: Sidecar answered %s%s", w.stateURL, resp.Status, errorSnippet(resp.Body))
+		return lookup, true, fmt.Errorf("GET %s: Sidecar answered %s%s", w.stateURL, resp.Status, errorSnippet(resp.Body))
 	}
-	doc, err = readCapped(resp.Body, w.maxStateBytes, resp.ContentLength, w.stateBuffer)
+	if resp.ContentLength > int64(w.maxStateBytes) {
+		return lookup, false, fmt.Errorf("GET %s: %w: %d bytes announced, the cap is %d", w.stateURL, errStateTooLarge, resp.ContentLength, w.maxStateBytes)
+	}
+	if w.scanner == nil {
+		w.scanner = new(stateScanner)
+	}
+	lookup, err = w.scanner.lookup(resp.Body, int64(w.maxStateBytes), w.hostKeys, w.serviceID)
+	if w.scanner.oversized() {
+		w.scanner = nil
+	}
+	var readErr *stateReadError
 	switch {
-	case cap(doc) > keepStateBufferBytes:
-		w.stateBuffer = nil
-	case doc != nil:
-		w.stateBuffer = doc[:0]
+	case errors.Is(err, errStateTooLarge):
+		return lookup, false, fmt.Errorf("GET %s: %w", w.stateURL, err)
+	case errors.As(err, &readErr):
+		return lookup, true, fmt.Errorf("GET %s: reading the answer: %w", w.stateURL, readErr.err)
 	}
-	if errors.Is(err, errStateTooLarge) {
-		return nil, false, fmt.Errorf("GET %s: %w", w.stateURL, err)
-	}
-	if err != nil {
-		return nil, true, fmt.Errorf("GET %s: reading the answer: %w", w.stateURL, err)
-	}
-	return doc, false, nil
+	return lookup, false, err
 }
 
 // Drain asks Sidecar to mark our service DRAINING, so that traffic moves

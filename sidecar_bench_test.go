@@ -17,11 +17,12 @@ import (
 
 // BenchmarkSidecarPoll measures one whole health poll as the watcher makes
 // it from the second poll on: GET state.json over loopback HTTP (keep-alive
-// connection, buffer kept from the previous poll), then the lookup. The
-// document is generated once and served from memory with a Content-Length,
-// so the figure is the executor's side of a poll, not the server's work of
-// rendering the document. Clusters have 20 services per host and our
-// service sits on the last host, as in BenchmarkLookupServiceStatus.
+// connection, scanner kept from the previous poll), streaming the body
+// through the lookup. The document is generated once and served from memory
+// with a Content-Length, so the figure is the executor's side of a poll, not
+// the server's work of rendering the document. Clusters have 20 services
+// per host and our service sits on the last host, as in
+// BenchmarkLookupServiceStatus.
 func BenchmarkSidecarPoll(b *testing.B) {
 	for _, size := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("services=%d", size), func(b *testing.B) {
@@ -48,7 +49,7 @@ func BenchmarkSidecarPoll(b *testing.B) {
 					b.Fatalf("poll = %+v, %v", got, err)
 				}
 			}
-			check() // the first poll allocates the buffer and the connection
+			check() // the first poll allocates the scanner and the connection
 			b.ReportAllocs()
 			b.SetBytes(int64(len(doc)))
 			for b.Loop() {
