@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -16,15 +15,7 @@ import (
 	log "github.com/sirupsen/logrus"
 )
 
-// memoryLimit is a soft limit for the Go heap: it makes the garbage
-// collector return the buffers of a huge Sidecar answer before growing
-// further. An executor normally needs a few MB; GOMEMLIMIT overrides it.
-const memoryLimit = 128 << 20
-
 func main() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-	}
 	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
 		os.Exit(cleanupOrphan())
 	}
