@@ -57,8 +57,7 @@ var errResubscribe = errors.New("agent sent an ERROR event; subscribing again")
 type taskHandle interface {
 	// Stop asks the task to end its container; safe to call many times.
 	Stop(req stopRequest)
-	// Done is closed once the task's terminal update has been queued and
-	// its container removed.
+	// Done is closed once the task's terminal update has been queued.
 	Done() <-chan struct{}
 }
 
@@ -247,26 +246,6 @@ func (d *driver) nextBackoff(current *time.Duration) time.Duration {
 	*current *= 2
 	// Jitter keeps many executors of one agent from resubscribing in lockstep.
 	return wait/2 + rand.N(wait/2+1)
-}
-
-// taskWindDown bounds how long the process waits, after its last update,
-// for the task to finish removing its container.
-const taskWindDown = 30 * time.Second
-
-// waitForTask waits, within taskWindDown, for the task (if any) to finish
-// its cleanup, so that no container is left behind by an exit.
-func (d *driver) waitForTask() {
-	d.mu.Lock()
-	task := d.task
-	d.mu.Unlock()
-	if task == nil {
-		return
-	}
-	select {
-	case <-task.Done():
-	case <-time.After(taskWindDown):
-		d.logger.Errorf("the task did not finish removing its container within %s; exiting anyway", taskWindDown)
-	}
 }
 
 // abandon is the way out when the agent is gone for good: stop the task,

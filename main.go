@@ -138,7 +138,6 @@ func run() int {
 	}()
 
 	code := d.run(context.Background())
-	d.waitForTask()
 	logger.WithField("exit_code", code).Info("sidecar-executor exiting")
 	return code
 }

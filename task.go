@@ -74,9 +74,6 @@ type taskRunner struct {
 	// fromVault names the container variables whose values came from
 	// Vault; they are never logged.
 	fromVault []string
-	// removeAfterReport removes the exited container once the terminal
-	// update is queued.
-	removeAfterReport func()
 }
 
 func newTaskRunner(info mesos.TaskInfo, env launchEnv, deps *taskDeps, send func(mesos.TaskStatus, bool), markFailed func(), logger *log.Entry) *taskRunner {
@@ -127,12 +124,6 @@ func (t *taskRunner) run() {
 	status := newStatus(t.info.TaskID, result.state, result.reason, result.message)
 	status.Healthy = result.healthy
 	t.send(status, true)
-	// The exited container is removed after the report: Mesos learns the
-	// outcome without waiting for Docker's cleanup, and the process still
-	// waits for the removal (Done) before it exits.
-	if t.removeAfterReport != nil {
-		t.removeAfterReport()
-	}
 }
 
 func (t *taskRunner) status(state mesos.TaskState, reason *mesos.TaskStatus_Reason, message string) {
@@ -485,11 +476,9 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr
 			logger.WithError(err).Error("could not stop the container")
 		}
 	}
-	t.removeAfterReport = func() {
-		if err := runtime.removeContainer(context.Background(), id); err != nil {
-			logger.WithError(err).Error("could not remove the container")
-			return
-		}
+	if err := runtime.removeContainer(context.Background(), id); err != nil {
+		logger.WithError(err).Error("could not remove the container")
+	} else {
 		logger.Debug("container removed")
 		t.forgetContainer(logger)
 	}
