@@ -136,7 +136,7 @@ func (d *dockerEnv) watchDies(runID string) (*dieWatcher, error) {
 			w.mu.Lock()
 			if err != nil {
 				if ctx.Err() == nil {
-					w.err = fmt.Errorf("Docker event stream ended: %w", err)
+					w.err = fmt.Errorf("the Docker event stream ended: %w", err)
 				} else {
 					w.err = errors.New("die watcher closed")
 				}

@@ -41,7 +41,6 @@ type harness struct {
 	docker   *dockerEnv
 	dies     *dieWatcher
 	clkTck   int64
-	verbose  bool
 	extraEnv []string // e.g. DOCKER_HOST of the tracing proxy, GODEBUG
 	// idPart, when set, goes into every task ID, so that the traced
 	// repetitions do not reuse the names (and die events) of the others.
@@ -320,7 +319,7 @@ func (r *execRun) ackToExit(terminal mesostest.Update) (time.Duration, error) {
 // task's container is gone.
 func (r *execRun) finish(taskID string) error {
 	r.agent.Close()
-	_, err := r.h.docker.client.InspectContainer(containerNameFor(taskID))
+	_, err := r.h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
 	var missing *docker.NoSuchContainer
 	switch {
 	case err == nil:

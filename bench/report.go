@@ -157,9 +157,7 @@ func (r *report) rows() []row {
 			row{"  of which poll → health update", "the first poll after the change reached the emulator → update received", fmtMs(p.Median), fmtMs(p.P99), "", ""},
 		)
 	}
-	var rssAll []float64
 	if r.launchKill != nil {
-		rssAll = append(rssAll, r.launchKill.RSSRunning...)
 		rs := summarize(r.launchKill.RSSRunning)
 		rows = append(rows, row{"RSS, task running", fmt.Sprintf("VmRSS %s after TASK_RUNNING (Sidecar not yet polled), %d executors", settle, rs.N), fmt.Sprintf("%.1f MB", rs.Median), fmt.Sprintf("%.1f MB", rs.P99), "≤ 15 MB", verdict(rs.P99 <= 15)})
 	}

@@ -185,7 +185,7 @@ func (h *harness) launchKillOnce(i int, record bool, sidecarURL string, proxy *d
 	if err != nil {
 		return err
 	}
-	c, err := h.docker.client.InspectContainer(containerNameFor(taskID))
+	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
 	if err != nil {
 		return r.failure(fmt.Errorf("inspect the task's container: %w", err))
 	}
@@ -372,7 +372,7 @@ func (h *harness) runHealth(n int, interval time.Duration) (*healthResult, error
 	if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
 		return nil, err
 	}
-	c, err := h.docker.client.InspectContainer(containerNameFor(taskID))
+	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
 	if err != nil {
 		return nil, r.failure(err)
 	}
@@ -556,7 +556,7 @@ func (h *harness) runIdle(configs []idleConfig, window time.Duration, profileDir
 		if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
 			return nil, err
 		}
-		c, err := h.docker.client.InspectContainer(containerNameFor(taskID))
+		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
 		if err != nil {
 			return nil, r.failure(err)
 		}
@@ -778,7 +778,7 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 	res.RSSMeanMB = res.RSSTotalMB / float64(k)
 	ids := make([]string, k)
 	for i := range runs {
-		c, err := h.docker.client.InspectContainer(containerNameFor(taskIDs[i]))
+		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskIDs[i])})
 		if err != nil {
 			return nil, fmt.Errorf("inspect container of %s: %w", taskIDs[i], err)
 		}
