@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/distribution/reference"
+	"github.com/google/uuid"
 	"math"
 	"net"
 	"path"
@@ -42,8 +43,9 @@ const (
 // "a_b" never share a name. It returns "" for an empty task ID.
 //
 // '.' is replaced on purpose: Mesos' Docker containerizer parses names of the
-// form "mesos-<agentID>.<containerID>" as containers it launched itself, and
-// on agent recovery it may stop or kill such a container as an orphan.
+// form "mesos-<agentID>.<containerID>" (and "mesos-<containerID>") as
+// containers it launched itself when the container ID is a UUID, and on
+// agent recovery it may stop or kill such a container as an orphan.
 func containerName(taskID string) string {
 	if taskID == "" {
 		return ""
@@ -57,6 +59,12 @@ func containerName(taskID string) string {
 			sanitized.WriteByte('_')
 			changed = true
 		}
+	}
+	// A task ID that is itself a UUID would make "mesos-<uuid>", which the
+	// Docker containerizer takes for one of its own containers: the hash
+	// suffix below keeps such names out of its reach too.
+	if uuid.Validate(sanitized.String()) == nil {
+		changed = true
 	}
 	name := containerNamePrefix + sanitized.String()
 	if !changed && len(name) <= maxContainerNameLength {

@@ -33,6 +33,9 @@ func TestContainerName(t *testing.T) {
 		{name: "multi-byte rune becomes one underscore", taskID: "café", prefix: "mesos-caf_-"},
 		{name: "long ID is truncated", taskID: long, prefix: "mesos-" + strings.Repeat("x", 128-6-13) + "-"},
 		{name: "empty ID has no name", taskID: "", want: ""},
+		// "mesos-<uuid>" would look like the Docker containerizer's own.
+		{name: "UUID task ID gets a hash", taskID: "5b7c1f4e-8f0a-4f7e-9d55-0c7d1f2a9b31", prefix: "mesos-5b7c1f4e-8f0a-4f7e-9d55-0c7d1f2a9b31-"},
+		{name: "hex UUID task ID gets a hash", taskID: "5b7c1f4e8f0a4f7e9d550c7d1f2a9b31", prefix: "mesos-5b7c1f4e8f0a4f7e9d550c7d1f2a9b31-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
