@@ -608,28 +608,6 @@ func (t *taskRunner) forgetContainer(logger *log.Entry) {
 	}
 }
 
-// writeFileAtomic writes through a temporary file and a rename, so a reader
-// never sees half a file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 // containerStatusFor reports the container's IP addresses to Mesos, as the
 // built-in Docker executor does, when it has any (host networking has none).
 func containerStatusFor(container *docker.Container) *mesos.ContainerStatus {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,30 +336,8 @@ func (r *vaultResolver) login(ctx context.Context) error {
 // writeTokenFile replaces the token file atomically (temporary file in the
 // same directory, then rename) so that a concurrent reader sees the old
 // token or the new one, never part of one; the file is private (0600).
-func writeTokenFile(path, token string) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = tmp.WriteString(token + "\n"); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+func writeTokenFile(path, token string) error {
+	return writeFileAtomic(path, []byte(token+"\n"), 0o600)
 }
 
 // secret returns the fields of the secret at path, read once per call. A
