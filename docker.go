@@ -218,9 +218,7 @@ func (r *dockerRuntime) whileUnreachable(ctx context.Context, limit time.Duratio
 				what, r.endpoint, limit, err)
 		}
 		logger.WithError(err).Warnf("%s: Docker did not answer; trying again", what)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		if !sleepContext(ctx, delay) {
 			return ctx.Err()
 		}
 		delay = min(delay*2, 2*time.Second)

@@ -667,9 +667,7 @@ func (d *driver) deliver(ctx context.Context, pending pendingUpdate) {
 			return
 		}
 		logger.WithError(err).Warn("the agent did not accept the status update; retrying")
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		if !sleepContext(ctx, delay) {
 			return
 		}
 		if delay *= 2; delay > maxUpdateRetryDelay {

@@ -84,9 +84,7 @@ func (p *imagePull) run(ctx context.Context) error {
 			return fmt.Errorf("cannot pull image %s from registry %s after %d attempts: %s", p.image, p.registry, attempt, lastAnswer)
 		}
 		logger.WithField("retry_in", delay.String()).Warn("image pull failed; retrying")
-		select {
-		case <-time.After(delay):
-		case <-pullCtx.Done():
+		if !sleepContext(pullCtx, delay) {
 			if ctx.Err() != nil {
 				return fmt.Errorf("pull of image %s abandoned: %w", p.image, ctx.Err())
 			}

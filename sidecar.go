@@ -176,7 +176,7 @@ func candidateHostKeys(hostKeys []string, sidecarHostname string) []string {
 func appendCandidateHostKeys(keys, hostKeys []string, sidecarHostname string) []string {
 	start := len(keys)
 	add := func(key string) {
-		if key != "" && !containsString(keys[start:], key) {
+		if key != "" && !slices.Contains(keys[start:], key) {
 			keys = append(keys, key)
 		}
 	}
@@ -188,15 +188,6 @@ func appendCandidateHostKeys(keys, hostKeys []string, sidecarHostname string) []
 		add(key)
 	}
 	return keys
-}
-
-func containsString(list []string, s string) bool {
-	for _, item := range list {
-		if item == s {
-			return true
-		}
-	}
-	return false
 }
 
 // lookupServiceStatus reads a state.json document from r (at most

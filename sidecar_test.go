@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1482,7 +1483,7 @@ func FuzzLookupServiceStatus(f *testing.F) {
 			if got.HostFound != (got.HostKey != "") {
 				t.Fatalf("HostFound and HostKey disagree: %+v", got)
 			}
-			if got.HostFound && !containsString(candidateHostKeys(keys, got.SidecarHostname), got.HostKey) {
+			if got.HostFound && !slices.Contains(candidateHostKeys(keys, got.SidecarHostname), got.HostKey) {
 				t.Fatalf("matched key %q is not a candidate: %+v", got.HostKey, got)
 			}
 		}

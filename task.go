@@ -785,10 +785,8 @@ func (s *stopper) issue(grace time.Duration) {
 				return
 			}
 			s.logger.WithError(err).Warn("Docker did not stop the container; trying again")
-			select {
-			case now := <-time.After(time.Second):
-				retry <- now
-			case <-ctx.Done():
+			if sleepContext(ctx, time.Second) {
+				retry <- time.Now()
 			}
 		}
 	}()
