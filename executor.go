@@ -433,7 +433,7 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	taskID := task.TaskID.Value
 	logger := d.logger.WithField("task_id", taskID)
 	d.mu.Lock()
-	running := d.task
+	running, runningID := d.task, d.taskID
 	env := d.env
 	if running == nil {
 		d.unackedTasks[taskID] = task
@@ -443,7 +443,7 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	if running != nil {
 		logger.Error("refusing a second task: this executor runs exactly one task")
 		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_INVALID.Enum(),
-			fmt.Sprintf("this executor already runs task %s and accepts only one task", d.taskID)), false)
+			fmt.Sprintf("this executor already runs task %s and accepts only one task", runningID)), false)
 		return
 	}
 	if env == nil {

@@ -69,8 +69,7 @@ type taskRunner struct {
 	stops chan stopRequest
 	done  chan struct{}
 
-	spec        *containerSpec
-	containerID string
+	spec *containerSpec
 	// fromVault names the container variables whose values came from
 	// Vault; they are never logged.
 	fromVault []string
@@ -231,7 +230,6 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		}
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
-	t.containerID = created.ID
 	logger = logger.WithField("container", shortID(created.ID))
 	t.recordContainer(created.ID, logger)
 	cleanup := func() {
