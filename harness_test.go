@@ -6,7 +6,6 @@ package main
 // engine, with internal/mesostest playing the agent.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -25,6 +24,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // testImage is built locally by scripts/test-image.sh (make test-image).
@@ -103,23 +103,9 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer keeps its name for the tests that use it; the one
+// implementation is in internal/testutil.
+type syncBuffer = testutil.SyncBuffer
 
 // executorProcess is a running executor binary.
 type executorProcess struct {

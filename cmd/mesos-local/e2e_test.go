@@ -4,7 +4,6 @@ package main
 // real executor binary against the real Docker engine, as make demo does.
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 	"github.com/sidecar-executor/sidecar-executor/internal/vaulttest"
 )
 
@@ -88,28 +88,10 @@ func needBinaries(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a process's output for concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // localRun is a running mesos-local.
 type localRun struct {
 	cmd     *exec.Cmd
-	output  *syncBuffer // stdout and stderr
+	output  *testutil.SyncBuffer // stdout and stderr
 	sandbox string
 	exited  chan struct{}
 	code    int
@@ -121,7 +103,7 @@ type localRun struct {
 func startLocal(t *testing.T, args []string, env ...string) *localRun {
 	t.Helper()
 	needBinaries(t)
-	r := &localRun{output: &syncBuffer{}, sandbox: filepath.Join(t.TempDir(), "sandbox"), exited: make(chan struct{})}
+	r := &localRun{output: &testutil.SyncBuffer{}, sandbox: filepath.Join(t.TempDir(), "sandbox"), exited: make(chan struct{})}
 	r.cmd = exec.Command(mesosLocal, append([]string{"-executor", executorBin, "-sandbox", r.sandbox}, args...)...)
 	r.cmd.Dir = repoRoot
 	for _, kv := range os.Environ() {
