@@ -332,14 +332,9 @@ func waitTerminal(t *testing.T, agent *mesostest.Agent, taskID string, timeout t
 	return update.Status
 }
 
-func isTerminal(state mesos.TaskState) bool {
-	switch state {
-	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
-		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
-}
+// isTerminal keeps its name for the tests that use it; the definition is
+// mesostest.IsTerminal.
+var isTerminal = mesostest.IsTerminal
 
 func describeUpdates(updates []mesostest.Update) string {
 	var parts []string
