@@ -46,24 +46,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needBinaries builds mesos-local and the executor once per run (with the
-// race detector when the tests have it) and checks Docker and the image.
+// needBinaries checks Docker and the test image (skipping the test without
+// them, failing it under CI=true or make test: see testutil.RequireDocker),
+// then builds mesos-local and the executor once per run (with the race
+// detector when the tests have it).
 func needBinaries(t *testing.T) {
 	t.Helper()
+	client := testutil.RequireDocker(t, testImage)
 	buildOnce.Do(func() {
-		client, err := docker.NewClientFromEnv()
-		if err == nil {
-			err = client.Ping()
-		}
-		if err != nil {
-			buildErr = fmt.Errorf("the end-to-end tests need a Docker engine and none answers (%v); start one, e.g. with scripts/ensure-docker.sh", err)
-			return
-		}
-		if _, err := client.InspectImage(testImage); err != nil {
-			buildErr = fmt.Errorf("the test image %s is missing (%v); build it with: make test-image", testImage, err)
-			return
-		}
 		dockerClient = client
+		var err error
 		binDir, err = os.MkdirTemp("", "mesos-local-test-bin")
 		if err != nil {
 			buildErr = err
