@@ -14,6 +14,7 @@ import (
 // get wrong. Each must end in one TASK_FAILED that names the problem, with
 // no panic, no container left behind and a non-zero executor exit.
 func TestBadInputFailsTheTask(t *testing.T) {
+	requireDocker(t) // once for all subtests
 	t.Parallel()
 	bridge := func(task *mesos.TaskInfo) {
 		task.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()

@@ -36,6 +36,7 @@ type dockerProxy struct {
 
 func newDockerProxy(t *testing.T) *dockerProxy {
 	t.Helper()
+	requireDocker(t)
 	upstream := "/var/run/docker.sock"
 	if host := os.Getenv("DOCKER_HOST"); host != "" {
 		path, ok := strings.CutPrefix(host, "unix://")
@@ -242,6 +243,7 @@ func TestDockerUnreachablePastTheBoundFailsTheTask(t *testing.T) {
 }
 
 func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
+	requireDocker(t)
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
@@ -269,6 +271,7 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 // acknowledgement, many times each. Every round: exactly one terminal
 // update reaches the agent, nothing is lost, the container never restarts.
 func TestAgentRestartRounds(t *testing.T) {
+	requireDocker(t) // once for all subtests
 	t.Parallel()
 	registry := hangingRegistry(t)
 	scenarios := map[string]func(t *testing.T){

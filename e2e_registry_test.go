@@ -38,6 +38,7 @@ type registryFixture struct {
 
 func newRegistryFixture(t *testing.T) *registryFixture {
 	t.Helper()
+	requireDocker(t)
 	// A password unique to the test makes the leak checks meaningful.
 	password := "pw-" + randomHex(t, 8)
 	client, err := docker.NewClientFromEnv()
@@ -352,6 +353,7 @@ func TestPullOfMissingTagFailsWithoutRetrying(t *testing.T) {
 }
 
 func TestForcePullGetsTheRepushedImage(t *testing.T) {
+	requireDocker(t)
 	t.Parallel()
 	f := newRegistryFixture(t)
 	first := f.build(t, "team/app:1", "one")
@@ -383,6 +385,7 @@ func TestForcePullGetsTheRepushedImage(t *testing.T) {
 }
 
 func TestPullByDigest(t *testing.T) {
+	requireDocker(t)
 	t.Parallel()
 	f := newRegistryFixture(t)
 	id := f.build(t, "team/app:1", "one")

@@ -65,6 +65,7 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption)
 // on, in both log formats, and looks for every planted secret in the
 // executor's output and in every status message the agent received.
 func TestSecretsNeverLeak(t *testing.T) {
+	requireDocker(t) // once for all subtests
 	t.Parallel()
 	paths := map[string]struct {
 		image   string

@@ -193,6 +193,7 @@ func TestSidecarAlternatingNeverKills(t *testing.T) {
 }
 
 func TestSidecarFaultsNeverKill(t *testing.T) {
+	requireDocker(t) // once for all subtests
 	t.Parallel()
 	faults := []sidecartest.Fault{
 		sidecartest.FaultClosed, sidecartest.FaultHTTP500, sidecartest.FaultGarbage, sidecartest.FaultTruncated,

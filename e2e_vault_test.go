@@ -17,6 +17,7 @@ import (
 // the real binary and checks the container holds the secrets while no
 // output of the executor does, with debug logging on, in both log formats.
 func TestVaultSecretReachesContainerButNoLog(t *testing.T) {
+	requireDocker(t) // once for all subtests
 	t.Parallel()
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {

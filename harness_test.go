@@ -1,15 +1,17 @@
 package main
 
-// Shared machinery of the end-to-end tests: the executor binary built once
-// per run, a child-process handle, TaskInfo builders and Docker helpers.
+// Shared machinery of the end-to-end tests: the executor binary built on
+// first use, a child-process handle, TaskInfo builders and Docker helpers.
 // Every end-to-end test drives the real binary against the real Docker
-// engine, with internal/mesostest playing the agent.
+// engine, with internal/mesostest playing the agent. Nothing here runs
+// before a test asks for it, so the unit tests run on machines without
+// Docker: a test that needs the engine gets it from requireDocker (the
+// helpers that launch a task or touch Docker call it), which skips the
+// test there, or fails it under CI=true and in make test.
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,14 +27,23 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // testImage is built locally by scripts/test-image.sh (make test-image).
 const testImage = "sidecar-executor/busybox:1.35"
 
 var (
+	// executorBinary is where the executor for these tests is built, with
+	// -race when the tests have it. TestMain sets the path; the file exists
+	// once requireExecutorBinary has returned.
 	executorBinary string
-	dockerClient   *docker.Client
+	buildOnce      sync.Once
+	buildErr       error
+
+	// dockerClient is set by requireDocker; nil until a test has called it.
+	dockerClient *docker.Client
+	dockerOnce   sync.Once
 
 	// plainBinary is the executor built without the race detector, for
 	// tests that measure memory; built on first use.
@@ -41,11 +52,41 @@ var (
 	plainBinaryErr  error
 )
 
+// requireDocker returns the client for the Docker engine, with the test
+// image present, or ends the test: see testutil.RequireDocker. Call it
+// before anything that touches Docker or dockerClient.
+func requireDocker(t testing.TB) *docker.Client {
+	t.Helper()
+	client := testutil.RequireDocker(t, testImage)
+	dockerOnce.Do(func() { dockerClient = client })
+	return client
+}
+
+// requireExecutorBinary builds the executor once per run, on first use, and
+// returns its path. Running it needs no Docker until a task is launched.
+func requireExecutorBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		args := []string{"build", "-o", executorBinary}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, ".")...)
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building the executor for the end-to-end tests failed: %v", buildErr)
+	}
+	return executorBinary
+}
+
 // plainExecutorBinary returns an executor built without -race.
 func plainExecutorBinary(t *testing.T) string {
 	t.Helper()
 	if !raceEnabled {
-		return executorBinary
+		return requireExecutorBinary(t)
 	}
 	plainBinaryOnce.Do(func() {
 		plainBinary = executorBinary + "-plain"
@@ -64,25 +105,9 @@ func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
+// runTests only chooses where the executor binary goes; the build and the
+// Docker checks happen when a test first needs them.
 func runTests(m *testing.M) int {
-	flag.Parse()
-	if fuzzing := flag.Lookup("test.fuzz"); fuzzing != nil && fuzzing.Value.String() != "" {
-		// Fuzz targets test pure functions: no Docker, no executor binary.
-		return m.Run()
-	}
-	var err error
-	dockerClient, err = docker.NewClientFromEnv()
-	if err == nil {
-		err = dockerClient.Ping()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "the tests need a Docker engine and none answers (%v); start one, e.g. with scripts/ensure-docker.sh\n", err)
-		return 1
-	}
-	if _, err := dockerClient.InspectImage(testImage); err != nil {
-		fmt.Fprintf(os.Stderr, "the test image %s is missing (%v); build it with: make test-image\n", testImage, err)
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "sidecar-executor-test-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -90,36 +115,12 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	executorBinary = filepath.Join(dir, "sidecar-executor")
-	args := []string{"build", "-o", executorBinary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the executor for the end-to-end tests failed: %v\n", err)
-		return 1
-	}
 	return m.Run()
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer keeps its name for the tests that use it; the one
+// implementation is in internal/testutil.
+type syncBuffer = testutil.SyncBuffer
 
 // executorProcess is a running executor binary.
 type executorProcess struct {
@@ -153,12 +154,15 @@ func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []s
 // fresh sandbox directory.
 func startExecutor(t *testing.T, agent *mesostest.Agent, settings ...string) *executorProcess {
 	t.Helper()
+	requireDocker(t)
 	sandbox := t.TempDir()
 	return startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, settings...))
 }
 
 func startExecutorIn(t *testing.T, agent *mesostest.Agent, sandbox, program string, env []string, args ...string) *executorProcess {
 	t.Helper()
+	// program may be executor.sh, which runs the binary.
+	requireExecutorBinary(t)
 	p := &executorProcess{sandbox: sandbox, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(program, args...)
 	p.cmd.Dir = sandbox
@@ -229,9 +233,11 @@ func newAgent(t *testing.T, cfg mesostest.Config) *mesostest.Agent {
 var unsafeIDChars = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
 
 // uniqueTaskID makes a task ID from the test name, unique per run, and
-// removes the task's container when the test ends, whatever happened.
+// removes the task's container when the test ends, whatever happened. A
+// task runs in Docker, so this is where most end-to-end tests check for it.
 func uniqueTaskID(t *testing.T) string {
 	t.Helper()
+	requireDocker(t)
 	name := unsafeIDChars.ReplaceAllString(strings.ToLower(t.Name()), "-")
 	if len(name) > 40 {
 		name = name[:40]
@@ -346,14 +352,9 @@ func waitTerminal(t *testing.T, agent *mesostest.Agent, taskID string, timeout t
 	return update.Status
 }
 
-func isTerminal(state mesos.TaskState) bool {
-	switch state {
-	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
-		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
-}
+// isTerminal keeps its name for the tests that use it; the definition is
+// mesostest.IsTerminal.
+var isTerminal = mesostest.IsTerminal
 
 func describeUpdates(updates []mesostest.Update) string {
 	var parts []string
@@ -375,6 +376,7 @@ func states(agent *mesostest.Agent, taskID string) []mesos.TaskState {
 // inspectTaskContainer returns the task's container, or nil when Docker has none.
 func inspectTaskContainer(t *testing.T, taskID string) *docker.Container {
 	t.Helper()
+	requireDocker(t)
 	c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerName(taskID)})
 	var missing *docker.NoSuchContainer
 	if errors.As(err, &missing) {

@@ -263,7 +263,7 @@ func (r *execRun) waitTerminal(taskID string, want mesos.TaskState, timeout time
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	u, err := r.agent.WaitForUpdate(ctx, func(u mesostest.Update) bool {
-		return u.Status.TaskID.Value == taskID && u.Dropped == "" && !u.Duplicate && isTerminal(u.Status.GetState())
+		return u.Status.TaskID.Value == taskID && u.Dropped == "" && !u.Duplicate && mesostest.IsTerminal(u.Status.GetState())
 	})
 	if err != nil {
 		return u, r.failure(fmt.Errorf("task %s never reached a terminal state: %w", taskID, err))
@@ -272,15 +272,6 @@ func (r *execRun) waitTerminal(taskID string, want mesos.TaskState, timeout time
 		return u, r.failure(fmt.Errorf("task %s ended %s (%q), want %s", taskID, u.Status.GetState(), u.Status.GetMessage(), want))
 	}
 	return u, nil
-}
-
-func isTerminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
-		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
 }
 
 // ackToExit waits for the ACKNOWLEDGED of the terminal update and the

@@ -4,7 +4,6 @@ package main
 // real executor binary against the real Docker engine, as make demo does.
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 	"github.com/sidecar-executor/sidecar-executor/internal/vaulttest"
 )
 
@@ -46,24 +46,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needBinaries builds mesos-local and the executor once per run (with the
-// race detector when the tests have it) and checks Docker and the image.
+// needBinaries checks Docker and the test image (skipping the test without
+// them, failing it under CI=true or make test: see testutil.RequireDocker),
+// then builds mesos-local and the executor once per run (with the race
+// detector when the tests have it).
 func needBinaries(t *testing.T) {
 	t.Helper()
+	client := testutil.RequireDocker(t, testImage)
 	buildOnce.Do(func() {
-		client, err := docker.NewClientFromEnv()
-		if err == nil {
-			err = client.Ping()
-		}
-		if err != nil {
-			buildErr = fmt.Errorf("the end-to-end tests need a Docker engine and none answers (%v); start one, e.g. with scripts/ensure-docker.sh", err)
-			return
-		}
-		if _, err := client.InspectImage(testImage); err != nil {
-			buildErr = fmt.Errorf("the test image %s is missing (%v); build it with: make test-image", testImage, err)
-			return
-		}
 		dockerClient = client
+		var err error
 		binDir, err = os.MkdirTemp("", "mesos-local-test-bin")
 		if err != nil {
 			buildErr = err
@@ -88,28 +80,10 @@ func needBinaries(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a process's output for concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // localRun is a running mesos-local.
 type localRun struct {
 	cmd     *exec.Cmd
-	output  *syncBuffer // stdout and stderr
+	output  *testutil.SyncBuffer // stdout and stderr
 	sandbox string
 	exited  chan struct{}
 	code    int
@@ -121,7 +95,7 @@ type localRun struct {
 func startLocal(t *testing.T, args []string, env ...string) *localRun {
 	t.Helper()
 	needBinaries(t)
-	r := &localRun{output: &syncBuffer{}, sandbox: filepath.Join(t.TempDir(), "sandbox"), exited: make(chan struct{})}
+	r := &localRun{output: &testutil.SyncBuffer{}, sandbox: filepath.Join(t.TempDir(), "sandbox"), exited: make(chan struct{})}
 	r.cmd = exec.Command(mesosLocal, append([]string{"-executor", executorBin, "-sandbox", r.sandbox}, args...)...)
 	r.cmd.Dir = repoRoot
 	for _, kv := range os.Environ() {

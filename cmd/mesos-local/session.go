@@ -315,7 +315,7 @@ func (s *session) handle(u mesostest.Update) {
 		healthy := *u.Status.Healthy
 		s.lastHealthy = &healthy
 	}
-	if isTerminal(state) && s.final == nil {
+	if mesostest.IsTerminal(state) && s.final == nil {
 		status := u.Status
 		s.final = &status
 	}
@@ -323,7 +323,7 @@ func (s *session) handle(u mesostest.Update) {
 
 // kill asks for the task to be killed the way a scheduler does.
 func (s *session) kill(proc *exec.Cmd, why string) {
-	if state, _ := s.agent.TaskState(s.taskID); s.final != nil || isTerminal(state) {
+	if state, _ := s.agent.TaskState(s.taskID); s.final != nil || mesostest.IsTerminal(state) {
 		return
 	}
 	s.print.event("kill", "%s", why)
@@ -499,15 +499,6 @@ func explainExit(result outcome, code int) string {
 		return result.final.GetState().String()
 	}
 	return "no terminal update"
-}
-
-func isTerminal(state mesos.TaskState) bool {
-	switch state {
-	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
-		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
 }
 
 func signalName(sig os.Signal) string {

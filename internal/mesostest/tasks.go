@@ -27,8 +27,10 @@ type taskRecord struct {
 	queued bool // waiting for the executor to subscribe; no LAUNCH sent yet
 }
 
-// isTerminal is protobuf::isTerminalState (§5.5).
-func isTerminal(s mesos.TaskState) bool {
+// IsTerminal reports whether a task in state s is done for good: Mesos'
+// protobuf::isTerminalState (§5.5). The executor's tests, mesos-local and
+// the benchmark use it too, so that all agree on what "terminal" means.
+func IsTerminal(s mesos.TaskState) bool {
 	switch s {
 	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
 		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
@@ -148,7 +150,7 @@ func (a *Agent) Kill(taskID string, policy *mesos.KillPolicy) error {
 		return errClosed
 	case rec == nil:
 		return fmt.Errorf("mesostest: Kill %s: unknown task", taskID)
-	case isTerminal(rec.state):
+	case IsTerminal(rec.state):
 		return fmt.Errorf("mesostest: Kill %s: task is already %v", taskID, rec.state)
 	case rec.queued:
 		a.killedQueued++
@@ -231,7 +233,7 @@ func (a *Agent) ExecutorTerminated(reason string) {
 		a.execState = executorTerminated
 		a.logf("executor terminated")
 		for _, id := range a.taskOrder {
-			if rec := a.tasks[id]; !isTerminal(rec.state) {
+			if rec := a.tasks[id]; !IsTerminal(rec.state) {
 				a.agentUpdateLocked(rec, mesos.TASK_FAILED, mesos.REASON_EXECUTOR_TERMINATED, reason)
 			}
 		}
@@ -285,9 +287,9 @@ func (a *Agent) processUpdateLocked(status mesos.TaskStatus, via string) {
 		ack = false
 	case a.seenUUIDs[taskID][string(status.UUID)]:
 		u.Duplicate = true
-	case rec != nil && isTerminal(rec.state):
+	case rec != nil && IsTerminal(rec.state):
 		u.Dropped = "Task is already terminated with state " + rec.state.String()
-	case rec != nil && rec.queued && !isTerminal(state):
+	case rec != nil && rec.queued && !IsTerminal(state):
 		u.Dropped = "Cannot send non-terminal update for queued task"
 	default:
 		a.markSeenLocked(status)
