@@ -79,7 +79,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		SidecarMaxFails: 7, SidecarDrainingDuration: 0, DockerRepository: "registry.local:5000",
 		PullRetries: 0, PullBackoff: 250 * time.Millisecond, PullTimeout: 90 * time.Second,
 		PullInactivityTimeout: 15 * time.Second, PullProgressInterval: time.Second, LogsSince: 10 * time.Minute,
-		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AllowPrivileged: true, AckTimeout: 5 * time.Second,
+		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
 	}
