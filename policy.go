@@ -718,28 +718,34 @@ func (p *pathJudge) refusal(source string) (rule, allow string) {
 	cleaned := filepath.Clean(source)
 	resolved, err := resolveHostPath(source)
 	if err != nil {
+		// Docker cannot mount such a path either; an operator who listed it
+		// as written has accepted that.
+		for _, allowed := range p.allowed {
+			if within(cleaned, allowed) {
+				return "", ""
+			}
+		}
 		return fmt.Sprintf("cannot be resolved on the host (%v), so the policy cannot tell what it reaches", err), settingAllowedHostPaths + "=" + cleaned
 	}
-	for _, form := range []string{cleaned, resolved} {
-		if rule := p.formRefusal(form); rule != "" {
-			if resolved != cleaned {
-				rule = fmt.Sprintf("resolves to %s, which %s", resolved, rule)
-			} else {
-				rule = "is a host path that " + rule
-			}
-			return rule, settingAllowedHostPaths + "=" + resolved
+	// The operator's exception is judged on where the bind really lands,
+	// so that a symlink placed inside an allowed path cannot widen it.
+	for _, allowed := range p.allowed {
+		if within(resolved, allowed) {
+			return "", ""
 		}
+	}
+	allow = settingAllowedHostPaths + "=" + resolved
+	if rule := p.formRefusal(cleaned); rule != "" {
+		return "is a host path that " + rule, allow
+	}
+	if rule := p.formRefusal(resolved); rule != "" {
+		return fmt.Sprintf("resolves to %s, which %s", resolved, rule), allow
 	}
 	return "", ""
 }
 
 // formRefusal judges one form of a source path.
 func (p *pathJudge) formRefusal(form string) string {
-	for _, allowed := range p.allowed {
-		if within(form, allowed) {
-			return ""
-		}
-	}
 	// The task's own sandbox is mounted into the container anyway: binding
 	// it, or part of it, grants nothing new.
 	for _, sandbox := range p.sandbox {
