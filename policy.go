@@ -418,6 +418,10 @@ func (j *judge) judgeLabelOption(field, value string) {
 // mounts, and the legacy Config.Mounts.
 func (j *judge) judgeMounts() {
 	for _, bind := range j.host.Binds {
+		if !strings.Contains(bind, ":") {
+			// A bare container path is an anonymous volume: new and empty.
+			continue
+		}
 		source, target, options := splitBind(bind)
 		field := j.bindField(bind, source, target)
 		if !strings.HasPrefix(source, "/") {
@@ -594,9 +598,6 @@ func newPathJudge(in admissionInput, allowedHostPaths []string) *pathJudge {
 	if socket, ok := strings.CutPrefix(in.DockerHost, "unix://"); ok && filepath.IsAbs(socket) {
 		roots = append(roots, protectedPath{path: socket, what: "the Docker socket (DOCKER_HOST), which controls every container on the host"})
 	}
-	if workDir := agentWorkDir(in.HostSandbox); workDir != "" {
-		roots = append(roots, protectedPath{path: workDir, what: "the Mesos agent's work directory (other tasks' sandboxes and the agent's state)"})
-	}
 	p := &pathJudge{}
 	for _, root := range roots {
 		for _, form := range bothForms(root.path) {
@@ -604,8 +605,19 @@ func newPathJudge(in admissionInput, allowedHostPaths []string) *pathJudge {
 			p.protected = append(p.protected, root)
 		}
 	}
+	// The sandbox is exempt only where it is an ordinary directory: a
+	// MESOS_DIRECTORY of / or /var must not open the host to the task.
 	if in.HostSandbox != "" && filepath.IsAbs(in.HostSandbox) {
-		p.sandbox = bothForms(in.HostSandbox)
+		sandbox := bothForms(in.HostSandbox)
+		if !slices.ContainsFunc(sandbox, func(form string) bool { return p.formRefusal(form) != "" }) {
+			p.sandbox = sandbox
+		}
+	}
+	// The work directory is added last: the sandbox lies inside it.
+	if workDir := agentWorkDir(in.HostSandbox); workDir != "" {
+		for _, form := range bothForms(workDir) {
+			p.protected = append(p.protected, protectedPath{path: form, what: "the Mesos agent's work directory (other tasks' sandboxes and the agent's state)"})
+		}
 	}
 	for _, allowed := range allowedHostPaths {
 		p.allowed = append(p.allowed, bothForms(allowed)...)

@@ -375,6 +375,7 @@ func TestAdmissionAdmitsHarmlessRequests(t *testing.T) {
 		{"the sandbox itself again", bind(h.sandbox)},
 		{"an anonymous volume", func(in *admissionInput) {
 			in.Options.Config.Volumes = map[string]struct{}{"/cache": {}}
+			in.Options.HostConfig.Binds = append(in.Options.HostConfig.Binds, "/proc")
 			in.Options.HostConfig.Mounts = []docker.HostMount{{Type: "volume", Target: "/scratch"}}
 		}},
 		{"a tmpfs", hostConfig(func(hc *docker.HostConfig) {
@@ -396,6 +397,28 @@ func TestAdmissionAdmitsHarmlessRequests(t *testing.T) {
 			tc.change(&in)
 			if err := admit(in); err != nil {
 				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestAdmissionDoesNotExemptAProtectedSandbox: the sandbox is admitted
+// because it is the task's own directory; a MESOS_DIRECTORY that is itself a
+// protected path (or contains one) earns no exemption.
+func TestAdmissionDoesNotExemptAProtectedSandbox(t *testing.T) {
+	h := newPolicyHost(t)
+	for _, sandbox := range []string{"/", filepath.Join(h.root, "var"), h.dockerStore} {
+		t.Run(sandbox, func(t *testing.T) {
+			in := h.input()
+			in.HostSandbox = sandbox
+			in.Options.HostConfig.Binds = []string{sandbox + ":" + containerSandboxPath + ":rw"}
+			err := admit(in)
+			var refusal *admissionError
+			if !errors.As(err, &refusal) {
+				t.Fatalf("admit = %v, want a refusal", err)
+			}
+			if !strings.Contains(err.Error(), "the task sandbox MESOS_DIRECTORY="+sandbox) {
+				t.Errorf("message %q does not name the sandbox", err)
 			}
 		})
 	}
