@@ -1088,6 +1088,37 @@ func TestBuildContainerSpecPrivileged(t *testing.T) {
 	}
 }
 
+// TestBuildContainerSpecVolumeDriverParameter: `volume-driver` maps to
+// HostConfig.VolumeDriver as docker run does (the last one wins) and must
+// agree with the driver the TaskInfo names elsewhere.
+func TestBuildContainerSpecVolumeDriverParameter(t *testing.T) {
+	in := testInput()
+	withParameters(&in, "volume-driver", "convoy", "--volume-driver", "rexray")
+	if got := mustBuild(t, in).Options.HostConfig.VolumeDriver; got != "rexray" {
+		t.Errorf("VolumeDriver = %q, want the last parameter's rexray", got)
+	}
+
+	in = testInput()
+	withParameters(&in, "volume-driver", "rexray")
+	in.Task.Container.Docker.VolumeDriver = stringPtr("rexray")
+	if got := mustBuild(t, in).Options.HostConfig.VolumeDriver; got != "rexray" {
+		t.Errorf("VolumeDriver = %q with agreeing parameter and volume_driver", got)
+	}
+
+	in = testInput()
+	withParameters(&in, "volume-driver", "rexray")
+	in.Task.Container.Docker.VolumeDriver = stringPtr("convoy")
+	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `container.docker.volume_driver "convoy" differs from driver "rexray"`) {
+		t.Errorf("conflicting drivers: err = %v", err)
+	}
+
+	in = testInput()
+	withParameters(&in, "volume-driver", " ")
+	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `"volume-driver": value is empty`) {
+		t.Errorf("empty driver: err = %v", err)
+	}
+}
+
 func TestBuildContainerSpecCommand(t *testing.T) {
 	tests := []struct {
 		name           string
