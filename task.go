@@ -209,6 +209,11 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	}); err != nil {
 		return fail(mesos.REASON_TASK_UNAUTHORIZED, err.Error())
 	}
+	if settings.AllowPrivileged {
+		logger.Warn("admitted without checks: EXECUTOR_ALLOW_PRIVILEGED=true turns the admission policy off")
+	} else {
+		logger.Info("admitted by the admission policy")
+	}
 	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, os.Getenv, logger)
 	if err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
