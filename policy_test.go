@@ -28,7 +28,7 @@ type policyHost struct {
 	dockerStore string // <root>/var/lib/docker
 }
 
-func newPolicyHost(t *testing.T) *policyHost {
+func newPolicyHost(t testing.TB) *policyHost {
 	t.Helper()
 	root, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
@@ -604,4 +604,55 @@ func TestResolveHostPath(t *testing.T) {
 	if _, err := resolveHostPath(at("plain/loop-a")); err == nil {
 		t.Error("a symlink loop resolved")
 	}
+}
+
+// FuzzAdmissionHostPaths binds arbitrary paths on the fake host and checks
+// every admitted one against an independent oracle, the standard library's
+// filepath.EvalSymlinks: where the path exists, what it really is must not
+// be, lie inside or contain a protected path, unless it is in the sandbox.
+func FuzzAdmissionHostPaths(f *testing.F) {
+	h := newPolicyHost(f)
+	for _, seed := range []string{"plain", "plain/sock-link", "plain/sub-link/../docker.sock", "var/run/docker.sock/", "tmp/../var/run",
+		"plain/store-link/volumes", "plain/dangling", "mesos/slaves", "var/../etc", "./plain/../plain/other-sandbox/../../../mesos",
+		"mesos/slaves/agent-1/frameworks/fw-1/executors/ex-1/runs/run-1/evil/volumes", "run/sub/../../run/./docker.sock", "plain/loop-a/x"} {
+		f.Add(seed)
+	}
+	var protectedReal []string
+	for _, root := range h.protected {
+		if root.selfOnly {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(root.path); err == nil {
+			protectedReal = append(protectedReal, real)
+		}
+	}
+	for _, extra := range []string{h.workDir, filepath.Join(h.root, "custom/docker.sock")} {
+		protectedReal = append(protectedReal, extra)
+	}
+	f.Fuzz(func(t *testing.T, rel string) {
+		if strings.ContainsAny(rel, ":\x00,") {
+			return // not a path a bind can carry
+		}
+		source := h.root + "/" + rel
+		in := h.input()
+		bind(source)(&in)
+		if admit(in) != nil {
+			return
+		}
+		real, err := filepath.EvalSymlinks(source)
+		if err != nil {
+			return // does not exist (yet): nothing for the oracle to compare
+		}
+		if within(real, h.sandbox) {
+			return
+		}
+		if real == "/" {
+			t.Fatalf("%q (really /) admitted", source)
+		}
+		for _, protected := range protectedReal {
+			if within(real, protected) || within(protected, real) {
+				t.Fatalf("%q (really %s) admitted though it reaches %s", source, real, protected)
+			}
+		}
+	})
 }
