@@ -69,9 +69,9 @@ type Config struct {
 	ForceMemoryLimit bool `envconfig:"FORCE_MEMORY_LIMIT" default:"false"`
 	// UseCpuShares limits CPU with relative shares instead of a CFS quota.
 	UseCpuShares bool `envconfig:"USE_CPU_SHARES" default:"false"`
-	// AllowPrivileged lets DockerInfo.privileged through; otherwise a task
-	// asking for it fails.
-	AllowPrivileged bool `envconfig:"ALLOW_PRIVILEGED" default:"false"`
+	// AdmissionSettings are the operator's exceptions to the admission
+	// policy (policy.go); envconfig flattens them into EXECUTOR_ALLOW*.
+	AdmissionSettings
 	// DockerUnreachableTimeout is how long Docker may stay unreachable
 	// while a task runs before the task is failed. Shorter outages (a
 	// daemon restart with live-restore) are ridden out.
@@ -157,6 +157,8 @@ func (c *Config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		problems = append(problems, fmt.Sprintf("%s_LOG_FORMAT must be \"text\" or \"json\" (got %q)", envPrefix, c.LogFormat))
 	}
+	_, admissionProblems := c.AdmissionSettings.rules()
+	problems = append(problems, admissionProblems...)
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid executor settings: %s", strings.Join(problems, "; "))
 	}
@@ -259,6 +261,10 @@ func (c *Config) logSettings() {
 		"ForceMemoryLimit":         c.ForceMemoryLimit,
 		"UseCpuShares":             c.UseCpuShares,
 		"AllowPrivileged":          c.AllowPrivileged,
+		"AllowedCapabilities":      c.AllowedCapabilities,
+		"AllowedHostPaths":         c.AllowedHostPaths,
+		"AllowedVolumeDrivers":     c.AllowedVolumeDrivers,
+		"AllowedNamedVolumes":      c.AllowedNamedVolumes,
 		"AckTimeout":               c.AckTimeout.String(),
 		"DockerUnreachableTimeout": c.DockerUnreachableTimeout.String(),
 		"Debug":                    c.Debug,

@@ -79,7 +79,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		SidecarMaxFails: 7, SidecarDrainingDuration: 0, DockerRepository: "registry.local:5000",
 		PullRetries: 0, PullBackoff: 250 * time.Millisecond, PullTimeout: 90 * time.Second,
 		PullInactivityTimeout: 15 * time.Second, PullProgressInterval: time.Second, LogsSince: 10 * time.Minute,
-		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AllowPrivileged: true, AckTimeout: 5 * time.Second,
+		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
 	}
@@ -168,7 +168,8 @@ func clearExecutorEnv(t *testing.T) {
 		"SIDECAR_URL", "SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION",
 		"DOCKER_REPOSITORY", "PULL_RETRIES", "PULL_BACKOFF", "PULL_TIMEOUT", "PULL_INACTIVITY_TIMEOUT",
 		"PULL_PROGRESS_INTERVAL", "LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES",
-		"ALLOW_PRIVILEGED", "ACK_TIMEOUT", "DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
+		"ALLOW_PRIVILEGED", "ALLOWED_CAPABILITIES", "ALLOWED_HOST_PATHS", "ALLOWED_VOLUME_DRIVERS", "ALLOWED_NAMED_VOLUMES",
+		"ACK_TIMEOUT", "DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
 		t.Setenv("EXECUTOR_"+name, "")
 		os.Unsetenv("EXECUTOR_" + name)
 	}
@@ -193,7 +194,8 @@ func FuzzLoadConfig(f *testing.F) {
 	names := []string{"KILL_TASK_TIMEOUT", "HTTP_TIMEOUT", "SIDECAR_RETRY_COUNT", "SIDECAR_RETRY_DELAY", "SIDECAR_URL",
 		"SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION", "DOCKER_REPOSITORY",
 		"LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES", "ALLOW_PRIVILEGED", "ACK_TIMEOUT",
-		"DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"}
+		"DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT",
+		"ALLOWED_CAPABILITIES", "ALLOWED_HOST_PATHS", "ALLOWED_VOLUME_DRIVERS", "ALLOWED_NAMED_VOLUMES"}
 	for i, seed := range []string{"5", "2s", "-1", "1m5s", "http://localhost:7777/state.json", "true", "json", "", "0", "ftp://x", "9999999999999999999h"} {
 		f.Add(uint8(i), seed)
 	}

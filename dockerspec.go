@@ -300,7 +300,9 @@ type specBuilder struct {
 	parameterLabels []keyValue // `label` parameters, in order
 	parameterEnv    []keyValue // `env` parameters, in order
 	portEnv         []keyValue // MESOS_PORT_<containerPort>, in mapping order
-	warnings        []string
+	// volumeDriverField names the field that chose HostConfig.VolumeDriver.
+	volumeDriverField string
+	warnings          []string
 }
 
 // keyValue is one NAME=VALUE setting and the field it came from.
@@ -462,8 +464,16 @@ func (b *specBuilder) applyParameters() error {
 				return err
 			}
 			b.config.StopSignal = value
+		case "volume-driver":
+			// As docker run: the last one wins. The admission policy
+			// judges the driver.
+			if err := nonEmpty(); err != nil {
+				return err
+			}
+			b.hostConfig.VolumeDriver = value
+			b.volumeDriverField = field
 		default:
-			b.warnf("%s: unsupported docker parameter ignored (supported: env, label, cap-add, cap-drop, user, workdir, log-driver, log-opt, add-host, dns, init, stop-signal)", field)
+			b.warnf("%s: unsupported docker parameter ignored (supported: env, label, cap-add, cap-drop, user, workdir, log-driver, log-opt, add-host, dns, init, stop-signal, volume-driver)", field)
 		}
 	}
 	return nil
@@ -684,8 +694,11 @@ func (b *specBuilder) applyVolumes() error {
 		b.hostConfig.Binds = append(b.hostConfig.Binds, sandbox+":"+containerSandboxPath+":rw")
 		mountedAt[containerSandboxPath] = "the task sandbox"
 	}
-	volumeDriverField := ""
+	volumeDriverField := b.volumeDriverField
 	if driver := b.dockerInfo.GetVolumeDriver(); driver != "" {
+		if b.hostConfig.VolumeDriver != "" && b.hostConfig.VolumeDriver != driver {
+			return taskErrorf("container.docker.volume_driver %q differs from driver %q of %s; a container can use one volume driver only", driver, b.hostConfig.VolumeDriver, volumeDriverField)
+		}
 		b.hostConfig.VolumeDriver = driver
 		volumeDriverField = "container.docker.volume_driver"
 	}
@@ -823,14 +836,10 @@ func (b *specBuilder) applyResources() error {
 	return nil
 }
 
+// applyPrivileged maps DockerInfo.privileged; whether it is admitted is the
+// admission policy's decision (policy.go).
 func (b *specBuilder) applyPrivileged() error {
-	if !b.dockerInfo.GetPrivileged() {
-		return nil
-	}
-	if !b.settings.AllowPrivileged {
-		return taskErrorf("container.docker.privileged: privileged containers are not allowed; set %s_ALLOW_PRIVILEGED=true on the executor to allow them", envPrefix)
-	}
-	b.hostConfig.Privileged = true
+	b.hostConfig.Privileged = b.dockerInfo.GetPrivileged()
 	return nil
 }
 

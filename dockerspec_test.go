@@ -538,8 +538,6 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		{"absurd mem", func(in *specInput) { in.Task.Resources = []mesos.Resource{scalarResource("mem", 1e300)} }, "resources: mem 1e+300 MB is more than"},
 		{"absurd cpus", func(in *specInput) { in.Task.Resources = []mesos.Resource{scalarResource("cpus", 1e12)} }, "resources: cpus 1e+12 is more than"},
 
-		{"privileged refused", func(in *specInput) { in.Task.Container.Docker.Privileged = boolPtr(true) }, "container.docker.privileged: privileged containers are not allowed; set EXECUTOR_ALLOW_PRIVILEGED=true on the executor to allow them"},
-
 		{"shell without value", func(in *specInput) { in.Task.Command = &mesos.CommandInfo{Shell: boolPtr(true)} }, "command.value is empty but command.shell is true"},
 		{"arguments with default shell and no value", func(in *specInput) { in.Task.Command = &mesos.CommandInfo{Arguments: []string{"x"}} }, "command.value is empty but command.shell is true"},
 		{"NUL in shell command", func(in *specInput) { in.Task.Command = &mesos.CommandInfo{Value: stringPtr("echo \x00")} }, "command.value contains a NUL byte"},
@@ -1078,17 +1076,46 @@ func TestBuildContainerSpecResources(t *testing.T) {
 	}
 }
 
+// TestBuildContainerSpecPrivileged: the mapping carries privileged through
+// whatever the settings; admitting it is the policy's job (policy_test.go).
 func TestBuildContainerSpecPrivileged(t *testing.T) {
-	in := testInput()
-	in.Task.Container.Docker.Privileged = boolPtr(true)
-	in.Settings = &Config{AllowPrivileged: true}
-	if !mustBuild(t, in).Options.HostConfig.Privileged {
-		t.Error("privileged task with AllowPrivileged: Privileged = false")
+	for _, privileged := range []bool{true, false} {
+		in := testInput()
+		in.Task.Container.Docker.Privileged = boolPtr(privileged)
+		if got := mustBuild(t, in).Options.HostConfig.Privileged; got != privileged {
+			t.Errorf("privileged=%v: HostConfig.Privileged = %v", privileged, got)
+		}
 	}
+}
+
+// TestBuildContainerSpecVolumeDriverParameter: `volume-driver` maps to
+// HostConfig.VolumeDriver as docker run does (the last one wins) and must
+// agree with the driver the TaskInfo names elsewhere.
+func TestBuildContainerSpecVolumeDriverParameter(t *testing.T) {
+	in := testInput()
+	withParameters(&in, "volume-driver", "convoy", "--volume-driver", "rexray")
+	if got := mustBuild(t, in).Options.HostConfig.VolumeDriver; got != "rexray" {
+		t.Errorf("VolumeDriver = %q, want the last parameter's rexray", got)
+	}
+
 	in = testInput()
-	in.Task.Container.Docker.Privileged = boolPtr(false)
-	if mustBuild(t, in).Options.HostConfig.Privileged {
-		t.Error("privileged=false: Privileged = true")
+	withParameters(&in, "volume-driver", "rexray")
+	in.Task.Container.Docker.VolumeDriver = stringPtr("rexray")
+	if got := mustBuild(t, in).Options.HostConfig.VolumeDriver; got != "rexray" {
+		t.Errorf("VolumeDriver = %q with agreeing parameter and volume_driver", got)
+	}
+
+	in = testInput()
+	withParameters(&in, "volume-driver", "rexray")
+	in.Task.Container.Docker.VolumeDriver = stringPtr("convoy")
+	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `container.docker.volume_driver "convoy" differs from driver "rexray"`) {
+		t.Errorf("conflicting drivers: err = %v", err)
+	}
+
+	in = testInput()
+	withParameters(&in, "volume-driver", " ")
+	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `"volume-driver": value is empty`) {
+		t.Errorf("empty driver: err = %v", err)
 	}
 }
 
@@ -1208,10 +1235,10 @@ func FuzzBuildContainerSpec(f *testing.F) {
 		// mapping must cope with whatever arrives: keep going on error.
 		_ = proto.Unmarshal(data, task)
 		settings := &Config{
-			ForceCpuLimit:    settingBits&1 != 0,
-			ForceMemoryLimit: settingBits&2 != 0,
-			UseCpuShares:     settingBits&4 != 0,
-			AllowPrivileged:  settingBits&8 != 0,
+			ForceCpuLimit:     settingBits&1 != 0,
+			ForceMemoryLimit:  settingBits&2 != 0,
+			UseCpuShares:      settingBits&4 != 0,
+			AdmissionSettings: AdmissionSettings{AllowPrivileged: settingBits&8 != 0},
 		}
 		in := specInput{Task: task, HostSandbox: testHostSandbox, AgentHostname: testAgentHost, Settings: settings}
 		if settingBits&16 != 0 {
@@ -1254,8 +1281,11 @@ func FuzzBuildContainerSpec(f *testing.F) {
 		if options.Config.Labels[taskIDLabel] != task.TaskID.Value {
 			t.Fatalf("task-id label %q, task ID %q", options.Config.Labels[taskIDLabel], task.TaskID.Value)
 		}
-		if options.HostConfig.Privileged && !settings.AllowPrivileged {
-			t.Fatal("privileged container without AllowPrivileged")
+		if options.HostConfig.Privileged != task.GetContainer().GetDocker().GetPrivileged() {
+			t.Fatalf("HostConfig.Privileged %v for DockerInfo.privileged %v", options.HostConfig.Privileged, task.GetContainer().GetDocker().GetPrivileged())
+		}
+		if options.HostConfig.Privileged && admit(admissionInput{Options: options, Task: task, HostSandbox: in.HostSandbox}) == nil {
+			t.Fatal("the default admission policy admitted a privileged container")
 		}
 		if options.HostConfig.RestartPolicy.Name != "no" || options.HostConfig.AutoRemove {
 			t.Fatalf("RestartPolicy %+v, AutoRemove %v", options.HostConfig.RestartPolicy, options.HostConfig.AutoRemove)

@@ -182,8 +182,8 @@ func TestBadInputFailsTheTask(t *testing.T) {
 			task: []taskOption{func(task *mesos.TaskInfo) {
 				task.Container.Docker.Privileged = boolPtr(true)
 			}},
-			reason:  mesos.REASON_TASK_INVALID,
-			message: []string{"EXECUTOR_ALLOW_PRIVILEGED"},
+			reason:  mesos.REASON_TASK_UNAUTHORIZED,
+			message: []string{"container.docker.privileged", "EXECUTOR_ALLOW_PRIVILEGED"},
 		},
 		{
 			name:    "unterminated quote in executor.ShellCommand",

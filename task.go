@@ -198,6 +198,22 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	for _, warning := range spec.Warnings {
 		logger.Warn(warning)
 	}
+	// Admission comes before anything with an effect: a refused task must
+	// not reach Vault, Docker or a registry.
+	if err := admit(admissionInput{
+		Options:     spec.Options,
+		Task:        &t.info,
+		HostSandbox: t.deps.mesos.Directory,
+		DockerHost:  os.Getenv("DOCKER_HOST"),
+		Settings:    settings.AdmissionSettings,
+	}); err != nil {
+		return fail(mesos.REASON_TASK_UNAUTHORIZED, err.Error())
+	}
+	if settings.AllowPrivileged {
+		logger.Warn("admitted without checks: EXECUTOR_ALLOW_PRIVILEGED=true turns the admission policy off")
+	} else {
+		logger.Info("admitted by the admission policy")
+	}
 	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, os.Getenv, logger)
 	if err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
