@@ -94,6 +94,7 @@ func assertNoTaskContainer(t *testing.T, taskID string) {
 // lives on a counting server that is also the Vault address, and the task
 // carries a vault:// variable, so anything past admission would show.
 func TestAdmissionPolicyRefusesOnRealDocker(t *testing.T) {
+	requireDocker(t)
 	t.Parallel()
 	symlinkDir := t.TempDir()
 	socketLink := filepath.Join(symlinkDir, "innocent")
@@ -249,6 +250,7 @@ func containerConfigLogged(t *testing.T, proc *executorProcess) docker.HostConfi
 // default with the operator setting that admits it, and checks what the
 // executor asked Docker for.
 func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
+	requireDocker(t)
 	t.Parallel()
 	volumeName := fmt.Sprintf("sidecar-policy-test-%d", time.Now().UnixNano())
 	// Registered first, so it runs after the container is removed.
