@@ -245,11 +245,11 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	// A predecessor died and left its container behind, still running.
-	stale, err := createRunningContainer(containerName(task.TaskID.Value))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A predecessor (another executor of this framework's task) died and
+	// left its container behind, still running: its labels say so.
+	cfg := agent.Config()
+	stale := startForeignContainer(t, containerName(cfg.FrameworkID, task.TaskID.Value), map[string]string{
+		frameworkIDLabel: cfg.FrameworkID, taskIDLabel: task.TaskID.Value, executorIDLabel: "a-dead-predecessor"})
 	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
@@ -257,11 +257,56 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 	if current == nil || current.ID == stale {
 		t.Fatal("the stale container was not replaced")
 	}
+	if _, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: stale}); err == nil {
+		t.Error("the stale container still exists")
+	}
 	if !strings.Contains(proc.stdout.String(), "left by a previous executor") {
 		t.Errorf("the executor did not say it removed the stale container")
 	}
 	mustKill(t, agent, task.TaskID.Value, nil)
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+}
+
+// A container that has the task's name but not its owner labels is someone
+// else's: the launch fails saying so, and that container keeps running.
+func TestForeignContainerWithTheTasksNameIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	cases := map[string]func(cfg mesostest.Config, taskID string) map[string]string{
+		"no labels": func(mesostest.Config, string) map[string]string { return nil },
+		"other framework": func(_ mesostest.Config, taskID string) map[string]string {
+			return map[string]string{frameworkIDLabel: "another-framework", taskIDLabel: taskID}
+		},
+		"other task": func(cfg mesostest.Config, _ string) map[string]string {
+			return map[string]string{frameworkIDLabel: cfg.FrameworkID, taskIDLabel: "another-task"}
+		},
+	}
+	for name, labels := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			agent := newAgent(t, mesostest.Config{})
+			task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
+			cfg := agent.Config()
+			containerName := containerName(cfg.FrameworkID, task.TaskID.Value)
+			foreign := startForeignContainer(t, containerName, labels(cfg, task.TaskID.Value))
+			mustLaunch(t, agent, task)
+			proc := startExecutor(t, agent)
+			final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
+			if final.GetState() != mesos.TASK_FAILED || final.GetReason() != mesos.REASON_CONTAINER_LAUNCH_FAILED ||
+				!strings.Contains(final.GetMessage(), "a container named "+containerName) ||
+				!strings.Contains(final.GetMessage(), "is not one of this task's") ||
+				!strings.Contains(final.GetMessage(), "left untouched") {
+				t.Fatalf("final %s/%s %q, want TASK_FAILED/REASON_CONTAINER_LAUNCH_FAILED naming the container and why", final.GetState(), final.GetReason(), final.GetMessage())
+			}
+			proc.waitExit(t, 30*time.Second)
+			c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: foreign})
+			if err != nil {
+				t.Fatalf("the foreign container is gone: %v", err)
+			}
+			if !c.State.Running {
+				t.Fatalf("the foreign container was stopped (%s)", c.State.StateString())
+			}
+		})
+	}
 }
 
 // TestAgentRestartRounds restarts the agent (checkpointing on) during the
@@ -409,18 +454,34 @@ func restartBeforeTerminalAck(t *testing.T) {
 	}
 }
 
+// startForeignContainer starts a container the executor did not create,
+// named and labelled as given, and removes it when the test ends.
+func startForeignContainer(t *testing.T, name string, labels map[string]string) string {
+	t.Helper()
+	id, err := createRunningContainer(name, labels)
+	t.Cleanup(func() {
+		if id != "" {
+			removeContainerNamed(id)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // createRunningContainer starts a container the executor does not know.
 // It uses a client of its own: go-dockerclient's StartContainer
 // initialises the client's API version lazily, without a lock, which races
 // with other tests sharing dockerClient.
-func createRunningContainer(name string) (string, error) {
+func createRunningContainer(name string, labels map[string]string) (string, error) {
 	client, err := docker.NewClientFromEnv()
 	if err != nil {
 		return "", err
 	}
 	container, err := client.CreateContainer(docker.CreateContainerOptions{
 		Name:   name,
-		Config: &docker.Config{Image: testImage, Cmd: []string{"sleep", "600"}},
+		Config: &docker.Config{Image: testImage, Cmd: []string{"sleep", "600"}, Labels: labels},
 	})
 	if err != nil {
 		return "", err
