@@ -1012,9 +1012,9 @@ func TestBuildContainerSpecLabels(t *testing.T) {
 		t.Errorf(`Label("missing") = %q, %v; want "", false`, value, ok)
 	}
 	wantContainer := map[string]string{
-		"ServiceName":    "web",
-		"HealthCheck":    "HttpGet",
-		"empty":          "",
+		"ServiceName": "web",
+		"HealthCheck": "HttpGet",
+		"empty":       "",
 		// The owner labels come from the executor's environment (the
 		// agent's word), never from the TaskInfo (F1 there).
 		taskIDLabel:      "web-1",
