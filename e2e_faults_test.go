@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,10 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
@@ -306,6 +309,66 @@ func TestForeignContainerWithTheTasksNameIsLeftAlone(t *testing.T) {
 				t.Fatalf("the foreign container was stopped (%s)", c.State.StateString())
 			}
 		})
+	}
+}
+
+// Task IDs are unique only within a framework. Two frameworks launch the
+// same task ID on one agent (one Docker engine), through executors that even
+// share an executor ID: both containers run side by side, and when one
+// executor is SIGKILLed, executor.sh's cleanup removes its container only.
+func TestTwoFrameworksWithTheSameTaskID(t *testing.T) {
+	t.Parallel()
+	shared := mesostest.Config{ExecutorID: "hostside-shared-executor", AgentID: "hostside-agent-" + uuid.NewString()}
+	cfgA, cfgB := shared, shared
+	cfgA.FrameworkID = "hostside-framework-a-" + uuid.NewString()
+	cfgB.FrameworkID = "hostside-framework-b-" + uuid.NewString()
+	agentA, agentB := newAgent(t, cfgA), newAgent(t, cfgB)
+	taskA := newDockerTask(t, agentA, testImage, withShellCommand(termRespecting))
+	taskB := newDockerTask(t, agentB, testImage, withShellCommand(termRespecting))
+	taskB.TaskID = taskA.TaskID
+	taskB.Name = taskA.Name
+	taskID := taskA.TaskID.Value
+	mustLaunch(t, agentA, taskA)
+	mustLaunch(t, agentB, taskB)
+	procA := startWrapper(t, agentA, testWrapper(t, executorBinary))
+	startExecutor(t, agentB)
+	waitState(t, agentA, taskID, mesos.TASK_RUNNING, 60*time.Second)
+	waitState(t, agentB, taskID, mesos.TASK_RUNNING, 60*time.Second)
+
+	nameA, nameB := containerName(cfgA.FrameworkID, taskID), containerName(cfgB.FrameworkID, taskID)
+	if nameA == nameB {
+		t.Fatalf("both frameworks' containers are named %s", nameA)
+	}
+	containerB, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameB})
+	if err != nil || !containerB.State.Running {
+		t.Fatalf("framework B's container %s is not running (%v)", nameB, err)
+	}
+	if c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameA}); err != nil || !c.State.Running {
+		t.Fatalf("framework A's container %s is not running (%v)", nameA, err)
+	}
+
+	child := executorChild(t, procA.cmd.Process.Pid)
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	procA.waitExit(t, 60*time.Second)
+	eventually(t, 30*time.Second, "framework A's container to be removed", func() bool {
+		_, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameA})
+		var missing *docker.NoSuchContainer
+		return errors.As(err, &missing)
+	})
+	after, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameB})
+	if err != nil || after.ID != containerB.ID || !after.State.Running {
+		t.Fatalf("framework B's container did not survive the cleanup of framework A's (%v)", err)
+	}
+	for _, u := range agentB.Accepted(taskID) {
+		if isTerminal(u.Status.GetState()) {
+			t.Fatalf("framework B's task ended: %s %q", u.Status.GetState(), u.Status.GetMessage())
+		}
+	}
+	mustKill(t, agentB, taskID, nil)
+	if final := waitTerminal(t, agentB, taskID, 30*time.Second); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("framework B's task: final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
 	}
 }
 
