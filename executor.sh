@@ -80,13 +80,21 @@ else
 	say "warning: cannot make a copy of $installed_binary in $state_dir/bin (running as an unprivileged user?); running the installed binary directly, so replacing it while tasks run affects them"
 fi
 
-# forward passes a signal on to the executor. interrupted tells the wait
-# loop below that its wait ended because of the signal, not the executor.
+# forward passes a signal on to the executor; one that arrives before the
+# executor is started is passed on as soon as it is. interrupted tells the
+# wait loop below that its wait ended because of the signal, not the
+# executor.
+child=
+pending=
 interrupted=0
 # shellcheck disable=SC2317 # called from the traps below
 forward() {
 	interrupted=1
-	kill "-$1" "$child" 2>/dev/null
+	if [ -n "$child" ]; then
+		kill "-$1" "$child" 2>/dev/null
+	else
+		pending=$1
+	fi
 }
 trap 'forward TERM' TERM
 trap 'forward INT' INT
@@ -94,6 +102,9 @@ trap 'forward HUP' HUP
 
 "$binary" "$@" &
 child=$!
+if [ -n "$pending" ]; then
+	kill "-$pending" "$child" 2>/dev/null
+fi
 
 # wait returns early when a trapped signal arrives; wait again until the
 # executor has really exited. Whether it has is what wait says, never
