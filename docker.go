@@ -152,6 +152,31 @@ func (r *dockerRuntime) removeStaleContainer(ctx context.Context, name string, o
 	return nil
 }
 
+// removeOwnContainerNamed removes the container of that name only if its
+// labels say this executor created it for this task.
+func (r *dockerRuntime) removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error {
+	inspectCtx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	existing, err := r.short.InspectContainerWithOptions(docker.InspectContainerOptions{ID: name, Context: inspectCtx})
+	var missing *docker.NoSuchContainer
+	switch {
+	case errors.As(err, &missing):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look for a container named %s: %w", name, err)
+	}
+	var labels map[string]string
+	if existing.Config != nil {
+		labels = existing.Config.Labels
+	}
+	if owner.FrameworkID == "" || owner.ExecutorID == "" || labels[frameworkIDLabel] != owner.FrameworkID ||
+		labels[executorIDLabel] != owner.ExecutorID || labels[taskIDLabel] != taskID {
+		logger.WithFields(log.Fields{"container": shortID(existing.ID), "container_name": name}).Warn("a container of this name exists but is not this executor's; leaving it alone")
+		return nil
+	}
+	return r.removeContainer(ctx, existing.ID)
+}
+
 // ownedContainers lists every container, running or not, whose owner labels
 // name this framework, executor and (when known) agent. Both the framework
 // and the executor ID are required: a filter without them would match

@@ -553,10 +553,7 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		}, `command: argument 1 "b\x00d" contains a NUL byte`},
 		{"unbalanced quote in ShellCommand", func(in *specInput) { withLabels(in, "executor.ShellCommand", `/app/server "--name`) }, `label executor.ShellCommand "/app/server \"--name": unbalanced quote`},
 		{"shell operator in ShellCommand", func(in *specInput) { withLabels(in, "executor.ShellCommand", "/app/server; reboot") }, `label executor.ShellCommand "/app/server; reboot": unquoted shell operator ";"`},
-		{"NUL in framework ID", func(in *specInput) {
-			withExecutorEnvironment(in)
-			in.Task.Executor.FrameworkID.Value = "F\x00"
-		}, "executor.framework_id \"F\\x00\" contains a NUL byte"},
+		{"NUL in framework ID", func(in *specInput) { in.Owner.FrameworkID = "F\x00" }, "label sidecar-executor.framework-id \"F\\x00\" contains a NUL byte"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

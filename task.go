@@ -226,8 +226,10 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	created, err := runtime.createContainer(ctx, spec.Options)
 	if err != nil {
 		// A create cancelled in flight (a KILL during the launch) may still
-		// have been carried out by Docker: leave nothing of this name.
-		if removeErr := runtime.removeContainer(context.Background(), spec.Name); removeErr != nil {
+		// have been carried out by Docker: leave no container of ours by this
+		// name. One that is not ours (a create that failed because the name
+		// was taken meanwhile) is left alone.
+		if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
 			logger.WithError(removeErr).Error("could not remove a container left by a failed create")
 		}
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
