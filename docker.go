@@ -178,14 +178,14 @@ func (r *dockerRuntime) removeOwnContainerNamed(ctx context.Context, name string
 }
 
 // ownedContainers lists every container, running or not, whose owner labels
-// name this framework, executor and (when known) agent. Both the framework
-// and the executor ID are required: a filter without them would match
-// containers that are not the caller's.
+// name this framework, executor, instance and (when known) agent. The
+// framework, executor and instance IDs are required: a filter without them
+// would match containers that are not the caller's.
 func (r *dockerRuntime) ownedContainers(ctx context.Context, owner containerOwner) ([]docker.APIContainers, error) {
-	if owner.FrameworkID == "" || owner.ExecutorID == "" {
-		return nil, errors.New("the framework ID and the executor ID are both needed to find the executor's containers")
+	if owner.FrameworkID == "" || owner.ExecutorID == "" || owner.Instance == "" {
+		return nil, errors.New("the framework, executor and instance IDs are all needed to find the executor's containers")
 	}
-	filters := []string{frameworkIDLabel + "=" + owner.FrameworkID, executorIDLabel + "=" + owner.ExecutorID}
+	filters := []string{frameworkIDLabel + "=" + owner.FrameworkID, executorIDLabel + "=" + owner.ExecutorID, instanceLabel + "=" + owner.Instance}
 	if owner.AgentID != "" {
 		filters = append(filters, agentIDLabel+"="+owner.AgentID)
 	}
@@ -200,7 +200,7 @@ func (r *dockerRuntime) ownedContainers(ctx context.Context, owner containerOwne
 	var owned []docker.APIContainers
 	for _, c := range containers {
 		if c.Labels[frameworkIDLabel] == owner.FrameworkID && c.Labels[executorIDLabel] == owner.ExecutorID &&
-			(owner.AgentID == "" || c.Labels[agentIDLabel] == owner.AgentID) {
+			c.Labels[instanceLabel] == owner.Instance && (owner.AgentID == "" || c.Labels[agentIDLabel] == owner.AgentID) {
 			owned = append(owned, c)
 		}
 	}

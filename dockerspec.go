@@ -172,6 +172,11 @@ type specInput struct {
 // finds exactly the containers this executor created.
 type containerOwner struct {
 	FrameworkID, ExecutorID, AgentID string
+	// Instance is the random ID executor.sh gives each executor it runs
+	// (SIDECAR_EXECUTOR_INSTANCE). Unlike the MESOS_* IDs, which the
+	// task's environment can override, nobody but executor.sh chooses it,
+	// so a cleanup can never be pointed at another executor's containers.
+	Instance string
 }
 
 // containerSpec is the container to create for a task.
@@ -210,6 +215,7 @@ const (
 	frameworkIDLabel = ownerLabelPrefix + "framework-id"
 	executorIDLabel  = ownerLabelPrefix + "executor-id"
 	agentIDLabel     = ownerLabelPrefix + "agent-id"
+	instanceLabel    = ownerLabelPrefix + "instance"
 	// maxEnvironmentBytes bounds the container's environment, counted as
 	// the kernel does (each "K=V" plus its terminating NUL); the kernel's
 	// own limits are not much higher and a task failing at exec is harder
@@ -235,6 +241,7 @@ var withheldVariables = map[string]bool{
 	"VAULT_TOKEN_FILE":                    true,
 	"MESOS_EXECUTOR_AUTHENTICATION_TOKEN": true,
 	"SIDECAR_EXECUTOR_PATH":               true,
+	"SIDECAR_EXECUTOR_INSTANCE":           true,
 }
 
 func isWithheldVariable(name string) bool {
@@ -1052,6 +1059,7 @@ func (b *specBuilder) applyContainerLabels() error {
 		{key: frameworkIDLabel, value: owner.FrameworkID},
 		{key: executorIDLabel, value: owner.ExecutorID},
 		{key: agentIDLabel, value: owner.AgentID},
+		{key: instanceLabel, value: owner.Instance},
 	} {
 		if label.value == "" {
 			continue

@@ -988,7 +988,7 @@ func TestBuildContainerSpecLabels(t *testing.T) {
 	withParameters(&in, "label", "ServiceName=web", "label", "HealthCheck=HttpGet", "label", "sidecar-executor.task-id=forged",
 		"label", "empty=", "label", "sidecar-executor.agent-id=forged")
 	withExecutorEnvironment(&in)
-	in.Owner = containerOwner{FrameworkID: "F-agent", ExecutorID: "E1", AgentID: "A1"}
+	in.Owner = containerOwner{FrameworkID: "F-agent", ExecutorID: "E1", AgentID: "A1", Instance: "I1"}
 	spec := mustBuild(t, in)
 
 	wantLookup := map[string]string{
@@ -1018,6 +1018,7 @@ func TestBuildContainerSpecLabels(t *testing.T) {
 		frameworkIDLabel: "F-agent",
 		executorIDLabel:  "E1",
 		agentIDLabel:     "A1",
+		instanceLabel:    "I1",
 	}
 	if got := spec.Options.Config.Labels; !reflect.DeepEqual(got, wantContainer) {
 		t.Errorf("Config.Labels = %v, want %v", got, wantContainer)

@@ -100,6 +100,18 @@ trap 'forward TERM' TERM
 trap 'forward INT' INT
 trap 'forward HUP' HUP
 
+# A random instance ID, given to the executor (which labels its containers
+# with it) and to the cleanup (which stops only containers carrying it). The
+# MESOS_* IDs alone would not do: the task's environment can override them,
+# and a cleanup under another executor's IDs would stop its containers.
+instance=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+if [ "${#instance}" -ne 32 ]; then
+	say "error: cannot read a random instance ID from /dev/urandom"
+	exit 71
+fi
+SIDECAR_EXECUTOR_INSTANCE=$instance
+export SIDECAR_EXECUTOR_INSTANCE
+
 "$binary" "$@" &
 child=$!
 if [ -n "$pending" ]; then

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/executorshtest"
@@ -351,6 +352,42 @@ while true; do sleep 0.05; done
 	c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: victim})
 	if err != nil || !c.State.Running {
 		t.Fatalf("the victim container named in the sandbox was stopped or removed (%v)", err)
+	}
+}
+
+// The task's environment can override the MESOS_* IDs the agent sets. An
+// executor given another executor's IDs fails to subscribe and, when it
+// dies, its cleanup runs under those IDs: it must still not stop that other
+// executor's containers, even when the task also names their instance ID:
+// executor.sh chooses the instance ID, nobody else.
+func TestExecutorShCleanupIgnoresForgedOwnerIDs(t *testing.T) {
+	t.Parallel()
+	agent := newAgent(t, mesostest.Config{})
+	agent.AllowViolations()
+	cfg := agent.Config()
+	victimFramework, victimExecutor, victimInstance := "hostside-victim-fw-"+uuid.NewString(), "hostside-victim-ex-"+uuid.NewString(), strings.ReplaceAll(uuid.NewString(), "-", "")
+	victim := startForeignContainer(t, "hostside-victim-"+uuid.NewString(), map[string]string{
+		frameworkIDLabel: victimFramework, executorIDLabel: victimExecutor, agentIDLabel: cfg.AgentID,
+		instanceLabel: victimInstance, taskIDLabel: "hostside-victim-task"})
+	proc := startWrapper(t, agent, testWrapper(t, executorBinary),
+		"MESOS_FRAMEWORK_ID="+victimFramework, "MESOS_EXECUTOR_ID="+victimExecutor, "SIDECAR_EXECUTOR_INSTANCE="+victimInstance)
+	// The executor keeps trying to subscribe for a minute; a SIGKILL ends
+	// it at once, the way any crash would.
+	eventually(t, 30*time.Second, "the executor to try subscribing under the forged IDs", func() bool {
+		return strings.Contains(proc.stdout.String(), "could not subscribe to the agent")
+	})
+	if err := syscall.Kill(executorChild(t, proc.cmd.Process.Pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := proc.waitExit(t, 60*time.Second); code == 0 {
+		t.Fatalf("executor.sh exited 0 under forged IDs:\n%s", proc.output())
+	}
+	if !strings.Contains(proc.output(), "cleanup: no container labelled with this executor's IDs") {
+		t.Errorf("the cleanup did not run or found something:\n%s", proc.output())
+	}
+	c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: victim})
+	if err != nil || !c.State.Running {
+		t.Fatalf("the container of the executor whose IDs were forged was stopped or removed (%v)", err)
 	}
 }
 

@@ -21,26 +21,29 @@ func main() {
 }
 
 // ownerFromEnv names this executor as the agent named it in the MESOS_*
-// environment; its containers carry these IDs as labels.
+// environment, plus the instance ID executor.sh gave it; its containers
+// carry these IDs as labels.
 func ownerFromEnv(getenv func(string) string) containerOwner {
 	return containerOwner{
 		FrameworkID: getenv("MESOS_FRAMEWORK_ID"),
 		ExecutorID:  getenv("MESOS_EXECUTOR_ID"),
 		AgentID:     getenv("MESOS_SLAVE_ID"),
+		Instance:    getenv("SIDECAR_EXECUTOR_INSTANCE"),
 	}
 }
 
 // cleanupOrphan is run by executor.sh after the executor ended without
 // exiting 0, from the same host-side copy of the binary: it stops and
 // removes every container whose labels name this executor (framework,
-// executor and agent IDs from the agent's MESOS_* environment). It reads
-// nothing from the sandbox: the container can write there.
+// executor and agent IDs from the agent's MESOS_* environment, and the
+// instance ID executor.sh gave it). It reads nothing from the sandbox: the
+// container can write there.
 func cleanupOrphan() int {
 	configureLogging(os.Getenv)
 	owner := ownerFromEnv(os.Getenv)
-	logger := log.WithFields(log.Fields{"framework_id": owner.FrameworkID, "executor_id": owner.ExecutorID, "agent_id": owner.AgentID})
-	if owner.FrameworkID == "" || owner.ExecutorID == "" {
-		logger.Error("cleanup: MESOS_FRAMEWORK_ID and MESOS_EXECUTOR_ID are needed to find this executor's containers; nothing was stopped")
+	logger := log.WithFields(log.Fields{"framework_id": owner.FrameworkID, "executor_id": owner.ExecutorID, "agent_id": owner.AgentID, "instance": owner.Instance})
+	if owner.FrameworkID == "" || owner.ExecutorID == "" || owner.Instance == "" {
+		logger.Error("cleanup: MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID and SIDECAR_EXECUTOR_INSTANCE (set by executor.sh) are needed to find this executor's containers; nothing was stopped")
 		return exitBadEnvironment
 	}
 	grace := 5 * time.Second
