@@ -113,10 +113,13 @@ func (r *dockerRuntime) pullImage(ctx context.Context, image string, auth docker
 	return nil
 }
 
-// removeStaleContainer removes a container carrying this task's name that a
-// previous executor left behind (it crashed, or was SIGKILLed), so the name
-// is free and two containers never run one task.
-func (r *dockerRuntime) removeStaleContainer(ctx context.Context, name string, logger *log.Entry) error {
+// removeStaleContainer frees the container name for this task. A container
+// of that name whose owner labels say it belongs to this framework's task is
+// one a previous executor of the task left behind (it crashed, or was
+// SIGKILLed): it is removed, so that two containers never run one task. Any
+// other container of that name belongs to someone else and is left alone;
+// the launch fails instead.
+func (r *dockerRuntime) removeStaleContainer(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error {
 	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
 	existing, err := r.short.InspectContainerWithOptions(docker.InspectContainerOptions{ID: name, Context: ctx})
@@ -127,16 +130,81 @@ func (r *dockerRuntime) removeStaleContainer(ctx context.Context, name string, l
 	case err != nil:
 		return fmt.Errorf("look for an earlier container named %s: %w", name, err)
 	}
+	var labels map[string]string
+	if existing.Config != nil {
+		labels = existing.Config.Labels
+	}
+	if owner.FrameworkID == "" || labels[frameworkIDLabel] != owner.FrameworkID || labels[taskIDLabel] != taskID {
+		return fmt.Errorf("a container named %s (%s, %s) already exists and is not one of this task's: its labels say framework %q, task %q, where this task is framework %q, task %q; it was left untouched",
+			name, shortID(existing.ID), existing.State.StateString(), labels[frameworkIDLabel], labels[taskIDLabel], owner.FrameworkID, taskID)
+	}
 	logger.WithFields(log.Fields{
-		"container":      shortID(existing.ID),
-		"state":          existing.State.StateString(),
-		"container_name": name,
-	}).Warn("found a container of this task left by a previous executor; removing it before launching")
+		"container":          shortID(existing.ID),
+		"state":              existing.State.StateString(),
+		"container_name":     name,
+		"owner_executor_id":  labels[executorIDLabel],
+		"owner_framework_id": labels[frameworkIDLabel],
+	}).Warn("found a container of this task left by a previous executor (its labels name this framework and task); removing it before launching")
 	err = r.short.RemoveContainer(docker.RemoveContainerOptions{ID: existing.ID, Force: true, RemoveVolumes: true, Context: ctx})
 	if err != nil && !errors.As(err, &missing) {
 		return fmt.Errorf("remove the earlier container %s named %s: %w", shortID(existing.ID), name, err)
 	}
 	return nil
+}
+
+// removeOwnContainerNamed removes the container of that name only if its
+// labels say this executor created it for this task.
+func (r *dockerRuntime) removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error {
+	inspectCtx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	existing, err := r.short.InspectContainerWithOptions(docker.InspectContainerOptions{ID: name, Context: inspectCtx})
+	var missing *docker.NoSuchContainer
+	switch {
+	case errors.As(err, &missing):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look for a container named %s: %w", name, err)
+	}
+	var labels map[string]string
+	if existing.Config != nil {
+		labels = existing.Config.Labels
+	}
+	if owner.FrameworkID == "" || owner.ExecutorID == "" || labels[frameworkIDLabel] != owner.FrameworkID ||
+		labels[executorIDLabel] != owner.ExecutorID || labels[taskIDLabel] != taskID {
+		logger.WithFields(log.Fields{"container": shortID(existing.ID), "container_name": name}).Warn("a container of this name exists but is not this executor's; leaving it alone")
+		return nil
+	}
+	return r.removeContainer(ctx, existing.ID)
+}
+
+// ownedContainers lists every container, running or not, whose owner labels
+// name this framework, executor, instance and (when known) agent. The
+// framework, executor and instance IDs are required: a filter without them
+// would match containers that are not the caller's.
+func (r *dockerRuntime) ownedContainers(ctx context.Context, owner containerOwner) ([]docker.APIContainers, error) {
+	if owner.FrameworkID == "" || owner.ExecutorID == "" || owner.Instance == "" {
+		return nil, errors.New("the framework, executor and instance IDs are all needed to find the executor's containers")
+	}
+	filters := []string{frameworkIDLabel + "=" + owner.FrameworkID, executorIDLabel + "=" + owner.ExecutorID, instanceLabel + "=" + owner.Instance}
+	if owner.AgentID != "" {
+		filters = append(filters, agentIDLabel+"="+owner.AgentID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	containers, err := r.short.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": filters}, Context: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("list the containers labelled %s: %w", strings.Join(filters, ", "), err)
+	}
+	// Docker applies the filter; checking again costs nothing and keeps a
+	// daemon that ignored it from handing us someone else's containers.
+	var owned []docker.APIContainers
+	for _, c := range containers {
+		if c.Labels[frameworkIDLabel] == owner.FrameworkID && c.Labels[executorIDLabel] == owner.ExecutorID &&
+			c.Labels[instanceLabel] == owner.Instance && (owner.AgentID == "" || c.Labels[agentIDLabel] == owner.AgentID) {
+			owned = append(owned, c)
+		}
+	}
+	return owned, nil
 }
 
 func (r *dockerRuntime) createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error) {

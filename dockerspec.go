@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/distribution/reference"
-	"github.com/google/uuid"
 	"math"
 	"net"
 	"path"
@@ -30,48 +29,44 @@ const (
 	// maxContainerNameLength keeps names short enough for every tool that
 	// shows them; Docker itself has no documented limit.
 	maxContainerNameLength = 128
-	// containerNameHashLength is how many hex digits of the task ID's
-	// SHA-256 keep altered names unique.
+	// containerNameHashLength is how many hex digits of the owner hash end
+	// every name.
 	containerNameHashLength = 12
 )
 
-// containerName turns a Mesos task ID into a Docker container name:
-// "mesos-" followed by the task ID with every character outside
-// [a-zA-Z0-9_-] replaced by '_'. When that replacement changed the ID, or the
-// name would exceed 128 characters, a hash of the original task ID is
-// appended (after truncation) so that distinct task IDs such as "a.b" and
-// "a_b" never share a name. It returns "" for an empty task ID.
+// containerName is the Docker container name of a task:
+// "mesos-", the task ID with every character outside [a-zA-Z0-9_-] replaced
+// by '_' (cut so the whole name stays within 128 characters), then '_' and
+// the first 12 hex digits of a SHA-256 over the framework ID and the task ID.
+// It returns "" for an empty task ID.
 //
-// '.' is replaced on purpose: Mesos' Docker containerizer parses names of the
-// form "mesos-<agentID>.<containerID>" (and "mesos-<containerID>") as
-// containers it launched itself when the container ID is a UUID, and on
-// agent recovery it may stop or kill such a container as an orphan.
-func containerName(taskID string) string {
+// The hash makes the name collision-free: task IDs are unique only within a
+// framework, so two frameworks may both run "web-1" on one agent, and
+// distinct task IDs such as "a.b" and "a_b" sanitise to the same text.
+//
+// '.' is replaced, and the hash is joined with '_', on purpose: Mesos'
+// Docker containerizer parses names of the form "mesos-<agentID>.<containerID>"
+// and "mesos-<containerID>" as containers it launched itself when the
+// container ID is a UUID, and on agent recovery it may stop or kill such a
+// container as an orphan. No UUID contains '_' or '.', so no name made here
+// can ever be taken for one of its own, whatever the task ID.
+func containerName(frameworkID, taskID string) string {
 	if taskID == "" {
 		return ""
 	}
 	var sanitized strings.Builder
-	changed := false
 	for _, r := range taskID {
 		if isContainerNameRune(r) {
 			sanitized.WriteRune(r)
 		} else {
 			sanitized.WriteByte('_')
-			changed = true
 		}
 	}
-	// A task ID that is itself a UUID would make "mesos-<uuid>", which the
-	// Docker containerizer takes for one of its own containers: the hash
-	// suffix below keeps such names out of its reach too.
-	if uuid.Validate(sanitized.String()) == nil {
-		changed = true
-	}
+	// Length-prefixing the framework ID keeps ("ab", "c") and ("a", "bc")
+	// apart.
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%d:%s%s", len(frameworkID), frameworkID, taskID)))
+	suffix := "_" + hex.EncodeToString(sum[:])[:containerNameHashLength]
 	name := containerNamePrefix + sanitized.String()
-	if !changed && len(name) <= maxContainerNameLength {
-		return name
-	}
-	sum := sha256.Sum256([]byte(taskID))
-	suffix := "-" + hex.EncodeToString(sum[:])[:containerNameHashLength]
 	if len(name)+len(suffix) > maxContainerNameLength {
 		// Every byte of the sanitized name is ASCII, so cutting at any byte
 		// keeps it valid.
@@ -165,6 +160,23 @@ type specInput struct {
 	HostSandbox   string              // MESOS_DIRECTORY: the sandbox on the host
 	AgentHostname string              // from SUBSCRIBED AgentInfo; fallback for MESOS_HOSTNAME
 	Settings      *Config
+	// Owner names the executor that creates the container, from the
+	// environment the agent gave it; it becomes the owner labels and part
+	// of the container name.
+	Owner containerOwner
+}
+
+// containerOwner identifies the executor that owns a container. Its IDs
+// come from the MESOS_* environment the agent sets, the same place
+// `sidecar-executor cleanup` reads them from, so a cleanup after a crash
+// finds exactly the containers this executor created.
+type containerOwner struct {
+	FrameworkID, ExecutorID, AgentID string
+	// Instance is the random ID executor.sh gives each executor it runs
+	// (SIDECAR_EXECUTOR_INSTANCE). Unlike the MESOS_* IDs, which the
+	// task's environment can override, nobody but executor.sh chooses it,
+	// so a cleanup can never be pointed at another executor's containers.
+	Instance string
 }
 
 // containerSpec is the container to create for a task.
@@ -192,10 +204,18 @@ const (
 	// CommandInfo (custom-executor tasks cannot: Mesos allows a task either
 	// a command or an executor).
 	shellCommandLabel = "executor.ShellCommand"
-	// taskIDLabel and frameworkIDLabel let operators trace a container back
-	// to its task.
-	taskIDLabel      = "sidecar-executor.task-id"
-	frameworkIDLabel = "sidecar-executor.framework-id"
+	// The owner labels trace a container back to its task and let the
+	// executor find its containers again: cleanup after a crash lists them
+	// by framework, executor and agent, and a same-named container is only
+	// removed when its framework and task match. A container's workload
+	// cannot change its labels, and a task cannot set labels with this
+	// prefix, so they are trusted where the sandbox is not.
+	ownerLabelPrefix = "sidecar-executor."
+	taskIDLabel      = ownerLabelPrefix + "task-id"
+	frameworkIDLabel = ownerLabelPrefix + "framework-id"
+	executorIDLabel  = ownerLabelPrefix + "executor-id"
+	agentIDLabel     = ownerLabelPrefix + "agent-id"
+	instanceLabel    = ownerLabelPrefix + "instance"
 	// maxEnvironmentBytes bounds the container's environment, counted as
 	// the kernel does (each "K=V" plus its terminating NUL); the kernel's
 	// own limits are not much higher and a task failing at exec is harder
@@ -221,6 +241,7 @@ var withheldVariables = map[string]bool{
 	"VAULT_TOKEN_FILE":                    true,
 	"MESOS_EXECUTOR_AUTHENTICATION_TOKEN": true,
 	"SIDECAR_EXECUTOR_PATH":               true,
+	"SIDECAR_EXECUTOR_INSTANCE":           true,
 }
 
 func isWithheldVariable(name string) bool {
@@ -266,7 +287,7 @@ func buildContainerSpec(in specInput) (*containerSpec, error) {
 			return nil, err
 		}
 	}
-	name := containerName(b.taskID)
+	name := containerName(b.in.Owner.FrameworkID, b.taskID)
 	return &containerSpec{
 		Name:      name,
 		Image:     b.dockerInfo.Image,
@@ -1030,23 +1051,30 @@ func (b *specBuilder) applyEnvironment() error {
 }
 
 // applyContainerLabels sets the labels the container carries: the `label`
-// parameters and the executor's trace labels.
+// parameters and the executor's owner labels. Parameters cannot set a label
+// under the owner prefix: those are the executor's to set.
 func (b *specBuilder) applyContainerLabels() error {
 	labels := map[string]string{}
 	for _, label := range b.parameterLabels {
+		if strings.HasPrefix(label.key, ownerLabelPrefix) {
+			b.warnf("%s: label %s ignored: labels starting with %q are set by the executor only", label.field, label.key, ownerLabelPrefix)
+			continue
+		}
 		labels[label.key] = label.value
 	}
-	executorInfo := b.executorInfo()
-	trace := []keyValue{{key: taskIDLabel, value: b.taskID}}
-	if frameworkID := executorInfo.GetFrameworkID().GetValue(); frameworkID != "" {
-		if strings.ContainsRune(frameworkID, 0) {
-			return taskErrorf("executor.framework_id %q contains a NUL byte", frameworkID)
+	owner := b.in.Owner
+	for _, label := range []keyValue{
+		{key: taskIDLabel, value: b.taskID},
+		{key: frameworkIDLabel, value: owner.FrameworkID},
+		{key: executorIDLabel, value: owner.ExecutorID},
+		{key: agentIDLabel, value: owner.AgentID},
+		{key: instanceLabel, value: owner.Instance},
+	} {
+		if label.value == "" {
+			continue
 		}
-		trace = append(trace, keyValue{key: frameworkIDLabel, value: frameworkID})
-	}
-	for _, label := range trace {
-		if previous, ok := labels[label.key]; ok && previous != label.value {
-			b.warnf("label %s=%q from container.docker.parameters replaced by %q: the executor sets it", label.key, previous, label.value)
+		if strings.ContainsRune(label.value, 0) {
+			return taskErrorf("label %s %q contains a NUL byte", label.key, label.value)
 		}
 		labels[label.key] = label.value
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"reflect"
 	"regexp"
@@ -13,72 +14,76 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 	"github.com/gogo/protobuf/proto"
+	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
 // dockerNamePattern is the daemon's rule for container names.
 var dockerNamePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
+// ownerHash is the suffix containerName appends: 12 hex digits of the
+// SHA-256 over the length-prefixed framework ID and the task ID.
+func ownerHash(frameworkID, taskID string) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%d:%s%s", len(frameworkID), frameworkID, taskID)))
+	return hex.EncodeToString(sum[:])[:12]
+}
+
 func TestContainerName(t *testing.T) {
 	long := strings.Repeat("x", 200)
+	const framework = "F1"
 	tests := []struct {
 		name   string
 		taskID string
-		want   string // exact name, when known
-		prefix string // otherwise the name must start with this
+		prefix string // the readable part before the '_' and the hash
 	}{
-		{name: "plain ID is kept", taskID: "web-1_a", want: "mesos-web-1_a"},
-		{name: "dot is replaced and hashed", taskID: "a.b", prefix: "mesos-a_b-"},
-		{name: "slash and space are replaced", taskID: "x/y z", prefix: "mesos-x_y_z-"},
-		{name: "multi-byte rune becomes one underscore", taskID: "café", prefix: "mesos-caf_-"},
-		{name: "long ID is truncated", taskID: long, prefix: "mesos-" + strings.Repeat("x", 128-6-13) + "-"},
-		{name: "empty ID has no name", taskID: "", want: ""},
+		{name: "plain ID is kept", taskID: "web-1_a", prefix: "mesos-web-1_a_"},
+		{name: "dot is replaced", taskID: "a.b", prefix: "mesos-a_b_"},
+		{name: "slash and space are replaced", taskID: "x/y z", prefix: "mesos-x_y_z_"},
+		{name: "multi-byte rune becomes one underscore", taskID: "café", prefix: "mesos-caf__"},
+		{name: "long ID is truncated", taskID: long, prefix: "mesos-" + strings.Repeat("x", 128-6-13) + "_"},
 		// "mesos-<uuid>" would look like the Docker containerizer's own.
-		{name: "UUID task ID gets a hash", taskID: "5b7c1f4e-8f0a-4f7e-9d55-0c7d1f2a9b31", prefix: "mesos-5b7c1f4e-8f0a-4f7e-9d55-0c7d1f2a9b31-"},
-		{name: "hex UUID task ID gets a hash", taskID: "5b7c1f4e8f0a4f7e9d550c7d1f2a9b31", prefix: "mesos-5b7c1f4e8f0a4f7e9d550c7d1f2a9b31-"},
+		{name: "UUID task ID", taskID: "5b7c1f4e-8f0a-4f7e-9d55-0c7d1f2a9b31", prefix: "mesos-5b7c1f4e-8f0a-4f7e-9d55-0c7d1f2a9b31_"},
+		{name: "hex UUID task ID", taskID: "5b7c1f4e8f0a4f7e9d550c7d1f2a9b31", prefix: "mesos-5b7c1f4e8f0a4f7e9d550c7d1f2a9b31_"},
+		// With a '-' before the hash this would make "mesos-<uuid>".
+		{name: "UUID head task ID", taskID: "5b7c1f4e-8f0a-4f7e-9d55", prefix: "mesos-5b7c1f4e-8f0a-4f7e-9d55_"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := containerName(tt.taskID)
-			if tt.prefix == "" {
-				if got != tt.want {
-					t.Fatalf("containerName(%q) = %q, want %q", tt.taskID, got, tt.want)
-				}
-				return
-			}
-			if !strings.HasPrefix(got, tt.prefix) {
-				t.Fatalf("containerName(%q) = %q, want prefix %q", tt.taskID, got, tt.prefix)
-			}
-			if len(got) != len(tt.prefix)+containerNameHashLength {
-				t.Fatalf("containerName(%q) = %q: want a %d-digit hash after %q", tt.taskID, got, containerNameHashLength, tt.prefix)
+			got := containerName(framework, tt.taskID)
+			if want := tt.prefix + ownerHash(framework, tt.taskID); got != want {
+				t.Fatalf("containerName(%q, %q) = %q, want %q", framework, tt.taskID, got, want)
 			}
 			if len(got) > maxContainerNameLength || !dockerNamePattern.MatchString(got) {
-				t.Fatalf("containerName(%q) = %q is not a valid Docker name of at most %d characters", tt.taskID, got, maxContainerNameLength)
+				t.Fatalf("containerName(%q, %q) = %q is not a valid Docker name of at most %d characters", framework, tt.taskID, got, maxContainerNameLength)
+			}
+			rest := strings.TrimPrefix(got, containerNamePrefix)
+			if uuid.Validate(rest) == nil || strings.Contains(rest, ".") {
+				t.Fatalf("containerName(%q, %q) = %q could be taken for the Docker containerizer's mesos-<uuid>", framework, tt.taskID, got)
 			}
 		})
 	}
+	if got := containerName(framework, ""); got != "" {
+		t.Fatalf("containerName of an empty task ID = %q, want none", got)
+	}
 }
 
-func TestContainerNameDistinguishesSanitisedIDs(t *testing.T) {
-	ids := []string{"a.b", "a_b", "a/b", "a b"}
+func TestContainerNameIsCollisionFree(t *testing.T) {
+	owners := []struct{ framework, task string }{
+		{"F1", "a.b"}, {"F1", "a_b"}, {"F1", "a/b"}, {"F1", "a b"},
+		// Same task ID, other frameworks: two frameworks on one agent.
+		{"F2", "a.b"}, {"F2", "a_b"},
+		// The framework/task boundary moves.
+		{"F1a", "_b"}, {"F", "1a_b"},
+		{"F1", strings.Repeat("y", 150) + "A"}, {"F1", strings.Repeat("y", 150) + "B"},
+	}
 	seen := map[string]string{}
-	for _, id := range ids {
-		name := containerName(id)
+	for _, o := range owners {
+		name := containerName(o.framework, o.task)
+		key := o.framework + " / " + o.task
 		if other, ok := seen[name]; ok {
-			t.Fatalf("task IDs %q and %q share the container name %q", other, id, name)
+			t.Fatalf("%q and %q share the container name %q", other, key, name)
 		}
-		seen[name] = id
-	}
-	// The suffix is a stable function of the task ID: the first 12 hex
-	// digits of its SHA-256.
-	sum := sha256.Sum256([]byte("a.b"))
-	if want := "mesos-a_b-" + hex.EncodeToString(sum[:])[:12]; containerName("a.b") != want {
-		t.Fatalf("containerName(%q) = %q, want %q", "a.b", containerName("a.b"), want)
-	}
-	longA := strings.Repeat("y", 150) + "A"
-	longB := strings.Repeat("y", 150) + "B"
-	if containerName(longA) == containerName(longB) {
-		t.Fatalf("long task IDs differing after the cut share the name %q", containerName(longA))
+		seen[name] = key
 	}
 }
 
@@ -335,8 +340,8 @@ func mustBuild(t *testing.T, in specInput) *containerSpec {
 func TestBuildContainerSpecMinimalTask(t *testing.T) {
 	spec := mustBuild(t, testInput())
 	options := spec.Options
-	if spec.Name != "mesos-web-1" || options.Name != spec.Name {
-		t.Errorf("Name = %q, Options.Name = %q; want mesos-web-1 for both", spec.Name, options.Name)
+	if want := "mesos-web-1_" + ownerHash("", "web-1"); spec.Name != want || options.Name != spec.Name {
+		t.Errorf("Name = %q, Options.Name = %q; want %s for both", spec.Name, options.Name, want)
 	}
 	if spec.Image != specTestImage || options.Config.Image != specTestImage {
 		t.Errorf("Image = %q, Config.Image = %q; want %q", spec.Image, options.Config.Image, specTestImage)
@@ -546,10 +551,7 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		}, `command: argument 1 "b\x00d" contains a NUL byte`},
 		{"unbalanced quote in ShellCommand", func(in *specInput) { withLabels(in, "executor.ShellCommand", `/app/server "--name`) }, `label executor.ShellCommand "/app/server \"--name": unbalanced quote`},
 		{"shell operator in ShellCommand", func(in *specInput) { withLabels(in, "executor.ShellCommand", "/app/server; reboot") }, `label executor.ShellCommand "/app/server; reboot": unquoted shell operator ";"`},
-		{"NUL in framework ID", func(in *specInput) {
-			withExecutorEnvironment(in)
-			in.Task.Executor.FrameworkID.Value = "F\x00"
-		}, "executor.framework_id \"F\\x00\" contains a NUL byte"},
+		{"NUL in framework ID", func(in *specInput) { in.Owner.FrameworkID = "F\x00" }, "label sidecar-executor.framework-id \"F\\x00\" contains a NUL byte"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -981,8 +983,10 @@ func TestBuildContainerSpecParameters(t *testing.T) {
 func TestBuildContainerSpecLabels(t *testing.T) {
 	in := testInput()
 	withLabels(&in, "ServiceName", "task-name", "team", "payments", "", "ignored")
-	withParameters(&in, "label", "ServiceName=web", "label", "HealthCheck=HttpGet", "label", "sidecar-executor.task-id=forged", "label", "empty=")
+	withParameters(&in, "label", "ServiceName=web", "label", "HealthCheck=HttpGet", "label", "sidecar-executor.task-id=forged",
+		"label", "empty=", "label", "sidecar-executor.agent-id=forged")
 	withExecutorEnvironment(&in)
+	in.Owner = containerOwner{FrameworkID: "F-agent", ExecutorID: "E1", AgentID: "A1", Instance: "I1"}
 	spec := mustBuild(t, in)
 
 	wantLookup := map[string]string{
@@ -990,6 +994,7 @@ func TestBuildContainerSpecLabels(t *testing.T) {
 		"team":        "payments",
 		"HealthCheck": "HttpGet",
 		taskIDLabel:   "forged",
+		agentIDLabel:  "forged",
 		"empty":       "",
 	}
 	if !reflect.DeepEqual(spec.Labels, wantLookup) {
@@ -1002,18 +1007,24 @@ func TestBuildContainerSpecLabels(t *testing.T) {
 		t.Errorf(`Label("missing") = %q, %v; want "", false`, value, ok)
 	}
 	wantContainer := map[string]string{
-		"ServiceName":    "web",
-		"HealthCheck":    "HttpGet",
-		"empty":          "",
+		"ServiceName": "web",
+		"HealthCheck": "HttpGet",
+		"empty":       "",
+		// The owner labels come from the executor's environment (the
+		// agent's word), never from the TaskInfo (F1 there).
 		taskIDLabel:      "web-1",
-		frameworkIDLabel: "F1",
+		frameworkIDLabel: "F-agent",
+		executorIDLabel:  "E1",
+		agentIDLabel:     "A1",
+		instanceLabel:    "I1",
 	}
 	if got := spec.Options.Config.Labels; !reflect.DeepEqual(got, wantContainer) {
 		t.Errorf("Config.Labels = %v, want %v", got, wantContainer)
 	}
-	if len(spec.Warnings) != 2 || !strings.Contains(spec.Warnings[0], `labels[2] "": label with an empty key ignored`) ||
-		!strings.Contains(spec.Warnings[1], "label sidecar-executor.task-id=\"forged\" from container.docker.parameters replaced") {
-		t.Errorf("Warnings = %q, want the empty key and the forged task-id label", spec.Warnings)
+	if len(spec.Warnings) != 3 || !strings.Contains(spec.Warnings[0], `labels[2] "": label with an empty key ignored`) ||
+		!strings.Contains(spec.Warnings[1], "label sidecar-executor.task-id ignored: labels starting with \"sidecar-executor.\" are set by the executor only") ||
+		!strings.Contains(spec.Warnings[2], "label sidecar-executor.agent-id ignored") {
+		t.Errorf("Warnings = %q, want the empty key and the two forged owner labels", spec.Warnings)
 	}
 
 	var nilSpec *containerSpec
@@ -1021,10 +1032,13 @@ func TestBuildContainerSpecLabels(t *testing.T) {
 		t.Error("Label on a nil spec found something")
 	}
 
+	// Without an agent ID in the environment there is no agent-id label,
+	// and a task cannot supply one.
 	in = testInput()
-	in.ExecutorInfo = &mesos.ExecutorInfo{FrameworkID: &mesos.FrameworkID{Value: "F-subscribed"}}
-	if got := mustBuild(t, in).Options.Config.Labels[frameworkIDLabel]; got != "F-subscribed" {
-		t.Errorf("framework-id label = %q, want the SUBSCRIBED executor's F-subscribed", got)
+	withParameters(&in, "label", "sidecar-executor.agent-id=forged")
+	in.Owner = containerOwner{FrameworkID: "F-agent", ExecutorID: "E1"}
+	if got, ok := mustBuild(t, in).Options.Config.Labels[agentIDLabel]; ok {
+		t.Errorf("agent-id label = %q without an agent ID", got)
 	}
 }
 
@@ -1190,7 +1204,7 @@ func TestBuildContainerSpecMisc(t *testing.T) {
 	if !spec.ForcePull {
 		t.Error("ForcePull = false with force_pull_image=true")
 	}
-	if want := containerName("web.2024-01-01.abc"); spec.Name != want || spec.Options.Name != want || !strings.HasPrefix(want, "mesos-web_2024-01-01_abc-") {
+	if want := containerName("", "web.2024-01-01.abc"); spec.Name != want || spec.Options.Name != want || !strings.HasPrefix(want, "mesos-web_2024-01-01_abc_") {
 		t.Errorf("Name = %q, Options.Name = %q; want %q", spec.Name, spec.Options.Name, want)
 	}
 	if got := spec.Options.Config.Labels[taskIDLabel]; got != "web.2024-01-01.abc" {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -363,22 +361,27 @@ func TestRecoveryTimeoutGivesUp(t *testing.T) {
 	assertNoContainer(t, task.TaskID.Value)
 }
 
-func TestContainerRecordForExecutorSh(t *testing.T) {
+// The labels cleanup and stale-container removal rely on are on the
+// container, with the IDs the agent gave the executor.
+func TestContainerCarriesOwnerLabels(t *testing.T) {
 	t.Parallel()
-	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
-	record := filepath.Join(proc.sandbox, containerRecordFile)
-	data, err := os.ReadFile(record)
-	if err != nil {
-		t.Fatalf("no container record while the task runs: %v", err)
+	agent, task, _ := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
+	c := inspectTaskContainer(t, task.TaskID.Value)
+	if c == nil {
+		t.Fatal("no container")
 	}
-	if c := inspectTaskContainer(t, task.TaskID.Value); c == nil || strings.TrimSpace(string(data)) != c.ID {
-		t.Fatalf("the record %q does not name the task's container", data)
+	cfg := agent.Config()
+	want := map[string]string{taskIDLabel: task.TaskID.Value, frameworkIDLabel: cfg.FrameworkID, executorIDLabel: cfg.ExecutorID, agentIDLabel: cfg.AgentID}
+	for key, value := range want {
+		if c.Config.Labels[key] != value {
+			t.Errorf("label %s = %q, want %q", key, c.Config.Labels[key], value)
+		}
+	}
+	if want := "/" + containerName(cfg.FrameworkID, task.TaskID.Value); c.Name != want {
+		t.Errorf("container name %q, want %q", c.Name, want)
 	}
 	mustKill(t, agent, task.TaskID.Value, nil)
-	proc.waitExit(t, 30*time.Second)
-	if _, err := os.Stat(record); !os.IsNotExist(err) {
-		t.Fatalf("the container record survived the container: %v", err)
-	}
+	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 }
 
 func TestOOMKilledContainerFailsWithMemoryReason(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,10 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
@@ -247,11 +250,11 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	// A predecessor died and left its container behind, still running.
-	stale, err := createRunningContainer(containerName(task.TaskID.Value))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A predecessor (another executor of this framework's task) died and
+	// left its container behind, still running: its labels say so.
+	cfg := agent.Config()
+	stale := startForeignContainer(t, containerName(cfg.FrameworkID, task.TaskID.Value), map[string]string{
+		frameworkIDLabel: cfg.FrameworkID, taskIDLabel: task.TaskID.Value, executorIDLabel: "a-dead-predecessor"})
 	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
@@ -259,11 +262,116 @@ func TestStaleContainerOfADeadPredecessorIsReplaced(t *testing.T) {
 	if current == nil || current.ID == stale {
 		t.Fatal("the stale container was not replaced")
 	}
+	if _, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: stale}); err == nil {
+		t.Error("the stale container still exists")
+	}
 	if !strings.Contains(proc.stdout.String(), "left by a previous executor") {
 		t.Errorf("the executor did not say it removed the stale container")
 	}
 	mustKill(t, agent, task.TaskID.Value, nil)
 	waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+}
+
+// A container that has the task's name but not its owner labels is someone
+// else's: the launch fails saying so, and that container keeps running.
+func TestForeignContainerWithTheTasksNameIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	cases := map[string]func(cfg mesostest.Config, taskID string) map[string]string{
+		"no labels": func(mesostest.Config, string) map[string]string { return nil },
+		"other framework": func(_ mesostest.Config, taskID string) map[string]string {
+			return map[string]string{frameworkIDLabel: "another-framework", taskIDLabel: taskID}
+		},
+		"other task": func(cfg mesostest.Config, _ string) map[string]string {
+			return map[string]string{frameworkIDLabel: cfg.FrameworkID, taskIDLabel: "another-task"}
+		},
+	}
+	for name, labels := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			agent := newAgent(t, mesostest.Config{})
+			task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
+			cfg := agent.Config()
+			containerName := containerName(cfg.FrameworkID, task.TaskID.Value)
+			foreign := startForeignContainer(t, containerName, labels(cfg, task.TaskID.Value))
+			mustLaunch(t, agent, task)
+			proc := startExecutor(t, agent)
+			final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
+			if final.GetState() != mesos.TASK_FAILED || final.GetReason() != mesos.REASON_CONTAINER_LAUNCH_FAILED ||
+				!strings.Contains(final.GetMessage(), "a container named "+containerName) ||
+				!strings.Contains(final.GetMessage(), "is not one of this task's") ||
+				!strings.Contains(final.GetMessage(), "left untouched") {
+				t.Fatalf("final %s/%s %q, want TASK_FAILED/REASON_CONTAINER_LAUNCH_FAILED naming the container and why", final.GetState(), final.GetReason(), final.GetMessage())
+			}
+			proc.waitExit(t, 30*time.Second)
+			c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: foreign})
+			if err != nil {
+				t.Fatalf("the foreign container is gone: %v", err)
+			}
+			if !c.State.Running {
+				t.Fatalf("the foreign container was stopped (%s)", c.State.StateString())
+			}
+		})
+	}
+}
+
+// Task IDs are unique only within a framework. Two frameworks launch the
+// same task ID on one agent (one Docker engine), through executors that even
+// share an executor ID: both containers run side by side, and when one
+// executor is SIGKILLed, executor.sh's cleanup removes its container only.
+func TestTwoFrameworksWithTheSameTaskID(t *testing.T) {
+	t.Parallel()
+	shared := mesostest.Config{ExecutorID: "hostside-shared-executor", AgentID: "hostside-agent-" + uuid.NewString()}
+	cfgA, cfgB := shared, shared
+	cfgA.FrameworkID = "hostside-framework-a-" + uuid.NewString()
+	cfgB.FrameworkID = "hostside-framework-b-" + uuid.NewString()
+	agentA, agentB := newAgent(t, cfgA), newAgent(t, cfgB)
+	taskA := newDockerTask(t, agentA, testImage, withShellCommand(termRespecting))
+	taskB := newDockerTask(t, agentB, testImage, withShellCommand(termRespecting))
+	taskB.TaskID = taskA.TaskID
+	taskB.Name = taskA.Name
+	taskID := taskA.TaskID.Value
+	mustLaunch(t, agentA, taskA)
+	mustLaunch(t, agentB, taskB)
+	procA := startWrapper(t, agentA, testWrapper(t, executorBinary))
+	startExecutor(t, agentB)
+	waitState(t, agentA, taskID, mesos.TASK_RUNNING, 60*time.Second)
+	waitState(t, agentB, taskID, mesos.TASK_RUNNING, 60*time.Second)
+
+	nameA, nameB := containerName(cfgA.FrameworkID, taskID), containerName(cfgB.FrameworkID, taskID)
+	if nameA == nameB {
+		t.Fatalf("both frameworks' containers are named %s", nameA)
+	}
+	containerB, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameB})
+	if err != nil || !containerB.State.Running {
+		t.Fatalf("framework B's container %s is not running (%v)", nameB, err)
+	}
+	if c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameA}); err != nil || !c.State.Running {
+		t.Fatalf("framework A's container %s is not running (%v)", nameA, err)
+	}
+
+	child := executorChild(t, procA.cmd.Process.Pid)
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	procA.waitExit(t, 60*time.Second)
+	eventually(t, 30*time.Second, "framework A's container to be removed", func() bool {
+		_, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameA})
+		var missing *docker.NoSuchContainer
+		return errors.As(err, &missing)
+	})
+	after, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: nameB})
+	if err != nil || after.ID != containerB.ID || !after.State.Running {
+		t.Fatalf("framework B's container did not survive the cleanup of framework A's (%v)", err)
+	}
+	for _, u := range agentB.Accepted(taskID) {
+		if isTerminal(u.Status.GetState()) {
+			t.Fatalf("framework B's task ended: %s %q", u.Status.GetState(), u.Status.GetMessage())
+		}
+	}
+	mustKill(t, agentB, taskID, nil)
+	if final := waitTerminal(t, agentB, taskID, 30*time.Second); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("framework B's task: final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
+	}
 }
 
 // TestAgentRestartRounds restarts the agent (checkpointing on) during the
@@ -412,18 +520,34 @@ func restartBeforeTerminalAck(t *testing.T) {
 	}
 }
 
+// startForeignContainer starts a container the executor did not create,
+// named and labelled as given, and removes it when the test ends.
+func startForeignContainer(t *testing.T, name string, labels map[string]string) string {
+	t.Helper()
+	id, err := createRunningContainer(name, labels)
+	t.Cleanup(func() {
+		if id != "" {
+			removeContainerNamed(id)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // createRunningContainer starts a container the executor does not know.
 // It uses a client of its own: go-dockerclient's StartContainer
 // initialises the client's API version lazily, without a lock, which races
 // with other tests sharing dockerClient.
-func createRunningContainer(name string) (string, error) {
+func createRunningContainer(name string, labels map[string]string) (string, error) {
 	client, err := docker.NewClientFromEnv()
 	if err != nil {
 		return "", err
 	}
 	container, err := client.CreateContainer(docker.CreateContainerOptions{
 		Name:   name,
-		Config: &docker.Config{Image: testImage, Cmd: []string{"sleep", "600"}},
+		Config: &docker.Config{Image: testImage, Cmd: []string{"sleep", "600"}, Labels: labels},
 	})
 	if err != nil {
 		return "", err

@@ -93,7 +93,7 @@ func TestTaskInfoMappingOnRealDocker(t *testing.T) {
 	if container == nil {
 		t.Fatal("no container")
 	}
-	if want := "/" + containerName(task.TaskID.Value); container.Name != want || !strings.HasPrefix(want, "/mesos-") {
+	if want := "/" + containerName(agent.Config().FrameworkID, task.TaskID.Value); container.Name != want || !strings.HasPrefix(want, "/mesos-") {
 		t.Errorf("container name %q, want %q", container.Name, want)
 	}
 

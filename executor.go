@@ -243,7 +243,11 @@ func (d *driver) nextBackoff(current *time.Duration) time.Duration {
 	if wait > limit {
 		wait = limit
 	}
-	*current *= 2
+	// Doubling stops at the limit: unbounded, it overflows into a negative
+	// duration after a minute of failures, and rand.N panics on that.
+	if *current < limit {
+		*current *= 2
+	}
 	// Jitter keeps many executors of one agent from resubscribing in lockstep.
 	return wait/2 + rand.N(wait/2+1)
 }

@@ -243,12 +243,28 @@ func uniqueTaskID(t *testing.T) string {
 		name = name[:40]
 	}
 	id := fmt.Sprintf("e2e-%s-%d", name, time.Now().UnixNano()%1e9)
-	t.Cleanup(func() { removeContainerNamed(containerName(id)) })
+	t.Cleanup(func() {
+		for _, c := range taskContainers(id) {
+			removeContainerNamed(c.ID)
+		}
+	})
 	return id
 }
 
 func removeContainerNamed(name string) {
 	_ = dockerClient.RemoveContainer(docker.RemoveContainerOptions{ID: name, Force: true, RemoveVolumes: true})
+}
+
+// taskContainers lists the containers, running or not, that carry the
+// task's ID label. Task IDs are unique per test run, so this finds the
+// task's containers whatever framework ran them.
+func taskContainers(taskID string) []docker.APIContainers {
+	containers, err := dockerClient.ListContainers(docker.ListContainersOptions{All: true,
+		Filters: map[string][]string{"label": {taskIDLabel + "=" + taskID}}})
+	if err != nil {
+		return nil
+	}
+	return containers
 }
 
 // taskOption adjusts a TaskInfo under construction.
@@ -373,11 +389,24 @@ func states(agent *mesostest.Agent, taskID string) []mesos.TaskState {
 	return out
 }
 
-// inspectTaskContainer returns the task's container, or nil when Docker has none.
+// inspectTaskContainer returns the task's container, found by its task-id
+// label, or nil when Docker has none.
 func inspectTaskContainer(t *testing.T, taskID string) *docker.Container {
 	t.Helper()
 	requireDocker(t)
-	c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerName(taskID)})
+	containers, err := dockerClient.ListContainers(docker.ListContainersOptions{All: true,
+		Filters: map[string][]string{"label": {taskIDLabel + "=" + taskID}}})
+	if err != nil {
+		t.Fatalf("list containers of %s: %v", taskID, err)
+	}
+	switch len(containers) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		t.Fatalf("task %s has %d containers, want at most one", taskID, len(containers))
+	}
+	c, err := dockerClient.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containers[0].ID})
 	var missing *docker.NoSuchContainer
 	if errors.As(err, &missing) {
 		return nil

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,50 +20,65 @@ func main() {
 	os.Exit(run())
 }
 
-// cleanupOrphan is run by executor.sh after the executor died without
-// cleaning up: it stops and removes the container recorded in the sandbox.
+// ownerFromEnv names this executor as the agent named it in the MESOS_*
+// environment, plus the instance ID executor.sh gave it; its containers
+// carry these IDs as labels.
+func ownerFromEnv(getenv func(string) string) containerOwner {
+	return containerOwner{
+		FrameworkID: getenv("MESOS_FRAMEWORK_ID"),
+		ExecutorID:  getenv("MESOS_EXECUTOR_ID"),
+		AgentID:     getenv("MESOS_SLAVE_ID"),
+		Instance:    getenv("SIDECAR_EXECUTOR_INSTANCE"),
+	}
+}
+
+// cleanupOrphan is run by executor.sh after the executor ended without
+// exiting 0, from the same host-side copy of the binary: it stops and
+// removes every container whose labels name this executor (framework,
+// executor and agent IDs from the agent's MESOS_* environment, and the
+// instance ID executor.sh gave it). It reads nothing from the sandbox: the
+// container can write there.
 func cleanupOrphan() int {
 	configureLogging(os.Getenv)
-	sandbox := os.Getenv("MESOS_SANDBOX")
-	if sandbox == "" {
-		sandbox = os.Getenv("MESOS_DIRECTORY")
+	owner := ownerFromEnv(os.Getenv)
+	logger := log.WithFields(log.Fields{"framework_id": owner.FrameworkID, "executor_id": owner.ExecutorID, "agent_id": owner.AgentID, "instance": owner.Instance})
+	if owner.FrameworkID == "" || owner.ExecutorID == "" || owner.Instance == "" {
+		logger.Error("cleanup: MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID and SIDECAR_EXECUTOR_INSTANCE (set by executor.sh) are needed to find this executor's containers; nothing was stopped")
+		return exitBadEnvironment
 	}
-	if sandbox == "" {
-		sandbox = "."
-	}
-	record := filepath.Join(sandbox, containerRecordFile)
-	data, err := os.ReadFile(record)
-	if errors.Is(err, os.ErrNotExist) {
-		log.Info("cleanup: no container recorded in the sandbox; nothing to do")
-		return exitOK
-	} else if err != nil {
-		log.WithError(err).Error("cleanup: cannot read the container record")
-		return exitFailure
-	}
-	id := strings.TrimSpace(string(data))
 	grace := 5 * time.Second
 	if settings, err := loadConfig(); err == nil {
 		grace = time.Duration(settings.KillTaskTimeout) * time.Second
 	}
 	runtime, err := newDockerRuntime()
 	if err != nil {
-		log.WithError(err).Error("cleanup: Docker is not usable")
+		logger.WithError(err).Error("cleanup: Docker is not usable")
 		return exitFailure
 	}
-	logger := log.WithField("container", shortID(id))
-	logger.Warn("cleanup: stopping the container of an executor that died without cleaning up")
-	if err := runtime.stopContainer(context.Background(), id, grace); err != nil {
-		logger.WithError(err).Error("cleanup: could not stop the container")
-	}
-	if err := runtime.removeContainer(context.Background(), id); err != nil {
-		logger.WithError(err).Error("cleanup: could not remove the container")
+	containers, err := runtime.ownedContainers(context.Background(), owner)
+	if err != nil {
+		logger.WithError(err).Error("cleanup: cannot list this executor's containers")
 		return exitFailure
 	}
-	if err := os.Remove(record); err != nil && !errors.Is(err, os.ErrNotExist) {
-		logger.WithError(err).Warn("cleanup: could not remove the container record")
+	if len(containers) == 0 {
+		logger.Info("cleanup: no container labelled with this executor's IDs; nothing to do")
+		return exitOK
 	}
-	logger.Info("cleanup: container stopped and removed")
-	return exitOK
+	code := exitOK
+	for _, c := range containers {
+		containerLogger := logger.WithFields(log.Fields{"container": shortID(c.ID), "task_id": c.Labels[taskIDLabel], "state": c.State})
+		containerLogger.WithField("grace", grace.String()).Warn("cleanup: stopping and removing a container of this executor, which ended without removing it")
+		if err := runtime.stopContainer(context.Background(), c.ID, grace); err != nil {
+			containerLogger.WithError(err).Error("cleanup: could not stop the container")
+		}
+		if err := runtime.removeContainer(context.Background(), c.ID); err != nil {
+			containerLogger.WithError(err).Error("cleanup: could not remove the container")
+			code = exitFailure
+			continue
+		}
+		containerLogger.Info("cleanup: container stopped and removed")
+	}
+	return code
 }
 
 // run wires the settings, Docker and the Mesos driver together and returns
@@ -111,6 +123,7 @@ func run() int {
 		stderr:                 os.Stderr,
 		setTitle:               setProcessTitle,
 		dockerUnreachableLimit: dockerUnreachableLimit,
+		owner:                  ownerFromEnv(os.Getenv),
 	}
 
 	var d *driver

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -53,6 +52,8 @@ type taskDeps struct {
 	// dockerUnreachableLimit is how long Docker may stay away while the
 	// task runs before the task is failed.
 	dockerUnreachableLimit time.Duration
+	// owner is this executor, as its containers' labels name it.
+	owner containerOwner
 }
 
 // taskRunner owns one task's container from launch to terminal update.
@@ -189,6 +190,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		HostSandbox:   t.deps.mesos.Directory,
 		AgentHostname: t.env.agent.GetHostname(),
 		Settings:      settings,
+		Owner:         t.deps.owner,
 	})
 	if err != nil {
 		return fail(mesos.REASON_TASK_INVALID, err.Error())
@@ -229,7 +231,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	if err := runtime.ping(ctx); err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
-	if err := runtime.removeStaleContainer(ctx, spec.Name, logger); err != nil {
+	if err := runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger); err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 	if err := t.ensureImage(ctx, logger); err != nil {
@@ -240,20 +242,19 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	created, err := runtime.createContainer(ctx, spec.Options)
 	if err != nil {
 		// A create cancelled in flight (a KILL during the launch) may still
-		// have been carried out by Docker: leave nothing of this name.
-		if removeErr := runtime.removeContainer(context.Background(), spec.Name); removeErr != nil {
+		// have been carried out by Docker: leave no container of ours by this
+		// name. One that is not ours (a create that failed because the name
+		// was taken meanwhile) is left alone.
+		if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
 			logger.WithError(removeErr).Error("could not remove a container left by a failed create")
 		}
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 	logger = logger.WithField("container", shortID(created.ID))
-	t.recordContainer(created.ID, logger)
 	cleanup := func() {
 		if err := runtime.removeContainer(context.Background(), created.ID); err != nil {
 			logger.WithError(err).Error("could not remove the container after a failed launch")
-			return
 		}
-		t.forgetContainer(logger)
 	}
 	logger.Info("starting the container")
 	if err := runtime.startContainer(ctx, created.ID); err != nil {
@@ -494,7 +495,6 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr
 		logger.WithError(err).Error("could not remove the container")
 	} else {
 		logger.Debug("container removed")
-		t.forgetContainer(logger)
 	}
 	return result
 }
@@ -602,24 +602,6 @@ func (t *taskRunner) copyContainerLogs(id string, logger *log.Entry) {
 	}
 	fmt.Fprintf(t.deps.stdout, "----- end container %s stdout -----\n", shortID(id))
 	fmt.Fprintf(t.deps.stderr, "----- end container %s stderr -----\n", shortID(id))
-}
-
-// containerRecordFile, in the sandbox, holds the ID of the task's container
-// while it exists. executor.sh reads it to stop the container of an executor
-// that died without cleaning up.
-const containerRecordFile = ".sidecar-executor-container"
-
-func (t *taskRunner) recordContainer(id string, logger *log.Entry) {
-	if err := writeFileAtomic(filepath.Join(t.deps.mesos.Sandbox, containerRecordFile), []byte(id+"\n"), 0o644); err != nil {
-		logger.WithError(err).Warn("could not record the container ID in the sandbox; executor.sh will not be able to clean up after a crash")
-	}
-}
-
-func (t *taskRunner) forgetContainer(logger *log.Entry) {
-	err := os.Remove(filepath.Join(t.deps.mesos.Sandbox, containerRecordFile))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		logger.WithError(err).Warn("could not remove the container record from the sandbox")
-	}
 }
 
 // containerStatusFor reports the container's IP addresses to Mesos, as the

@@ -19,6 +19,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"github.com/sidecar-executor/sidecar-executor/internal/executorshtest"
 	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 	"github.com/sidecar-executor/sidecar-executor/internal/vaulttest"
 )
@@ -344,12 +345,9 @@ func TestUnhealthyExample(t *testing.T) {
 func TestBatchJobExampleThroughExecutorSh(t *testing.T) {
 	t.Parallel()
 	needBinaries(t)
-	wrapper, err := filepath.Abs(filepath.Join(repoRoot, "executor.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testWrapper(t, executorBin)
 	// The last -executor wins over startLocal's.
-	r := startLocal(t, []string{"-executor", wrapper, "examples/batch-job.json"}, "SIDECAR_EXECUTOR_PATH="+executorBin, "SIDECAR_EXECUTOR_SITE_ENV=/nonexistent")
+	r := startLocal(t, []string{"-executor", wrapper.Path, "examples/batch-job.json"})
 	if code := r.wait(t, 60*time.Second); code != exitFinished {
 		t.Errorf("exit code %d, want %d", code, exitFinished)
 	}
@@ -361,8 +359,8 @@ func TestBatchJobExampleThroughExecutorSh(t *testing.T) {
 	if result := r.sandboxFile(t, "result.txt"); result != "finished\n" {
 		t.Errorf("result.txt in the sandbox holds %q", result)
 	}
-	if _, err := os.Stat(filepath.Join(r.sandbox, "sidecar-executor")); err != nil {
-		t.Errorf("executor.sh did not run a copy of the executor in the sandbox: %v", err)
+	if copies := wrapper.SharedCopies(t); len(copies) != 1 {
+		t.Errorf("executor.sh did not run a shared copy of the executor: %q", copies)
 	}
 	assertNoContainerLeft(t, r)
 }
@@ -416,12 +414,9 @@ func TestInterruptSendsKill(t *testing.T) {
 func TestExecutorThatDiesIsReportedByTheAgent(t *testing.T) {
 	t.Parallel()
 	needBinaries(t)
-	wrapper, err := filepath.Abs(filepath.Join(repoRoot, "executor.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testWrapper(t, "/nonexistent/sidecar-executor")
 	// The last -executor wins over startLocal's.
-	r := startLocal(t, []string{"-executor", wrapper, "examples/batch-job.json"}, "SIDECAR_EXECUTOR_PATH=/nonexistent/sidecar-executor", "SIDECAR_EXECUTOR_SITE_ENV=/nonexistent")
+	r := startLocal(t, []string{"-executor", wrapper.Path, "examples/batch-job.json"})
 	if code := r.wait(t, 60*time.Second); code != exitFailed {
 		t.Errorf("exit code %d, want %d", code, exitFailed)
 	}
@@ -431,4 +426,15 @@ func TestExecutorThatDiesIsReportedByTheAgent(t *testing.T) {
 		`last lines of .*/stderr:`,
 		`no sidecar-executor binary at /nonexistent/sidecar-executor`,
 	)
+}
+
+// testWrapper is a copy of the repository's executor.sh that runs binary
+// and keeps its shared copies in a temporary directory.
+func testWrapper(t *testing.T, binary string) executorshtest.Wrapper {
+	t.Helper()
+	script, err := filepath.Abs(filepath.Join(repoRoot, "executor.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return executorshtest.New(t, script, binary, "")
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"strings"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -32,13 +31,6 @@ func executorEnvironment(own, agentEnv []string, task mesos.TaskInfo, sidecarURL
 	for _, kv := range own {
 		name, value, _ := strings.Cut(kv, "=")
 		if isPassedThrough(name) {
-			if name == "SIDECAR_EXECUTOR_PATH" && value != "" && !filepath.IsAbs(value) {
-				// The executor runs in the sandbox; keep the path meaning
-				// what it meant here.
-				if abs, err := filepath.Abs(value); err == nil {
-					value = abs
-				}
-			}
 			env.set(name, value)
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +16,7 @@ func TestExecutorEnvironmentLayers(t *testing.T) {
 		"VAULT_ADDR=http://127.0.0.1:8200",
 		"EXECUTOR_SIDECAR_POLL_INTERVAL=2s",      // overrides the demo setting
 		"EXECUTOR_SIDECAR_URL=http://elsewhere/", // always replaced
-		"SIDECAR_EXECUTOR_PATH=bin/sidecar-executor",
+		"SIDECAR_EXECUTOR_PPROF_ADDR=127.0.0.1:0",
 		"AWS_SECRET_ACCESS_KEY=not-for-the-executor",
 		"USER=root",
 		"MESOS_SANDBOX=/wrong", // the agent's value wins
@@ -31,10 +30,6 @@ func TestExecutorEnvironmentLayers(t *testing.T) {
 	}}}}}
 	env := executorEnvironment(own, agentEnv, task, "http://127.0.0.1:4000/state.json")
 
-	abs, err := filepath.Abs("bin/sidecar-executor")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := []string{
 		"EXECUTOR_SIDECAR_BACKOFF=30s",
 		"EXECUTOR_SIDECAR_POLL_INTERVAL=2s",
@@ -44,7 +39,7 @@ func TestExecutorEnvironmentLayers(t *testing.T) {
 		"DOCKER_HOST=unix:///run/docker.sock",
 		"VAULT_ADDR=http://127.0.0.1:8200",
 		"EXECUTOR_SIDECAR_URL=http://127.0.0.1:4000/state.json",
-		"SIDECAR_EXECUTOR_PATH=" + abs,
+		"SIDECAR_EXECUTOR_PPROF_ADDR=127.0.0.1:0",
 		"MESOS_SANDBOX=/sandbox",
 		"MESOS_FRAMEWORK_ID=fw",
 		"MESOS_EXECUTOR_ID=from-task",

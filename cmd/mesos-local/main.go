@@ -109,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		flags.PrintDefaults()
 		fmt.Fprint(stderr, exitCodesText)
 	}
-	flags.StringVar(&o.executorPath, "executor", "", "the `path` of the executor to run: the sidecar-executor binary, or executor.sh with\nSIDECAR_EXECUTOR_PATH set (default: sidecar-executor in mesos-local's own directory)")
+	flags.StringVar(&o.executorPath, "executor", "", "the `path` of the executor to run: the sidecar-executor binary, or executor.sh\n(which runs the installed /opt/mesos/sidecar-executor) (default: sidecar-executor in mesos-local's own directory)")
 	flags.StringVar(&o.sandbox, "sandbox", "", "the task's sandbox `directory`, created if missing and otherwise required to be empty\n(default: a new directory under $TMPDIR); it is kept afterwards")
 	flags.DurationVar(&o.timeout, "timeout", 0, "kill the task this `duration` after launch (0: never)")
 	flags.BoolVar(&o.timeoutOK, "timeout-ok", false, "with -timeout: exit 0 when the timeout kills a task that is running and last reported healthy\nand it ends TASK_KILLED (a smoke test of a service; make demo uses it)")
