@@ -49,7 +49,7 @@ func plainExecutorBinary(t *testing.T) string {
 	}
 	plainBinaryOnce.Do(func() {
 		plainBinary = executorBinary + "-plain"
-		build := exec.Command("go", "build", "-o", plainBinary, ".")
+		build := exec.Command("go", "build", "-o", plainBinary, "-ldflags", testOperatorEnvLDFlags, ".")
 		if out, err := build.CombinedOutput(); err != nil {
 			plainBinaryErr = fmt.Errorf("%v: %s", err, out)
 		}
@@ -90,7 +90,7 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	executorBinary = filepath.Join(dir, "sidecar-executor")
-	args := []string{"build", "-o", executorBinary}
+	args := []string{"build", "-o", executorBinary, "-ldflags", testOperatorEnvLDFlags}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -101,6 +101,30 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// testOperatorEnvVar names the variable from which the test builds of the
+// executor read the path of the operator's file (operatorEnvOverrideVar);
+// production builds always read /etc/sidecar-executor/environment.
+const testOperatorEnvVar = "SIDECAR_EXECUTOR_TEST_OPERATOR_ENV"
+
+var testOperatorEnvLDFlags = "-X main.operatorEnvOverrideVar=" + testOperatorEnvVar
+
+// noOperatorFile is the operator file of every end-to-end test that writes
+// none: a path that does not exist, so that the machine's own
+// /etc/sidecar-executor/environment never takes part in a test.
+const noOperatorFile = "/nonexistent/sidecar-executor-test/environment"
+
+// withOperatorFile writes lines ("NAME=value", comments, anything the
+// operator's file may hold) to an operator file of the test's own and
+// returns the setting that points the executor at it.
+func withOperatorFile(t *testing.T, lines ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "environment")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testOperatorEnvVar + "=" + path
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
@@ -146,6 +170,8 @@ func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []s
 	env = append(env, "EXECUTOR_SIDECAR_URL=http://127.0.0.1:1/state.json", "EXECUTOR_SIDECAR_DRAINING_DURATION=0s")
 	// Pulls of images that cannot be had (closed ports) retry quickly.
 	env = append(env, "EXECUTOR_PULL_BACKOFF=100ms")
+	// A setting from withOperatorFile comes later and wins.
+	env = append(env, testOperatorEnvVar+"="+noOperatorFile)
 	return append(env, settings...)
 }
 

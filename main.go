@@ -23,10 +23,26 @@ func main() {
 	os.Exit(run())
 }
 
+// scrubVaultEnvironment removes the task's VAULT_* variables from the
+// process environment once settingsEnv holds them. vault/api reads
+// VAULT_* with os.Getenv whatever it is told (its DefaultConfig loads the
+// CA and client certificate files they name, and fails on bad values), so
+// this is the only way to keep a task from naming host files to it or
+// breaking the host's Vault client. resolveVaultEnv gets every VAULT_*
+// value from settingsEnv.vaultGetenv instead.
+func scrubVaultEnvironment() {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "VAULT_") {
+			os.Unsetenv(name)
+		}
+	}
+}
+
 // cleanupOrphan is run by executor.sh after the executor died without
 // cleaning up: it stops and removes the container recorded in the sandbox.
 func cleanupOrphan() int {
-	configureLogging(os.Getenv)
+	settings, settingsEnv, settingsErr := loadConfig()
+	configureLogging(settingsEnv.getenv)
 	sandbox := os.Getenv("MESOS_SANDBOX")
 	if sandbox == "" {
 		sandbox = os.Getenv("MESOS_DIRECTORY")
@@ -45,7 +61,7 @@ func cleanupOrphan() int {
 	}
 	id := strings.TrimSpace(string(data))
 	grace := 5 * time.Second
-	if settings, err := loadConfig(); err == nil {
+	if settingsErr == nil {
 		grace = time.Duration(settings.KillTaskTimeout) * time.Second
 	}
 	runtime, err := newDockerRuntime()
@@ -72,7 +88,10 @@ func cleanupOrphan() int {
 // run wires the settings, Docker and the Mesos driver together and returns
 // the process exit code.
 func run() int {
-	configureLogging(os.Getenv)
+	// The settings view snapshots the process environment (the task's)
+	// before scrubVaultEnvironment changes it.
+	settingsEnv, operatorErr := loadSettingsEnv(operatorEnvPath())
+	configureLogging(settingsEnv.getenv)
 	logger := log.WithField("executor_id", os.Getenv("MESOS_EXECUTOR_ID"))
 
 	mesosCfg, err := config.FromEnv()
@@ -84,9 +103,18 @@ func run() int {
 	// environment of anything this process starts.
 	authToken := os.Getenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
 	os.Unsetenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+	scrubVaultEnvironment()
 
 	logger.WithField("env", executorEnvForLog(os.Environ())).Info("sidecar-executor starting")
-	settings, settingsErr := loadConfig()
+	settings, settingsErr := (*Config)(nil), operatorErr
+	if operatorErr == nil {
+		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "variables": len(settingsEnv.operator)}).Info("operator settings read")
+		settings, settingsErr = loadConfigFrom(settingsEnv)
+	}
+	if ignored := settingsEnv.ignoredTaskSettings(); len(ignored) > 0 {
+		logger.WithField("variables", strings.Join(ignored, " ")).
+			Warnf("the task's environment sets operator-only settings; they are ignored (only %s may set them)", operatorEnvFile)
+	}
 	ackTimeout := time.Minute
 	var dockerUnreachableLimit time.Duration
 	if settingsErr != nil {
@@ -104,6 +132,7 @@ func run() int {
 	deps := &taskDeps{
 		settings:               settings,
 		settingsErr:            settingsErr,
+		env:                    settingsEnv,
 		docker:                 runtime,
 		dockerErr:              dockerErr,
 		mesos:                  mesosCfg,

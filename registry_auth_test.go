@@ -101,9 +101,6 @@ func TestMatchCredentialKey(t *testing.T) {
 }
 
 func TestCredentialFiles(t *testing.T) {
-	env := func(vars map[string]string) func(string) string {
-		return func(name string) string { return vars[name] }
-	}
 	paths := func(files []credentialFile) string {
 		var out []string
 		for _, f := range files {
@@ -114,20 +111,20 @@ func TestCredentialFiles(t *testing.T) {
 	cases := []struct {
 		name    string
 		sandbox string
-		vars    map[string]string
+		host    hostDockerLocation
 		want    string
 	}{
-		{"sandbox then home", "/sb", map[string]string{"HOME": "/home/mesos"},
+		{"sandbox then home", "/sb", hostDockerLocation{home: "/home/mesos"},
 			"sandbox:/sb/.docker/config.json sandbox:/sb/.dockercfg host:/home/mesos/.docker/config.json host:/home/mesos/.dockercfg"},
-		{"DOCKER_CONFIG replaces the home directory", "/sb", map[string]string{"HOME": "/home/mesos", "DOCKER_CONFIG": "/etc/docker-auth"},
+		{"DOCKER_CONFIG replaces the home directory", "/sb", hostDockerLocation{configDir: "/etc/docker-auth"},
 			"sandbox:/sb/.docker/config.json sandbox:/sb/.dockercfg host:/etc/docker-auth/config.json"},
-		{"no HOME means /root", "/sb", map[string]string{},
+		{"no home means /root", "/sb", hostDockerLocation{},
 			"sandbox:/sb/.docker/config.json sandbox:/sb/.dockercfg host:/root/.docker/config.json host:/root/.dockercfg"},
-		{"no sandbox", "", map[string]string{"HOME": "/h"}, "host:/h/.docker/config.json host:/h/.dockercfg"},
+		{"no sandbox", "", hostDockerLocation{home: "/h"}, "host:/h/.docker/config.json host:/h/.dockercfg"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := paths(credentialFiles(tc.sandbox, env(tc.vars))); got != tc.want {
+			if got := paths(credentialFiles(tc.sandbox, tc.host)); got != tc.want {
 				t.Fatalf("\n got %s\nwant %s", got, tc.want)
 			}
 		})
@@ -219,12 +216,7 @@ func TestFindCredentialsPrecedence(t *testing.T) {
 				writeFile(t, filepath.Join(dir, f.rel), f.content)
 			}
 			logger, hook := logtest.NewNullLogger()
-			files := credentialFiles(filepath.Join(dir, "sandbox"), func(name string) string {
-				if name == "HOME" {
-					return filepath.Join(dir, "home")
-				}
-				return ""
-			})
+			files := credentialFiles(filepath.Join(dir, "sandbox"), hostDockerLocation{home: filepath.Join(dir, "home")})
 			got := findCredentials(files, registry, tc.fallback, log.NewEntry(logger))
 			if got.found != (tc.wantUser != "") || got.auth.Username != tc.wantUser {
 				t.Fatalf("found %v user %q (%s), want user %q", got.found, got.auth.Username, got.describe(), tc.wantUser)
@@ -259,8 +251,7 @@ func TestFindCredentialsForDockerHub(t *testing.T) {
 		pair("registry.local:5000", authEntry("private", "pw-private")),
 		pair("https://index.docker.io/v1/", authEntry("hub", "pw-hub"))))
 	logger, _ := logtest.NewNullLogger()
-	files := credentialFiles("", func(string) string { return "" })
-	files = append(files, credentialFile{path: filepath.Join(dir, ".docker", "config.json"), scope: "host"})
+	files := credentialFiles("", hostDockerLocation{configDir: filepath.Join(dir, ".docker")})
 	registry, err := registryForImage("team/app:1")
 	if err != nil {
 		t.Fatal(err)
