@@ -60,6 +60,7 @@ func cleanupOrphan() int {
 		return exitFailure
 	}
 	id := strings.TrimSpace(string(data))
+	settingsEnv.applyDockerDaemonSettings()
 	grace := 5 * time.Second
 	if settingsErr == nil {
 		grace = time.Duration(settings.KillTaskTimeout) * time.Second
@@ -104,6 +105,7 @@ func run() int {
 	authToken := os.Getenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
 	os.Unsetenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
 	scrubVaultEnvironment()
+	settingsEnv.applyDockerDaemonSettings()
 
 	logger.WithField("env", executorEnvForLog(os.Environ())).Info("sidecar-executor starting")
 	settings, settingsErr := (*Config)(nil), operatorErr

@@ -185,8 +185,29 @@ const (
 // user database instead (hostDockerConfig).
 var (
 	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_"}
-	operatorOnlyNames    = []string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME"}
+	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME"}, dockerDaemonSettings...)
 )
+
+// dockerDaemonSettings choose the Docker daemon the executor drives, the
+// way the docker CLI reads them. They are the operator's: a pull hands
+// the daemon the host's registry credentials, and DOCKER_CERT_PATH names
+// host files.
+var dockerDaemonSettings = []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION"}
+
+// applyDockerDaemonSettings replaces the Docker daemon settings of the
+// process environment with the operator's (unset when the operator sets
+// none: the local socket). go-dockerclient reads them only from the
+// process environment (NewClientFromEnv), so this is how the operator's
+// choice reaches it; settingsEnv keeps the task's values for the log.
+func (e *settingsEnv) applyDockerDaemonSettings() {
+	for _, name := range dockerDaemonSettings {
+		if value, ok := e.operatorValue(name); ok {
+			os.Setenv(name, value)
+		} else {
+			os.Unsetenv(name)
+		}
+	}
+}
 
 // isOperatorOnly reports whether only the operator's file may set name.
 func isOperatorOnly(name string) bool {
