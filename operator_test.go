@@ -302,3 +302,37 @@ func TestSettingsLogMarksSources(t *testing.T) {
 		t.Errorf("%d fields logged for %d settings", len(fields), len(configSettings(cfg)))
 	}
 }
+
+// FuzzParseOperatorLine: any line either is refused with an error that
+// does not show the value, or yields a valid name and a value without NUL
+// that, written back single-quoted, reads the same.
+func FuzzParseOperatorLine(f *testing.F) {
+	for _, seed := range []string{"A=1", "export B='x y'", `C="a \" b" # c`, "# c", "", "1=2", "D=a b", `E="unterminated`, "F=é\t#", "export=1"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\n") {
+			return // one line at a time
+		}
+		name, value, ok, err := parseOperatorLine(line)
+		if err != nil {
+			if ok {
+				t.Fatalf("%q: both an error and an assignment", line)
+			}
+			return
+		}
+		if !ok {
+			return
+		}
+		if !validVariableName(name) || strings.ContainsRune(value, 0) {
+			t.Fatalf("%q read as %q=%q", line, name, value)
+		}
+		if strings.Contains(value, "'") {
+			return
+		}
+		again, againValue, againOK, err := parseOperatorLine(name + "='" + value + "'")
+		if err != nil || !againOK || again != name || againValue != value {
+			t.Fatalf("%q=%q does not read back (%q=%q, %v)", name, value, again, againValue, err)
+		}
+	})
+}
