@@ -113,10 +113,7 @@ func run() int {
 		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "variables": len(settingsEnv.operator)}).Info("operator settings read")
 		settings, settingsErr = loadConfigFrom(settingsEnv)
 	}
-	if ignored := settingsEnv.ignoredTaskSettings(); len(ignored) > 0 {
-		logger.WithField("variables", strings.Join(ignored, " ")).
-			Warnf("the task's environment sets operator-only settings; they are ignored (only %s may set them)", operatorEnvFile)
-	}
+	settingsEnv.logIgnoredTaskSettings(logger)
 	ackTimeout := time.Minute
 	var dockerUnreachableLimit time.Duration
 	if settingsErr != nil {

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+	log "github.com/sirupsen/logrus"
 )
 
 // operatorEnvFile is where the operator configures the executor: VAR=value
@@ -363,6 +364,16 @@ func (e *settingsEnv) ignoredTaskSettings() []string {
 	}
 	slices.Sort(ignored)
 	return ignored
+}
+
+// logIgnoredTaskSettings says once, in one line, which operator-only
+// variables of the task's environment are not used: their names, never
+// their values.
+func (e *settingsEnv) logIgnoredTaskSettings(logger *log.Entry) {
+	if ignored := e.ignoredTaskSettings(); len(ignored) > 0 {
+		logger.WithField("variables", strings.Join(ignored, " ")).
+			Warnf("the task's environment sets operator-only settings; they are ignored (only %s may set them)", operatorEnvFile)
+	}
 }
 
 // hostDockerLocation is where the host's Docker credentials are.

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	log "github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // writeOperatorFile writes content to an operator file of the test's own.
@@ -220,6 +223,36 @@ func TestIgnoredTaskSettingsNameOperatorOnlyVariables(t *testing.T) {
 	env = testSettingsEnv(nil, "VAULT_TOKEN=t", "VAULT_ADDR=https://vault.task", "VAULT_TOKEN_FILE=/etc/shadow", "VAULT_CACERT=/etc/shadow")
 	if got, want := env.ignoredTaskSettings(), []string{"VAULT_CACERT", "VAULT_TOKEN_FILE"}; !slices.Equal(got, want) {
 		t.Fatalf("ignored %v, want %v", got, want)
+	}
+}
+
+// TestIgnoredTaskSettingsLoggedOnce: one warning names every ignored
+// variable and shows no value; nothing is logged when none is ignored.
+func TestIgnoredTaskSettingsLoggedOnce(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	env := testSettingsEnv(nil, "EXECUTOR_ALLOW_PRIVILEGED=true", "VAULT_PASSWORD=task-value-31415", "EXECUTOR_DEBUG=true")
+	env.logIgnoredTaskSettings(log.NewEntry(logger))
+	entries := hook.AllEntries()
+	if len(entries) != 1 || entries[0].Level != log.WarnLevel {
+		t.Fatalf("%d entries, want one warning", len(entries))
+	}
+	line, err := entries[0].String()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"EXECUTOR_ALLOW_PRIVILEGED", "VAULT_PASSWORD"} {
+		if !strings.Contains(line, name) {
+			t.Errorf("%q does not name %s", line, name)
+		}
+	}
+	if strings.Contains(line, "task-value-31415") || strings.Contains(line, "EXECUTOR_DEBUG") {
+		t.Errorf("%q shows a value or a task-tunable setting", line)
+	}
+
+	hook.Reset()
+	testSettingsEnv(map[string]string{"EXECUTOR_ALLOW_PRIVILEGED": "true"}, "EXECUTOR_DEBUG=true", "HOME=/root").logIgnoredTaskSettings(log.NewEntry(logger))
+	if n := len(hook.AllEntries()); n != 0 {
+		t.Errorf("%d entries for a task that sets no operator-only setting", n)
 	}
 }
 
