@@ -112,6 +112,7 @@ func run() int {
 	if operatorErr == nil {
 		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "variables": len(settingsEnv.operator)}).Info("operator settings read")
 		settings, settingsErr = loadConfigFrom(settingsEnv)
+		settingsEnv.logUnknownOperatorSettings(logger)
 	}
 	settingsEnv.logIgnoredTaskSettings(logger)
 	ackTimeout := time.Minute

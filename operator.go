@@ -180,8 +180,8 @@ const (
 // not choose: the admission policy (every EXECUTOR_ALLOW_* and
 // EXECUTOR_ALLOWED_*, so that new policy settings are covered by their
 // name), the registry whose credentials serve other registries, where the
-// host's Docker credentials are, and the host's Vault (address, TLS files,
-// login, token file). HOME is listed because the docker CLI finds
+// host's Docker credentials are, the Docker daemon that receives them, and
+// the host's Vault (address, TLS files, login, token file). HOME is listed because the docker CLI finds
 // ~/.docker through it; the executor takes the home directory from the
 // user database instead (hostDockerConfig).
 var (
@@ -373,6 +373,27 @@ func (e *settingsEnv) logIgnoredTaskSettings(logger *log.Entry) {
 	if ignored := e.ignoredTaskSettings(); len(ignored) > 0 {
 		logger.WithField("variables", strings.Join(ignored, " ")).
 			Warnf("the task's environment sets operator-only settings; they are ignored (only %s may set them)", operatorEnvFile)
+	}
+}
+
+// logUnknownOperatorSettings warns about EXECUTOR_* names in the
+// operator's file that no setting reads: most likely misspelt, they would
+// silently leave a default in place, a policy included.
+func (e *settingsEnv) logUnknownOperatorSettings(logger *log.Entry) {
+	known := map[string]bool{}
+	for _, setting := range configSettings(&Config{}) {
+		known[setting.name] = true
+	}
+	var unknown []string
+	for name := range e.operator {
+		if strings.HasPrefix(name, envPrefix+"_") && !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		logger.WithFields(log.Fields{"file": e.operatorPath, "variables": strings.Join(unknown, " ")}).
+			Warn("the operator's file sets EXECUTOR_* variables that are no setting of this executor; check their spelling")
 	}
 }
 

@@ -165,6 +165,7 @@ func TestOperatorOnlyRule(t *testing.T) {
 		"EXECUTOR_ALLOWED_VOLUME_DRIVERS", "EXECUTOR_ALLOWED_NAMED_VOLUMES", "EXECUTOR_ALLOW_ANYTHING_NEW",
 		"EXECUTOR_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME", "VAULT_ADDR", "VAULT_TOKEN", "VAULT_USERNAME",
 		"VAULT_PASSWORD", "VAULT_TOKEN_FILE", "VAULT_CACERT", "VAULT_CLIENT_KEY", "VAULT_NAMESPACE", "VAULT_HEADERS",
+		"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION",
 	} {
 		if !isOperatorOnly(name) {
 			t.Errorf("%s is task-tunable, want operator-only", name)
@@ -253,6 +254,19 @@ func TestIgnoredTaskSettingsLoggedOnce(t *testing.T) {
 	testSettingsEnv(map[string]string{"EXECUTOR_ALLOW_PRIVILEGED": "true"}, "EXECUTOR_DEBUG=true", "HOME=/root").logIgnoredTaskSettings(log.NewEntry(logger))
 	if n := len(hook.AllEntries()); n != 0 {
 		t.Errorf("%d entries for a task that sets no operator-only setting", n)
+	}
+}
+
+func TestUnknownOperatorSettingsAreNamed(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	testSettingsEnv(map[string]string{"EXECUTOR_ALOW_PRIVILEGED": "true", "EXECUTOR_DEBUG": "true", "VAULT_ADDR": "https://v"}).
+		logUnknownOperatorSettings(log.NewEntry(logger))
+	entries := hook.AllEntries()
+	if len(entries) != 1 {
+		t.Fatalf("%d entries, want 1", len(entries))
+	}
+	if got := entries[0].Data["variables"]; got != "EXECUTOR_ALOW_PRIVILEGED" {
+		t.Fatalf("unknown variables %v, want only the misspelt one", got)
 	}
 }
 
