@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,9 +20,10 @@ import (
 // from EXECUTOR_KILL_TASK_TIMEOUT.
 const envPrefix = "EXECUTOR"
 
-// Config holds the executor's own settings. They come from the executor's
-// environment (the Mesos task's executor environment), never from the
-// container's. Defaults are those of the original sidecar-executor.
+// Config holds the executor's own settings. They come from the operator's
+// file and the executor's environment (the Mesos task's executor
+// environment), never from the container's: see settingsEnv for who may
+// set what. Defaults are those of the original sidecar-executor.
 type Config struct {
 	// KillTaskTimeout is whole seconds between the stop signal and SIGKILL.
 	KillTaskTimeout uint `envconfig:"KILL_TASK_TIMEOUT" default:"5"`
@@ -83,36 +87,135 @@ type Config struct {
 	Debug bool `envconfig:"DEBUG" default:"false"`
 	// LogFormat is "text" or "json".
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text"`
+
+	// sources says who set each setting, by variable name, for the
+	// start-up log.
+	sources map[string]settingSource
 }
 
-// loadConfig reads and validates the EXECUTOR_* settings from the process
-// environment.
-func loadConfig() (*Config, error) {
-	// A variable set to the empty string means the default: task
-	// definitions often carry "EXECUTOR_X=" placeholders.
-	for _, kv := range os.Environ() {
-		if name, value, _ := strings.Cut(kv, "="); strings.HasPrefix(name, envPrefix+"_") && value == "" {
-			os.Unsetenv(name)
+// loadConfig reads and validates the EXECUTOR_* settings of the process:
+// the operator's file, then the task's environment (see settingsEnv).
+func loadConfig() (*Config, *settingsEnv, error) {
+	env, err := loadSettingsEnv(operatorEnvPath())
+	if err != nil {
+		return nil, env, err
+	}
+	cfg, err := loadConfigFrom(env)
+	return cfg, env, err
+}
+
+// loadConfigFrom reads and validates the EXECUTOR_* settings of env. Each
+// value is the task's, else the operator's, else the field's default tag;
+// an operator-only setting ignores the task's (settingsLookup).
+func loadConfigFrom(env *settingsEnv) (*Config, error) {
+	cfg := Config{sources: map[string]settingSource{}}
+	for _, setting := range configSettings(&cfg) {
+		value, source, ok := env.settingsLookup(setting.name)
+		if !ok {
+			value = setting.defaultValue
+		}
+		cfg.sources[setting.name] = source
+		if value == "" {
+			continue
+		}
+		if err := parseSettingValue(setting.field, value); err != nil {
+			return nil, describeSettingError(setting.name, source, value, err)
 		}
 	}
-	var cfg Config
-	if err := envconfig.Process(envPrefix, &cfg); err != nil {
-		return nil, describeEnvconfigError(err)
-	}
-	_, cfg.dockerRepositorySet = os.LookupEnv(envPrefix + "_DOCKER_REPOSITORY")
+	cfg.dockerRepositorySet = cfg.sources[envPrefix+"_DOCKER_REPOSITORY"] != sourceDefault
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
 
-// describeEnvconfigError rewrites envconfig's parse error so that it leads
-// with the variable an operator has to fix.
-func describeEnvconfigError(err error) error {
-	if pe, ok := err.(*envconfig.ParseError); ok {
-		return fmt.Errorf("invalid setting %s=%q: not a valid %s", pe.KeyName, pe.Value, pe.TypeName)
+// configSetting is one field of Config and the variable that sets it.
+type configSetting struct {
+	name         string
+	field        reflect.Value
+	defaultValue string
+	fieldName    string
+}
+
+// configSettings lists the settings of cfg.
+func configSettings(cfg *Config) []configSetting {
+	return settingsOf(cfg)
+}
+
+// settingsOf lists the settings of the struct spec points to the way
+// envconfig names them: envPrefix_<envconfig tag>, unexported and ignored
+// fields skipped, and the fields of embedded structs (the admission
+// policy's) as the struct's own.
+func settingsOf(spec any) []configSetting {
+	var settings []configSetting
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		for i := 0; i < v.NumField(); i++ {
+			field, structField := v.Field(i), v.Type().Field(i)
+			if isTrue(structField.Tag.Get("ignored")) {
+				continue
+			}
+			tag := structField.Tag.Get("envconfig")
+			// The exported fields of an embedded struct are settings even
+			// when its type is unexported, as encoding/json sees them.
+			if structField.Anonymous && tag == "" && field.Kind() == reflect.Struct {
+				walk(field)
+				continue
+			}
+			if !field.CanSet() {
+				continue
+			}
+			if tag == "" {
+				tag = structField.Name
+			}
+			settings = append(settings, configSetting{
+				name:         strings.ToUpper(envPrefix + "_" + tag),
+				field:        field,
+				defaultValue: structField.Tag.Get("default"),
+				fieldName:    structField.Name,
+			})
+		}
 	}
-	return fmt.Errorf("invalid executor settings: %w", err)
+	walk(reflect.ValueOf(spec).Elem())
+	return settings
+}
+
+// parseSettingValue has envconfig parse value into field, so that every
+// setting keeps envconfig's syntax (base-0 integers, Go durations,
+// comma-separated lists, Decoder types) wherever its value came from.
+// envconfig reads values only from the process environment, which is the
+// task's; so it is handed a one-field struct whose variable name is "=",
+// which no environment can hold (names end at the first =), and the value
+// as that field's default.
+func parseSettingValue(field reflect.Value, value string) error {
+	holder := reflect.New(reflect.StructOf([]reflect.StructField{{
+		Name: "Value",
+		Type: field.Type(),
+		Tag:  reflect.StructTag(`envconfig:"=" default:` + strconv.Quote(value)),
+	}}))
+	if err := envconfig.Process("", holder.Interface()); err != nil {
+		return err
+	}
+	field.Set(holder.Elem().Field(0))
+	return nil
+}
+
+// describeSettingError says which variable holds an invalid value and who
+// set it, leading with what an operator has to fix.
+func describeSettingError(name string, source settingSource, value string, err error) error {
+	var pe *envconfig.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("invalid executor settings: %s: %w", name, err)
+	}
+	shown := fmt.Sprintf("%q", value)
+	if isSecretKey(name) {
+		shown = redactedValue
+	}
+	where := ""
+	if source == sourceOperator {
+		where = " in the operator's file"
+	}
+	return fmt.Errorf("invalid setting %s=%s%s: not a valid %s", name, shown, where, pe.TypeName)
 }
 
 func (c *Config) validate() error {
@@ -165,9 +268,9 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// configureLogging sets the log format and level from the environment alone,
-// so that even a broken configuration is reported in the format the operator
-// asked for.
+// configureLogging sets the log format and level from EXECUTOR_LOG_FORMAT
+// and EXECUTOR_DEBUG alone, so that even a broken configuration is reported
+// in the format asked for.
 func configureLogging(getenv func(string) string) {
 	log.SetOutput(os.Stdout)
 	if strings.EqualFold(getenv(envPrefix+"_LOG_FORMAT"), "json") {
@@ -238,38 +341,26 @@ func executorEnvForLog(environ []string) []string {
 	return redactEnv(selected)
 }
 
-// logSettings writes the effective settings, one field per setting.
+// logSettings writes the effective settings, one field per setting, each
+// value followed by who set it: (default), (operator) or (task).
 func (c *Config) logSettings() {
-	log.WithFields(log.Fields{
-		"KillTaskTimeout":          c.KillTaskTimeout,
-		"HttpTimeout":              c.HttpTimeout.String(),
-		"SidecarRetryCount":        c.SidecarRetryCount,
-		"SidecarRetryDelay":        c.SidecarRetryDelay.String(),
-		"SidecarUrl":               c.SidecarUrl,
-		"SidecarBackoff":           c.SidecarBackoff.String(),
-		"SidecarPollInterval":      c.SidecarPollInterval.String(),
-		"SidecarMaxFails":          c.SidecarMaxFails,
-		"SidecarDrainingDuration":  c.SidecarDrainingDuration.String(),
-		"DockerRepository":         c.DockerRepository,
-		"PullRetries":              c.PullRetries,
-		"PullBackoff":              c.PullBackoff.String(),
-		"PullTimeout":              c.PullTimeout.String(),
-		"PullInactivityTimeout":    c.PullInactivityTimeout.String(),
-		"PullProgressInterval":     c.PullProgressInterval.String(),
-		"LogsSince":                c.LogsSince.String(),
-		"ForceCpuLimit":            c.ForceCpuLimit,
-		"ForceMemoryLimit":         c.ForceMemoryLimit,
-		"UseCpuShares":             c.UseCpuShares,
-		"AllowPrivileged":          c.AllowPrivileged,
-		"AllowedCapabilities":      c.AllowedCapabilities,
-		"AllowedHostPaths":         c.AllowedHostPaths,
-		"AllowedVolumeDrivers":     c.AllowedVolumeDrivers,
-		"AllowedNamedVolumes":      c.AllowedNamedVolumes,
-		"AckTimeout":               c.AckTimeout.String(),
-		"DockerUnreachableTimeout": c.DockerUnreachableTimeout.String(),
-		"Debug":                    c.Debug,
-		"LogFormat":                c.LogFormat,
-	}).Info("executor settings")
+	log.WithFields(c.settingsFields()).Info("executor settings")
+}
+
+func (c *Config) settingsFields() log.Fields {
+	fields := log.Fields{}
+	for _, setting := range configSettings(c) {
+		value := fmt.Sprint(setting.field.Interface())
+		if isSecretKey(setting.name) && value != "" {
+			value = redactedValue
+		}
+		source := c.sources[setting.name]
+		if source == "" {
+			source = sourceDefault
+		}
+		fields[setting.fieldName] = fmt.Sprintf("%s (%s)", value, source)
+	}
+	return fields
 }
 
 // credentialFallback is the registry whose credentials serve an image whose

@@ -1,18 +1,37 @@
 package main
 
 import (
-	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
-	clearExecutorEnv(t)
-	cfg, err := loadConfig()
+// testSettingsEnv is a settings view with the given operator file values
+// and task environment ("K=V").
+func testSettingsEnv(operator map[string]string, task ...string) *settingsEnv {
+	return newSettingsEnv("/etc/sidecar-executor/environment", operator, task)
+}
+
+// mustLoadConfig loads the settings of env, failing the test on an error.
+func mustLoadConfig(t *testing.T, env *settingsEnv) *Config {
+	t.Helper()
+	cfg, err := loadConfigFrom(env)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// withoutSources drops the provenance, for comparing values.
+func withoutSources(cfg *Config) Config {
+	c := *cfg
+	c.sources = nil
+	return c
+}
+
+func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
+	cfg := mustLoadConfig(t, testSettingsEnv(nil))
 	want := Config{
 		KillTaskTimeout:          5,
 		HttpTimeout:              2 * time.Second,
@@ -34,13 +53,17 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
 	}
-	if *cfg != want {
+	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
 	}
 }
 
+// TestConfigReadsEveryVariable sets every setting where it may be set:
+// the operator-only ones in the operator's file, the others in the task's
+// environment.
 func TestConfigReadsEveryVariable(t *testing.T) {
-	clearExecutorEnv(t)
+	operator := map[string]string{}
+	var task []string
 	for name, value := range map[string]string{
 		"EXECUTOR_KILL_TASK_TIMEOUT":          "12",
 		"EXECUTOR_HTTP_TIMEOUT":               "750ms",
@@ -67,12 +90,13 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_DEBUG":                      "true",
 		"EXECUTOR_LOG_FORMAT":                 "json",
 	} {
-		t.Setenv(name, value)
+		if isOperatorOnly(name) {
+			operator[name] = value
+		} else {
+			task = append(task, name+"="+value)
+		}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoadConfig(t, testSettingsEnv(operator, task...))
 	want := Config{
 		KillTaskTimeout: 12, HttpTimeout: 750 * time.Millisecond, SidecarRetryCount: 0, SidecarRetryDelay: time.Second,
 		SidecarUrl: "http://sidecar.local:7777/api/state.json", SidecarBackoff: 0, SidecarPollInterval: 5 * time.Second,
@@ -83,7 +107,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
 	}
-	if *cfg != want {
+	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)
 	}
 }
@@ -118,15 +142,15 @@ func TestConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 	}
 	for setting, variable := range cases {
 		t.Run(setting, func(t *testing.T) {
-			clearExecutorEnv(t)
 			name, value, _ := strings.Cut(setting, "=")
-			t.Setenv(name, value)
-			_, err := loadConfig()
-			if err == nil {
-				t.Fatalf("%s accepted", setting)
-			}
-			if !strings.Contains(err.Error(), variable) {
-				t.Fatalf("error %q does not name %s", err, variable)
+			for _, env := range []*settingsEnv{testSettingsEnv(nil, setting), testSettingsEnv(map[string]string{name: value})} {
+				_, err := loadConfigFrom(env)
+				if err == nil {
+					t.Fatalf("%s accepted", setting)
+				}
+				if !strings.Contains(err.Error(), variable) {
+					t.Fatalf("error %q does not name %s", err, variable)
+				}
 			}
 		})
 	}
@@ -161,30 +185,13 @@ func TestExecutorEnvForLogSelectsExecutorVariables(t *testing.T) {
 	}
 }
 
-// clearExecutorEnv unsets every EXECUTOR_* variable for one test.
-func clearExecutorEnv(t *testing.T) {
-	t.Helper()
-	for _, name := range []string{"KILL_TASK_TIMEOUT", "HTTP_TIMEOUT", "SIDECAR_RETRY_COUNT", "SIDECAR_RETRY_DELAY",
-		"SIDECAR_URL", "SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION",
-		"DOCKER_REPOSITORY", "PULL_RETRIES", "PULL_BACKOFF", "PULL_TIMEOUT", "PULL_INACTIVITY_TIMEOUT",
-		"PULL_PROGRESS_INTERVAL", "LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES",
-		"ALLOW_PRIVILEGED", "ALLOWED_CAPABILITIES", "ALLOWED_HOST_PATHS", "ALLOWED_VOLUME_DRIVERS", "ALLOWED_NAMED_VOLUMES",
-		"ACK_TIMEOUT", "DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT"} {
-		t.Setenv("EXECUTOR_"+name, "")
-		os.Unsetenv("EXECUTOR_" + name)
-	}
-}
-
-func TestEmptySettingMeansDefault(t *testing.T) {
-	clearExecutorEnv(t)
-	t.Setenv("EXECUTOR_SIDECAR_POLL_INTERVAL", "")
-	t.Setenv("EXECUTOR_KILL_TASK_TIMEOUT", "")
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.SidecarPollInterval != 30*time.Second || cfg.KillTaskTimeout != 5 {
-		t.Fatalf("empty settings did not fall back to the defaults: %+v", cfg)
+// TestEmptySettingMeansUnset: a task's "EXECUTOR_X=" placeholder leaves
+// the operator's value, or the default, in place.
+func TestEmptySettingMeansUnset(t *testing.T) {
+	cfg := mustLoadConfig(t, testSettingsEnv(map[string]string{"EXECUTOR_KILL_TASK_TIMEOUT": "9"},
+		"EXECUTOR_SIDECAR_POLL_INTERVAL=", "EXECUTOR_KILL_TASK_TIMEOUT="))
+	if cfg.SidecarPollInterval != 30*time.Second || cfg.KillTaskTimeout != 9 {
+		t.Fatalf("empty settings did not fall back to the operator's value and the default: %+v", cfg)
 	}
 }
 
@@ -204,9 +211,11 @@ func FuzzLoadConfig(f *testing.F) {
 			return // the environment cannot hold NUL bytes
 		}
 		name := "EXECUTOR_" + names[int(which)%len(names)]
-		clearExecutorEnv(t)
-		t.Setenv(name, value)
-		cfg, err := loadConfig()
+		env := testSettingsEnv(nil, name+"="+value)
+		if isOperatorOnly(name) {
+			env = testSettingsEnv(map[string]string{name: value})
+		}
+		cfg, err := loadConfigFrom(env)
 		if err != nil {
 			if !strings.Contains(err.Error(), name) {
 				t.Fatalf("error %q does not name %s", err, name)
@@ -222,19 +231,16 @@ func FuzzLoadConfig(f *testing.F) {
 }
 
 func TestCredentialFallbackOnlyWhenChosen(t *testing.T) {
-	clearExecutorEnv(t)
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoadConfig(t, testSettingsEnv(nil))
 	if got := cfg.credentialFallback(); got != "" {
 		t.Fatalf("the default DockerRepository is a credential fallback (%q): Docker Hub credentials would go to any registry", got)
 	}
-	t.Setenv("EXECUTOR_DOCKER_REPOSITORY", "registry.example.com:5000")
-	if cfg, err = loadConfig(); err != nil {
-		t.Fatal(err)
-	}
+	cfg = mustLoadConfig(t, testSettingsEnv(map[string]string{"EXECUTOR_DOCKER_REPOSITORY": "registry.example.com:5000"}))
 	if got := cfg.credentialFallback(); got != "registry.example.com:5000" {
 		t.Fatalf("fallback %q, want the chosen registry", got)
+	}
+	cfg = mustLoadConfig(t, testSettingsEnv(nil, "EXECUTOR_DOCKER_REPOSITORY=registry.example.com:5000"))
+	if got := cfg.credentialFallback(); got != "" {
+		t.Fatalf("the task chose the credential fallback %q: the host's credentials for one registry would go where the task says", got)
 	}
 }

@@ -34,7 +34,8 @@ type dockerRuntime struct {
 }
 
 // newDockerRuntime configures Docker from DOCKER_HOST, DOCKER_TLS_VERIFY,
-// DOCKER_CERT_PATH and DOCKER_API_VERSION, like the docker CLI.
+// DOCKER_CERT_PATH and DOCKER_API_VERSION, like the docker CLI; main has
+// set them to the operator's (settingsEnv.applyDockerDaemonSettings).
 func newDockerRuntime() (*dockerRuntime, error) {
 	short, err := docker.NewClientFromEnv()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ func TestBadInputFailsTheTask(t *testing.T) {
 		image    string
 		task     []taskOption
 		settings []string
+		operator []string // lines of the operator's file, when not empty
 		reason   mesos.TaskStatus_Reason
 		message  []string // every fragment must appear in the TASK_FAILED message
 	}{
@@ -96,7 +98,7 @@ func TestBadInputFailsTheTask(t *testing.T) {
 		},
 		{
 			name:     "docker unreachable",
-			settings: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"},
+			operator: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"},
 			reason:   mesos.REASON_CONTAINER_LAUNCH_FAILED,
 			message:  []string{"Docker", "unreachable"},
 		},
@@ -225,7 +227,11 @@ func TestBadInputFailsTheTask(t *testing.T) {
 			task := newDockerTask(t, agent, image, append([]taskOption{withShellCommand("true")}, tc.task...)...)
 			task = withoutDuplicateCommandLabel(task)
 			mustLaunch(t, agent, task)
-			proc := startExecutor(t, agent, tc.settings...)
+			settings := tc.settings
+			if len(tc.operator) > 0 {
+				settings = append(slices.Clone(settings), withOperatorFile(t, tc.operator...))
+			}
+			proc := startExecutor(t, agent, settings...)
 			final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 			if final.GetState() != mesos.TASK_FAILED {
 				t.Fatalf("final state %s %q, want TASK_FAILED", final.GetState(), final.GetMessage())

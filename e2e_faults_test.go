@@ -63,7 +63,11 @@ func newDockerProxy(t *testing.T) *dockerProxy {
 	return p
 }
 
-func (p *dockerProxy) dockerHost() string { return "DOCKER_HOST=unix://" + p.path }
+// dockerHost points the executor at the proxy, through the operator's
+// file: the only place the executor takes DOCKER_HOST from.
+func (p *dockerProxy) dockerHost(t *testing.T) string {
+	return withOperatorFile(t, "DOCKER_HOST=unix://"+p.path)
+}
 
 // cut closes every connection and stops accepting new ones.
 func (p *dockerProxy) cut() {
@@ -168,7 +172,7 @@ func noTerminalYet(t *testing.T, agent *mesostest.Agent, taskID string) {
 func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost())
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(t))
 
 	proxy.cut()
 	waitForDockerTrouble(t, proc)
@@ -187,7 +191,7 @@ func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
 func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost())
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(t))
 
 	proxy.cut()
 	waitForDockerTrouble(t, proc)
@@ -210,7 +214,7 @@ func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
 func TestDockerOutageDuringStop(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost())
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(t))
 
 	proxy.cut()
 	mustKill(t, agent, task.TaskID.Value, nil)
@@ -234,7 +238,7 @@ func TestDockerOutageDuringStop(t *testing.T) {
 func TestDockerUnreachablePastTheBoundFailsTheTask(t *testing.T) {
 	t.Parallel()
 	proxy := newDockerProxy(t)
-	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(t), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
 	proxy.cut()
 	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "unreachable") {

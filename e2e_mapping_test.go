@@ -85,8 +85,7 @@ func TestTaskInfoMappingOnRealDocker(t *testing.T) {
 	proc := startExecutor(t, agent, "EXECUTOR_FORCE_CPU_LIMIT=true", "EXECUTOR_FORCE_MEMORY_LIMIT=true",
 		// NET_ADMIN is outside Docker's default set: the admission policy
 		// needs the operator's word for it.
-		// operator-file: switch to the operator file hook after merge
-		"EXECUTOR_ALLOWED_CAPABILITIES=NET_ADMIN")
+		withOperatorFile(t, "EXECUTOR_ALLOWED_CAPABILITIES=NET_ADMIN"))
 	running := waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
 	container := inspectTaskContainer(t, task.TaskID.Value)

@@ -120,7 +120,6 @@ func TestAdmissionPolicyRefusesOnRealDocker(t *testing.T) {
 		{name: "cap-add ALL", task: []taskOption{withDockerParameter("cap-add", "ALL")},
 			message: []string{"parameter cap-add=ALL", "adds every capability", "EXECUTOR_ALLOWED_CAPABILITIES=ALL"}},
 		{name: "cap-add outside the operator's list", task: []taskOption{withDockerParameter("cap-add", "SYS_ADMIN")},
-			// operator-file: switch to the operator file hook after merge
 			settings: []string{"EXECUTOR_ALLOWED_CAPABILITIES=SYS_PTRACE"},
 			message:  []string{"parameter cap-add=SYS_ADMIN", "EXECUTOR_ALLOWED_CAPABILITIES=SYS_ADMIN"}},
 		{name: "the Docker socket", task: []taskOption{withHostPathVolume("/var/run/docker.sock", "/var/run/docker.sock")},
@@ -171,7 +170,6 @@ func TestAdmissionPolicyRefusesOnRealDocker(t *testing.T) {
 		{name: "another team's named volume", task: []taskOption{withDockerVolume("payments-data", "")},
 			message: []string{"container.volumes[0].source.docker_volume.name=payments-data", "EXECUTOR_ALLOWED_NAMED_VOLUMES=payments-data"}},
 		{name: "a named volume outside the operator's patterns", task: []taskOption{withDockerVolume("payments-data", "")},
-			// operator-file: switch to the operator file hook after merge
 			settings: []string{"EXECUTOR_ALLOWED_NAMED_VOLUMES=billing-*"},
 			message:  []string{"docker_volume.name=payments-data", "EXECUTOR_ALLOWED_NAMED_VOLUMES=payments-data"}},
 		{name: "volume-driver parameter", task: []taskOption{withDockerParameter("volume-driver", "rexray")},
@@ -198,7 +196,10 @@ func TestAdmissionPolicyRefusesOnRealDocker(t *testing.T) {
 			image := fmt.Sprintf("%s/policy/never-pulled-%d:1", serverHost, i)
 			task := newDockerTask(t, agent, image, options...)
 			mustLaunch(t, agent, task)
-			settings := append([]string{"VAULT_ADDR=" + server.URL, "VAULT_TOKEN=s.policy-test"}, tc.settings...)
+			settings := []string{"VAULT_ADDR=" + server.URL, "VAULT_TOKEN=s.policy-test"}
+			if len(tc.settings) > 0 {
+				settings = append(settings, withOperatorFile(t, tc.settings...))
+			}
 			proc := startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, settings...))
 
 			final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
@@ -260,8 +261,7 @@ func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
 		t.Parallel()
 		agent, task, _ := startRunningTask(t, mesostest.Config{}, testImage,
 			[]taskOption{withShellCommand(termRespecting), withDockerParameter("cap-add", "cap_sys_ptrace"), withDockerParameter("cap-add", "NET_BIND_SERVICE")},
-			// operator-file: switch to the operator file hook after merge
-			"EXECUTOR_ALLOWED_CAPABILITIES=SYS_PTRACE")
+			withOperatorFile(t, "EXECUTOR_ALLOWED_CAPABILITIES=SYS_PTRACE"))
 		container := inspectTaskContainer(t, task.TaskID.Value)
 		if container == nil {
 			t.Fatal("no container")
@@ -283,8 +283,7 @@ func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
 		agent := newAgent(t, mesostest.Config{})
 		task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting), withHostPathVolume(otherTask, "/other"))
 		mustLaunch(t, agent, task)
-		// operator-file: switch to the operator file hook after merge
-		startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, "EXECUTOR_ALLOWED_HOST_PATHS="+filepath.Dir(otherTask)))
+		startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, withOperatorFile(t, "EXECUTOR_ALLOWED_HOST_PATHS="+filepath.Dir(otherTask))))
 		waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 		container := inspectTaskContainer(t, task.TaskID.Value)
 		if container == nil {
@@ -301,8 +300,7 @@ func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
 		t.Parallel()
 		agent, task, _ := startRunningTask(t, mesostest.Config{}, testImage,
 			[]taskOption{withShellCommand(termRespecting), withDockerVolume(volumeName, "local")},
-			// operator-file: switch to the operator file hook after merge
-			"EXECUTOR_ALLOWED_NAMED_VOLUMES=sidecar-policy-test-*")
+			withOperatorFile(t, "EXECUTOR_ALLOWED_NAMED_VOLUMES=sidecar-policy-test-*"))
 		container := inspectTaskContainer(t, task.TaskID.Value)
 		if container == nil {
 			t.Fatal("no container")
@@ -333,8 +331,7 @@ func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			agent, task, proc := startTask(t, mesostest.Config{}, testImage, append([]taskOption{withShellCommand(termRespecting)}, tc.task...),
-				// operator-file: switch to the operator file hook after merge
-				tc.setting, "EXECUTOR_DEBUG=true")
+				withOperatorFile(t, tc.setting), "EXECUTOR_DEBUG=true")
 			update, err := agent.WaitForUpdate(testContext(t, 60*time.Second), func(u mesostest.Update) bool {
 				state := u.Status.GetState()
 				return u.Status.TaskID.Value == task.TaskID.Value && (state == mesos.TASK_RUNNING || isTerminal(state))

@@ -163,11 +163,23 @@ func markerCheck(marker string) string {
 // (executorEnv already keeps the retries short).
 var pullTestSettings = []string{"EXECUTOR_PULL_PROGRESS_INTERVAL=500ms"}
 
-// startPullExecutor starts the executor in sandbox with a home directory of
-// its own, so that no credentials of the machine running the tests count.
+// startPullExecutor starts the executor in sandbox with the host's Docker
+// credentials under home (the operator's DOCKER_CONFIG is home/.docker), so
+// that no credentials of the machine running the tests count. Settings
+// only the operator may set go to the operator's file, the others to the
+// executor's environment.
 func startPullExecutor(t *testing.T, agent *mesostest.Agent, sandbox, home string, settings ...string) *executorProcess {
 	t.Helper()
-	env := append(append([]string{"HOME=" + home}, pullTestSettings...), settings...)
+	operator := []string{"DOCKER_CONFIG=" + filepath.Join(home, ".docker")}
+	env := append([]string{"HOME=" + home}, pullTestSettings...)
+	for _, setting := range settings {
+		if name, _, _ := strings.Cut(setting, "="); isOperatorOnly(name) {
+			operator = append(operator, setting)
+		} else {
+			env = append(env, setting)
+		}
+	}
+	env = append(env, withOperatorFile(t, operator...))
 	return startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, env...))
 }
 

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,7 +68,7 @@ func requireDocker(t testing.TB) *docker.Client {
 func requireExecutorBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		args := []string{"build", "-o", executorBinary}
+		args := []string{"build", "-o", executorBinary, "-ldflags", testOperatorEnvLDFlags}
 		if raceEnabled {
 			args = append(args, "-race")
 		}
@@ -90,7 +91,7 @@ func plainExecutorBinary(t *testing.T) string {
 	}
 	plainBinaryOnce.Do(func() {
 		plainBinary = executorBinary + "-plain"
-		build := exec.Command("go", "build", "-o", plainBinary, ".")
+		build := exec.Command("go", "build", "-o", plainBinary, "-ldflags", testOperatorEnvLDFlags, ".")
 		if out, err := build.CombinedOutput(); err != nil {
 			plainBinaryErr = fmt.Errorf("%v: %s", err, out)
 		}
@@ -114,8 +115,59 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if err := writeDefaultOperatorFile(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	executorBinary = filepath.Join(dir, "sidecar-executor")
 	return m.Run()
+}
+
+// testOperatorEnvVar names the variable from which the test builds of the
+// executor read the path of the operator's file (operatorEnvOverrideVar);
+// production builds always read /etc/sidecar-executor/environment.
+const testOperatorEnvVar = "SIDECAR_EXECUTOR_TEST_OPERATOR_ENV"
+
+var testOperatorEnvLDFlags = "-X main.operatorEnvOverrideVar=" + testOperatorEnvVar
+
+var (
+	// defaultOperatorFile is the operator file of every end-to-end test
+	// that writes none: a path that does not exist, so that the machine's
+	// own /etc/sidecar-executor/environment never takes part in a test,
+	// unless the tests run against a Docker daemon named by DOCKER_HOST
+	// and co., which only the operator's file can give the executor.
+	defaultOperatorFile = "/nonexistent/sidecar-executor-test/environment"
+	// dockerDaemonLines are those DOCKER_* settings of the test process,
+	// for every operator file.
+	dockerDaemonLines []string
+)
+
+// writeDefaultOperatorFile passes the test process's Docker daemon
+// settings on to the executors through an operator file in dir.
+func writeDefaultOperatorFile(dir string) error {
+	for _, name := range dockerDaemonSettings {
+		if value, ok := os.LookupEnv(name); ok {
+			dockerDaemonLines = append(dockerDaemonLines, name+"='"+value+"'")
+		}
+	}
+	if len(dockerDaemonLines) == 0 {
+		return nil
+	}
+	defaultOperatorFile = filepath.Join(dir, "operator-environment")
+	return os.WriteFile(defaultOperatorFile, []byte(strings.Join(dockerDaemonLines, "\n")+"\n"), 0o600)
+}
+
+// withOperatorFile writes lines ("NAME=value", comments, anything the
+// operator's file may hold) to an operator file of the test's own and
+// returns the setting that points the executor at it.
+func withOperatorFile(t *testing.T, lines ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "environment")
+	content := strings.Join(append(slices.Clone(dockerDaemonLines), lines...), "\n") + "\n"
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testOperatorEnvVar + "=" + path
 }
 
 // syncBuffer keeps its name for the tests that use it; the one
@@ -137,7 +189,7 @@ type executorProcess struct {
 func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []string {
 	env := agent.Environment(sandbox)
 	env = append(env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
-	for _, name := range []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION", "GORACE"} {
+	for _, name := range []string{"GORACE"} {
 		if value, ok := os.LookupEnv(name); ok {
 			env = append(env, name+"="+value)
 		}
@@ -147,6 +199,8 @@ func executorEnv(agent *mesostest.Agent, sandbox string, settings ...string) []s
 	env = append(env, "EXECUTOR_SIDECAR_URL=http://127.0.0.1:1/state.json", "EXECUTOR_SIDECAR_DRAINING_DURATION=0s")
 	// Pulls of images that cannot be had (closed ports) retry quickly.
 	env = append(env, "EXECUTOR_PULL_BACKOFF=100ms")
+	// A setting from withOperatorFile comes later and wins.
+	env = append(env, testOperatorEnvVar+"="+defaultOperatorFile)
 	return append(env, settings...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +33,21 @@ func ownerFromEnv(getenv func(string) string) containerOwner {
 	}
 }
 
+// scrubVaultEnvironment removes the task's VAULT_* variables from the
+// process environment once settingsEnv holds them. vault/api reads
+// VAULT_* with os.Getenv whatever it is told (its DefaultConfig loads the
+// CA and client certificate files they name, and fails on bad values), so
+// this is the only way to keep a task from naming host files to it or
+// breaking the host's Vault client. resolveVaultEnv gets every VAULT_*
+// value from settingsEnv.vaultGetenv instead.
+func scrubVaultEnvironment() {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "VAULT_") {
+			os.Unsetenv(name)
+		}
+	}
+}
+
 // cleanupOrphan is run by executor.sh after the executor ended without
 // exiting 0, from the same host-side copy of the binary: it stops and
 // removes every container whose labels name this executor (framework,
@@ -39,15 +55,17 @@ func ownerFromEnv(getenv func(string) string) containerOwner {
 // instance ID executor.sh gave it). It reads nothing from the sandbox: the
 // container can write there.
 func cleanupOrphan() int {
-	configureLogging(os.Getenv)
+	settings, settingsEnv, settingsErr := loadConfig()
+	configureLogging(settingsEnv.getenv)
 	owner := ownerFromEnv(os.Getenv)
 	logger := log.WithFields(log.Fields{"framework_id": owner.FrameworkID, "executor_id": owner.ExecutorID, "agent_id": owner.AgentID, "instance": owner.Instance})
 	if owner.FrameworkID == "" || owner.ExecutorID == "" || owner.Instance == "" {
 		logger.Error("cleanup: MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID and SIDECAR_EXECUTOR_INSTANCE (set by executor.sh) are needed to find this executor's containers; nothing was stopped")
 		return exitBadEnvironment
 	}
+	settingsEnv.applyDockerDaemonSettings()
 	grace := 5 * time.Second
-	if settings, err := loadConfig(); err == nil {
+	if settingsErr == nil {
 		grace = time.Duration(settings.KillTaskTimeout) * time.Second
 	}
 	runtime, err := newDockerRuntime()
@@ -84,7 +102,10 @@ func cleanupOrphan() int {
 // run wires the settings, Docker and the Mesos driver together and returns
 // the process exit code.
 func run() int {
-	configureLogging(os.Getenv)
+	// The settings view snapshots the process environment (the task's)
+	// before scrubVaultEnvironment changes it.
+	settingsEnv, operatorErr := loadSettingsEnv(operatorEnvPath())
+	configureLogging(settingsEnv.getenv)
 	logger := log.WithField("executor_id", os.Getenv("MESOS_EXECUTOR_ID"))
 
 	mesosCfg, err := config.FromEnv()
@@ -96,9 +117,17 @@ func run() int {
 	// environment of anything this process starts.
 	authToken := os.Getenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
 	os.Unsetenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+	scrubVaultEnvironment()
+	settingsEnv.applyDockerDaemonSettings()
 
 	logger.WithField("env", executorEnvForLog(os.Environ())).Info("sidecar-executor starting")
-	settings, settingsErr := loadConfig()
+	settings, settingsErr := (*Config)(nil), operatorErr
+	if operatorErr == nil {
+		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "variables": len(settingsEnv.operator)}).Info("operator settings read")
+		settings, settingsErr = loadConfigFrom(settingsEnv)
+		settingsEnv.logUnknownOperatorSettings(logger)
+	}
+	settingsEnv.logIgnoredTaskSettings(logger)
 	ackTimeout := time.Minute
 	var dockerUnreachableLimit time.Duration
 	if settingsErr != nil {
@@ -116,6 +145,7 @@ func run() int {
 	deps := &taskDeps{
 		settings:               settings,
 		settingsErr:            settingsErr,
+		env:                    settingsEnv,
 		docker:                 runtime,
 		dockerErr:              dockerErr,
 		mesos:                  mesosCfg,

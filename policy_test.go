@@ -540,10 +540,8 @@ func TestAdmissionSettingsAreValidated(t *testing.T) {
 	}
 	for setting, want := range cases {
 		t.Run(setting, func(t *testing.T) {
-			clearExecutorEnv(t)
 			name, value, _ := strings.Cut(setting, "=")
-			t.Setenv(name, value)
-			_, err := loadConfig()
+			_, err := loadConfigFrom(testSettingsEnv(map[string]string{name: value}))
 			if err == nil {
 				t.Fatalf("%s accepted", setting)
 			}
@@ -558,7 +556,6 @@ func TestAdmissionSettingsAreValidated(t *testing.T) {
 // the settings of the struct embedded in Config (it silently skips
 // embedded structs it cannot set).
 func TestAdmissionSettingsLoadThroughTheEmbedding(t *testing.T) {
-	clearExecutorEnv(t)
 	want := AdmissionSettings{
 		AllowPrivileged:      true,
 		AllowedCapabilities:  "cap_sys_ptrace, NET_ADMIN",
@@ -566,15 +563,13 @@ func TestAdmissionSettingsLoadThroughTheEmbedding(t *testing.T) {
 		AllowedVolumeDrivers: "rexray",
 		AllowedNamedVolumes:  "team-*",
 	}
-	t.Setenv("EXECUTOR_ALLOW_PRIVILEGED", "true")
-	t.Setenv("EXECUTOR_ALLOWED_CAPABILITIES", want.AllowedCapabilities)
-	t.Setenv("EXECUTOR_ALLOWED_HOST_PATHS", want.AllowedHostPaths)
-	t.Setenv("EXECUTOR_ALLOWED_VOLUME_DRIVERS", want.AllowedVolumeDrivers)
-	t.Setenv("EXECUTOR_ALLOWED_NAMED_VOLUMES", want.AllowedNamedVolumes)
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoadConfig(t, testSettingsEnv(map[string]string{
+		"EXECUTOR_ALLOW_PRIVILEGED":       "true",
+		"EXECUTOR_ALLOWED_CAPABILITIES":   want.AllowedCapabilities,
+		"EXECUTOR_ALLOWED_HOST_PATHS":     want.AllowedHostPaths,
+		"EXECUTOR_ALLOWED_VOLUME_DRIVERS": want.AllowedVolumeDrivers,
+		"EXECUTOR_ALLOWED_NAMED_VOLUMES":  want.AllowedNamedVolumes,
+	}))
 	if cfg.AdmissionSettings != want {
 		t.Fatalf("loaded %+v, want %+v", cfg.AdmissionSettings, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/distribution/reference"
 	docker "github.com/fsouza/go-dockerclient"
 	log "github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // hubRegistry is how Docker names Docker Hub in an image reference.
@@ -91,30 +93,96 @@ func matchCredentialKey(configs map[string]docker.AuthConfiguration, registry st
 type credentialFile struct {
 	path  string
 	scope string // "sandbox" or "host"
+	// sandbox is set for the task's files: they are read with
+	// readSandboxFile.
+	sandbox string
 }
 
 // credentialFiles lists the Docker config files to search, most specific
 // first: those the Mesos fetcher put in the task's sandbox, then the
-// host's, found the way the docker CLI finds them (DOCKER_CONFIG, else the
-// home directory, which is /root when HOME is unset, as it may be under a
-// Mesos agent).
-func credentialFiles(sandbox string, getenv func(string) string) []credentialFile {
+// host's, found the way the docker CLI finds them: the operator's
+// DOCKER_CONFIG, else the executor user's home directory (never a HOME the
+// task set; see settingsEnv.hostDockerConfig).
+func credentialFiles(sandbox string, host hostDockerLocation) []credentialFile {
 	var files []credentialFile
 	if sandbox != "" {
 		files = append(files,
-			credentialFile{path: filepath.Join(sandbox, ".docker", "config.json"), scope: "sandbox"},
-			credentialFile{path: filepath.Join(sandbox, ".dockercfg"), scope: "sandbox"})
+			credentialFile{path: filepath.Join(sandbox, ".docker", "config.json"), scope: "sandbox", sandbox: sandbox},
+			credentialFile{path: filepath.Join(sandbox, ".dockercfg"), scope: "sandbox", sandbox: sandbox})
 	}
-	if dir := getenv("DOCKER_CONFIG"); dir != "" {
-		return append(files, credentialFile{path: filepath.Join(dir, "config.json"), scope: "host"})
+	if host.configDir != "" {
+		return append(files, credentialFile{path: filepath.Join(host.configDir, "config.json"), scope: "host"})
 	}
-	home := getenv("HOME")
+	home := host.home
 	if home == "" {
 		home = "/root"
 	}
 	return append(files,
 		credentialFile{path: filepath.Join(home, ".docker", "config.json"), scope: "host"},
 		credentialFile{path: filepath.Join(home, ".dockercfg"), scope: "host"})
+}
+
+// maxCredentialFileSize bounds what is read of a credentials file: real
+// ones hold a few entries.
+const maxCredentialFileSize = 1 << 20
+
+// readSandboxFile reads the file at path, which lies in sandbox, without
+// following a symbolic link at any step below the sandbox, and only if it
+// is a regular file. The sandbox is the task's: an archive the fetcher
+// unpacked there could otherwise link .docker (or config.json) to the
+// host's credentials and have them sent as the task's own.
+func readSandboxFile(sandbox, path string) ([]byte, error) {
+	rel, err := filepath.Rel(sandbox, path)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return nil, fmt.Errorf("%s is not inside the sandbox %s", path, sandbox)
+	}
+	dirFD, err := unix.Open(sandbox, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: sandbox, Err: err}
+	}
+	components := strings.Split(rel, string(filepath.Separator))
+	for i, component := range components {
+		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(components)-1 {
+			flags |= unix.O_DIRECTORY
+		} else {
+			// A FIFO must not block the launch.
+			flags |= unix.O_NONBLOCK
+		}
+		fd, err := unix.Openat(dirFD, component, flags, 0)
+		unix.Close(dirFD)
+		if errors.Is(err, unix.ELOOP) || (errors.Is(err, unix.ENOTDIR) && isSymlinkAt(sandbox, components[:i+1])) {
+			return nil, fmt.Errorf("%s: a symbolic link in the sandbox; refused (credentials files in the sandbox must be regular files)", path)
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		dirFD = fd
+	}
+	file := os.NewFile(uintptr(dirFD), path)
+	defer file.Close()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s); refused", path, info.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(file, maxCredentialFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxCredentialFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes; refused", path, maxCredentialFileSize)
+	}
+	return data, nil
+}
+
+// isSymlinkAt reports whether sandbox/components is a symbolic link, to
+// name the reason when a link stood where a directory was expected.
+func isSymlinkAt(sandbox string, components []string) bool {
+	info, err := os.Lstat(filepath.Join(append([]string{sandbox}, components...)...))
+	return err == nil && info.Mode()&os.ModeSymlink != 0
 }
 
 // registryCredentials are the credentials chosen for one pull.
@@ -229,7 +297,13 @@ func chosenCredentials(auth docker.AuthConfiguration, registry, path, key string
 // which reads both config.json ({"auths": …}) and the legacy .dockercfg.
 func loadCredentialFile(file credentialFile, logger *log.Entry) (map[string]docker.AuthConfiguration, bool) {
 	logger = logger.WithField("credentials_file", file.path)
-	data, err := os.ReadFile(file.path)
+	var data []byte
+	var err error
+	if file.sandbox != "" {
+		data, err = readSandboxFile(file.sandbox, file.path)
+	} else {
+		data, err = os.ReadFile(file.path)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		logger.Debug("no Docker credentials file here")
 		return nil, false

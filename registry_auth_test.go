@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -101,9 +103,6 @@ func TestMatchCredentialKey(t *testing.T) {
 }
 
 func TestCredentialFiles(t *testing.T) {
-	env := func(vars map[string]string) func(string) string {
-		return func(name string) string { return vars[name] }
-	}
 	paths := func(files []credentialFile) string {
 		var out []string
 		for _, f := range files {
@@ -114,20 +113,20 @@ func TestCredentialFiles(t *testing.T) {
 	cases := []struct {
 		name    string
 		sandbox string
-		vars    map[string]string
+		host    hostDockerLocation
 		want    string
 	}{
-		{"sandbox then home", "/sb", map[string]string{"HOME": "/home/mesos"},
+		{"sandbox then home", "/sb", hostDockerLocation{home: "/home/mesos"},
 			"sandbox:/sb/.docker/config.json sandbox:/sb/.dockercfg host:/home/mesos/.docker/config.json host:/home/mesos/.dockercfg"},
-		{"DOCKER_CONFIG replaces the home directory", "/sb", map[string]string{"HOME": "/home/mesos", "DOCKER_CONFIG": "/etc/docker-auth"},
+		{"DOCKER_CONFIG replaces the home directory", "/sb", hostDockerLocation{configDir: "/etc/docker-auth"},
 			"sandbox:/sb/.docker/config.json sandbox:/sb/.dockercfg host:/etc/docker-auth/config.json"},
-		{"no HOME means /root", "/sb", map[string]string{},
+		{"no home means /root", "/sb", hostDockerLocation{},
 			"sandbox:/sb/.docker/config.json sandbox:/sb/.dockercfg host:/root/.docker/config.json host:/root/.dockercfg"},
-		{"no sandbox", "", map[string]string{"HOME": "/h"}, "host:/h/.docker/config.json host:/h/.dockercfg"},
+		{"no sandbox", "", hostDockerLocation{home: "/h"}, "host:/h/.docker/config.json host:/h/.dockercfg"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := paths(credentialFiles(tc.sandbox, env(tc.vars))); got != tc.want {
+			if got := paths(credentialFiles(tc.sandbox, tc.host)); got != tc.want {
 				t.Fatalf("\n got %s\nwant %s", got, tc.want)
 			}
 		})
@@ -219,12 +218,7 @@ func TestFindCredentialsPrecedence(t *testing.T) {
 				writeFile(t, filepath.Join(dir, f.rel), f.content)
 			}
 			logger, hook := logtest.NewNullLogger()
-			files := credentialFiles(filepath.Join(dir, "sandbox"), func(name string) string {
-				if name == "HOME" {
-					return filepath.Join(dir, "home")
-				}
-				return ""
-			})
+			files := credentialFiles(filepath.Join(dir, "sandbox"), hostDockerLocation{home: filepath.Join(dir, "home")})
 			got := findCredentials(files, registry, tc.fallback, log.NewEntry(logger))
 			if got.found != (tc.wantUser != "") || got.auth.Username != tc.wantUser {
 				t.Fatalf("found %v user %q (%s), want user %q", got.found, got.auth.Username, got.describe(), tc.wantUser)
@@ -259,8 +253,7 @@ func TestFindCredentialsForDockerHub(t *testing.T) {
 		pair("registry.local:5000", authEntry("private", "pw-private")),
 		pair("https://index.docker.io/v1/", authEntry("hub", "pw-hub"))))
 	logger, _ := logtest.NewNullLogger()
-	files := credentialFiles("", func(string) string { return "" })
-	files = append(files, credentialFile{path: filepath.Join(dir, ".docker", "config.json"), scope: "host"})
+	files := credentialFiles("", hostDockerLocation{configDir: filepath.Join(dir, ".docker")})
 	registry, err := registryForImage("team/app:1")
 	if err != nil {
 		t.Fatal(err)
@@ -341,4 +334,99 @@ func FuzzRegistryForImage(f *testing.F) {
 			t.Fatalf("registryForImage(%q) = %q, which does not lead the image", image, registry)
 		}
 	})
+}
+
+// TestSandboxCredentialSymlinkRefused: a fetched archive that links the
+// sandbox's .docker (or its config.json, or .dockercfg) to the host's
+// credentials must not have them sent as the task's own; the link is
+// refused with a warning, and a real file next to it still counts.
+func TestSandboxCredentialSymlinkRefused(t *testing.T) {
+	const registry = "registry.local:5000"
+	hostEntry := configJSON(pair(registry, authEntry("host", "pw-host")))
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, sandbox, hostDir string)
+	}{
+		{"directory .docker linked to the host's", func(t *testing.T, sandbox, hostDir string) {
+			mustSymlink(t, filepath.Join(hostDir, ".docker"), filepath.Join(sandbox, ".docker"))
+		}},
+		{"config.json linked to the host's", func(t *testing.T, sandbox, hostDir string) {
+			if err := os.MkdirAll(filepath.Join(sandbox, ".docker"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, filepath.Join(hostDir, ".docker", "config.json"), filepath.Join(sandbox, ".docker", "config.json"))
+		}},
+		{".dockercfg linked to the host's config", func(t *testing.T, sandbox, hostDir string) {
+			mustSymlink(t, filepath.Join(hostDir, ".docker", "config.json"), filepath.Join(sandbox, ".dockercfg"))
+		}},
+		{"relative link climbing out of the sandbox", func(t *testing.T, sandbox, hostDir string) {
+			rel, err := filepath.Rel(sandbox, filepath.Join(hostDir, ".docker", "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, rel, filepath.Join(sandbox, ".dockercfg"))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sandbox, hostDir := filepath.Join(dir, "sandbox"), filepath.Join(dir, "host-home")
+			writeFile(t, filepath.Join(hostDir, ".docker", "config.json"), hostEntry)
+			if err := os.MkdirAll(sandbox, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(t, sandbox, hostDir)
+			logger, hook := logtest.NewNullLogger()
+			// The host's own files are elsewhere: only a followed link
+			// could find the host entry.
+			files := credentialFiles(sandbox, hostDockerLocation{configDir: filepath.Join(dir, "operator-docker-config")})
+			got := findCredentials(files, registry, "", log.NewEntry(logger))
+			if got.found {
+				t.Fatalf("credentials found through a symbolic link: %s (user %q)", got.describe(), got.auth.Username)
+			}
+			warned := false
+			for _, entry := range hook.AllEntries() {
+				if entry.Level == log.WarnLevel && strings.Contains(fmt.Sprint(entry.Data["error"]), "symbolic link") {
+					warned = true
+				}
+			}
+			if !warned {
+				t.Errorf("no warning about the symbolic link")
+			}
+		})
+	}
+
+	t.Run("regular file still read", func(t *testing.T) {
+		sandbox := t.TempDir()
+		writeFile(t, filepath.Join(sandbox, ".docker", "config.json"), configJSON(pair(registry, authEntry("task", "pw-task"))))
+		logger, _ := logtest.NewNullLogger()
+		got := findCredentials(credentialFiles(sandbox, hostDockerLocation{configDir: t.TempDir()}), registry, "", log.NewEntry(logger))
+		if got.auth.Username != "task" {
+			t.Fatalf("the sandbox's own file was not used: %s", got.describe())
+		}
+	})
+
+	t.Run("FIFO refused without blocking", func(t *testing.T) {
+		sandbox := t.TempDir()
+		if err := syscall.Mkfifo(filepath.Join(sandbox, ".dockercfg"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readSandboxFile(sandbox, filepath.Join(sandbox, ".dockercfg")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("a FIFO gave %v, want a refusal", err)
+		}
+	})
+
+	t.Run("path outside the sandbox refused", func(t *testing.T) {
+		sandbox := t.TempDir()
+		if _, err := readSandboxFile(sandbox, filepath.Join(sandbox, "..", "elsewhere")); err == nil {
+			t.Fatal("a path outside the sandbox was read")
+		}
+	})
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -43,12 +43,15 @@ type stopRequest struct {
 type taskDeps struct {
 	settings    *Config
 	settingsErr error
-	docker      *dockerRuntime
-	dockerErr   error
-	mesos       config.Config
-	stdout      io.Writer
-	stderr      io.Writer
-	setTitle    func(string)
+	// env is who set what (operator file, task environment): it decides
+	// which Vault and which Docker credentials the task's launch may use.
+	env       *settingsEnv
+	docker    *dockerRuntime
+	dockerErr error
+	mesos     config.Config
+	stdout    io.Writer
+	stderr    io.Writer
+	setTitle  func(string)
 	// dockerUnreachableLimit is how long Docker may stay away while the
 	// task runs before the task is failed.
 	dockerUnreachableLimit time.Duration
@@ -216,7 +219,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	} else {
 		logger.Info("admitted by the admission policy")
 	}
-	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, os.Getenv, logger)
+	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, t.deps.env.vaultGetenv(), logger)
 	if err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
@@ -295,7 +298,7 @@ func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
 	}
 	logger = logger.WithField("registry", registry)
 	settings := t.deps.settings
-	files := credentialFiles(t.deps.mesos.Sandbox, os.Getenv)
+	files := credentialFiles(t.deps.mesos.Sandbox, t.deps.env.hostDockerConfig())
 	creds := credentialsFor(registry, files, settings.credentialFallback(), logger)
 	pull := &imagePull{
 		image:    image,

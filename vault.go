@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 	log "github.com/sirupsen/logrus"
+	"golang.org/x/net/http/httpproxy"
 )
 
 // vaultScheme marks an environment value that must be replaced by a secret
@@ -112,9 +113,11 @@ const (
 // resolveVaultEnv returns env ("K=V" in container order) with every
 // vault:// value replaced by the secret field it names, and the names of the
 // variables so replaced, for the caller to log as "[resolved from Vault]".
-// getenv is the executor's environment lookup; it is consulted for VAULT_*
-// only when at least one value is a vault:// reference, so without any the
-// executor needs no Vault configuration and Vault sees no request. Errors
+// getenv is the executor's Vault settings lookup (settingsEnv.vaultGetenv:
+// the operator's Vault, or the task's own when it brings a token); it is
+// consulted only when at least one value is a vault:// reference, so
+// without any the executor needs no Vault configuration and Vault sees no
+// request. Errors
 // name the variable and the Vault path, never a value, token or password.
 func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) string, logger *log.Entry) (resolved []string, fromVault []string, err error) {
 	if logger == nil {
@@ -622,18 +625,19 @@ func configureVaultFromEnv(cfg *api.Config, getenv func(string) string) error {
 	if !ok {
 		return fmt.Errorf("unexpected HTTP transport %T", cfg.HttpClient.Transport)
 	}
-	transport.Proxy = http.ProxyFromEnvironment
-	proxy := getenv(api.EnvHTTPProxy)
+	// The proxy settings come from getenv too, not from the process
+	// environment (http.ProxyFromEnvironment): a proxy sees the requests,
+	// and the host's login must not be routed through one the task chose.
+	proxies := &httpproxy.Config{
+		HTTPProxy:  getenv(api.EnvHTTPProxy),
+		HTTPSProxy: getenv("HTTPS_PROXY"),
+		NoProxy:    getenv("NO_PROXY"),
+	}
 	if v := getenv(api.EnvVaultProxyAddr); v != "" {
-		proxy = v
+		proxies = &httpproxy.Config{HTTPProxy: v, HTTPSProxy: v}
 	}
-	if proxy != "" {
-		proxyURL, err := url.Parse(proxy)
-		if err != nil {
-			return fmt.Errorf("%s/%s is not a URL", api.EnvHTTPProxy, api.EnvVaultProxyAddr)
-		}
-		transport.Proxy = http.ProxyURL(proxyURL)
-	}
+	proxyFor := proxies.ProxyFunc()
+	transport.Proxy = func(request *http.Request) (*url.URL, error) { return proxyFor(request.URL) }
 
 	// Start TLS from the library's defaults (minimum version, HTTP/2
 	// protocols) without whatever the process environment added.

@@ -11,11 +11,13 @@
 package vaulttest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -33,7 +35,11 @@ type Request struct {
 	Method       string
 	Path         string
 	TokenPresent bool
-	Time         time.Time
+	// CarriedWatched says whether the request carried, anywhere in its
+	// URL, headers or body, one of the values given to Watch. Which one,
+	// and the value itself, are not kept.
+	CarriedWatched bool
+	Time           time.Time
 }
 
 // DefaultLoginTTL is the lifetime of a userpass token when the login does
@@ -60,6 +66,7 @@ type Server struct {
 	users               map[string]*userEntry
 	requests            []Request
 	logins              int
+	watched             []string
 }
 
 type kvMount struct {
@@ -336,6 +343,39 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// Watch makes the server note, for every later request, whether it
+// carried any of values (Request.CarriedWatched): a test hands it the
+// credentials that must never reach this server.
+func (s *Server) Watch(values ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range values {
+		if v != "" {
+			s.watched = append(s.watched, v)
+		}
+	}
+}
+
+// carriesWatched reports whether the request, whose body is body, holds a
+// watched value. Called with s.mu held.
+func (s *Server) carriesWatched(r *http.Request, body []byte) bool {
+	texts := []string{r.URL.String(), string(body)}
+	for _, values := range r.Header {
+		texts = append(texts, values...)
+	}
+	for _, watched := range s.watched {
+		for _, text := range texts {
+			if strings.Contains(text, watched) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxRequestBody bounds what the double reads of a request body.
+const maxRequestBody = 1 << 20
+
 // Logins counts userpass login attempts, successful or not.
 func (s *Server) Logins() int {
 	s.mu.Lock()
@@ -349,7 +389,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	token := r.Header.Get("X-Vault-Token")
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, TokenPresent: token != "", Time: time.Now()})
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+	if err != nil {
+		writeErrors(w, http.StatusBadRequest, "cannot read the request body")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	s.requests = append(s.requests, Request{
+		Method: r.Method, Path: r.URL.Path, TokenPresent: token != "",
+		CarriedWatched: s.carriesWatched(r, body), Time: time.Now(),
+	})
 
 	if r.Header.Get("X-Vault-Request") != "true" {
 		writeErrors(w, http.StatusBadRequest, "missing required header X-Vault-Request")

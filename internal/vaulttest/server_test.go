@@ -318,6 +318,39 @@ func TestRequestsRecordTokenPresenceNotValue(t *testing.T) {
 	}
 }
 
+func TestWatchNotesWatchedValuesWithoutKeepingThem(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	const password = "watched-password-5150"
+	s.AddUserpass("host", password, "root")
+	s.AddToken(rootToken, 0, "root")
+	s.Watch(password, rootToken)
+
+	if _, err := newClient(t, s, "").Logical().Write("auth/userpass/login/host", map[string]any{"password": password}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newClient(t, s, rootToken).Auth().Token().LookupSelf(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = newClient(t, s, "hvs.some-other-token").Auth().Token().LookupSelf()
+
+	requests := s.Requests()
+	if len(requests) != 3 {
+		t.Fatalf("recorded %d requests, want 3", len(requests))
+	}
+	for i, want := range []bool{true, true, false} {
+		if requests[i].CarriedWatched != want {
+			t.Errorf("request %d (%s): CarriedWatched %v, want %v", i, requests[i].Path, requests[i].CarriedWatched, want)
+		}
+	}
+	if printed := fmt.Sprintf("%+v", requests); strings.Contains(printed, password) || strings.Contains(printed, rootToken) {
+		t.Errorf("recorded requests print a watched value")
+	}
+	if s.Logins() != 1 {
+		t.Errorf("the login was not served after its body was read for watching (%d logins)", s.Logins())
+	}
+}
+
 func rawGet(t *testing.T, s *Server, path, token string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, s.Addr()+path, nil)
