@@ -440,6 +440,13 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	}
 	d.mu.Unlock()
 
+	if running != nil && runningID == taskID {
+		// The same task delivered twice (an agent resending a launch it
+		// thinks was lost) is not a second task: failing it would fail
+		// the task that runs.
+		logger.Warn("ignoring a repeated LAUNCH of the task this executor already runs")
+		return
+	}
 	if running != nil {
 		logger.Error("refusing a second task: this executor runs exactly one task")
 		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_INVALID.Enum(),

@@ -1,0 +1,251 @@
+package main
+
+// In-process tests of the Mesos driver (executor.go) against the emulated
+// agent, with a fake task in place of a container: no Docker, no binary.
+// Each runs in well under a second.
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/executor"
+	"github.com/mesos/mesos-go/api/v1/lib/executor/config"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+)
+
+// fakeTask stands in for taskRunner. Its goroutine owns it, as the runner's
+// does: it sends STARTING and RUNNING, runs the test's script, then waits
+// for a stop request or an exit and sends the terminal update.
+type fakeTask struct {
+	info  mesos.TaskInfo
+	send  func(mesos.TaskStatus, bool)
+	stops chan stopRequest
+	exit  chan mesos.TaskState
+	done  chan struct{}
+
+	mu       sync.Mutex
+	received []stopRequest
+}
+
+func (f *fakeTask) Stop(req stopRequest) {
+	f.mu.Lock()
+	f.received = append(f.received, req)
+	f.mu.Unlock()
+	select {
+	case f.stops <- req:
+	default:
+	}
+}
+
+func (f *fakeTask) Done() <-chan struct{} { return f.done }
+
+func (f *fakeTask) stopRequests() []stopRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.received)
+}
+
+func (f *fakeTask) status(state mesos.TaskState, message string) {
+	f.send(newStatus(f.info.TaskID, state, nil, message), false)
+}
+
+func (f *fakeTask) run(script func(*fakeTask), quit <-chan struct{}) {
+	defer close(f.done)
+	f.status(mesos.TASK_STARTING, "starting")
+	f.status(mesos.TASK_RUNNING, "running")
+	if script != nil {
+		script(f)
+	}
+	var final mesos.TaskStatus
+	select {
+	case req := <-f.stops:
+		state := mesos.TASK_KILLED
+		if req.cause == causeAgentLost {
+			state = mesos.TASK_FAILED
+		}
+		final = newStatus(f.info.TaskID, state, nil, req.message)
+	case state := <-f.exit:
+		final = newStatus(f.info.TaskID, state, nil, "the container exited")
+	case <-quit:
+		return
+	}
+	f.send(final, true)
+}
+
+// driverRun is a driver serving one emulated agent.
+type driverRun struct {
+	agent    *mesostest.Agent
+	d        *driver
+	logs     *syncBuffer
+	launched chan *fakeTask
+	code     chan int
+}
+
+type driverOptions struct {
+	ackTimeout time.Duration
+	script     func(*fakeTask)
+}
+
+func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driverRun {
+	t.Helper()
+	if cfg.SubscriptionBackoffMax == 0 {
+		cfg.SubscriptionBackoffMax = 50 * time.Millisecond
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = t.Logf
+	}
+	agent := mesostest.NewAgent(t, cfg)
+	cfg = agent.Config()
+	if opts.ackTimeout == 0 {
+		opts.ackTimeout = 10 * time.Second
+	}
+	sandbox := t.TempDir()
+	mesosCfg := config.Config{
+		FrameworkID:                 cfg.FrameworkID,
+		ExecutorID:                  cfg.ExecutorID,
+		Directory:                   sandbox,
+		Sandbox:                     sandbox,
+		AgentEndpoint:               agent.Endpoint(),
+		ExecutorShutdownGracePeriod: cfg.ShutdownGracePeriod,
+		Checkpoint:                  cfg.Checkpoint,
+		RecoveryTimeout:             cfg.RecoveryTimeout,
+		SubscriptionBackoffMax:      cfg.SubscriptionBackoffMax,
+	}
+	logs := &syncBuffer{}
+	logger := log.New()
+	logger.SetOutput(logs)
+	logger.SetLevel(log.DebugLevel)
+	r := &driverRun{agent: agent, logs: logs, launched: make(chan *fakeTask, 4), code: make(chan int, 1)}
+	quit := make(chan struct{})
+	var tasks sync.WaitGroup
+	launch := func(task mesos.TaskInfo, env launchEnv) taskHandle {
+		f := &fakeTask{info: task, send: r.d.sendStatus, stops: make(chan stopRequest, 16), exit: make(chan mesos.TaskState, 1), done: make(chan struct{})}
+		tasks.Add(1)
+		go func() {
+			defer tasks.Done()
+			f.run(opts.script, quit)
+		}()
+		r.launched <- f
+		return f
+	}
+	r.d = newDriver(mesosCfg, "", opts.ackTimeout, launch, log.NewEntry(logger))
+	go func() { r.code <- r.d.run(context.Background()) }()
+	t.Cleanup(func() {
+		// A test that failed early may leave the driver running.
+		r.d.finish(exitFailure)
+		select {
+		case code := <-r.code:
+			r.code <- code
+		case <-time.After(10 * time.Second):
+			t.Errorf("the driver did not end after finish")
+		}
+		close(quit)
+		tasks.Wait()
+		if t.Failed() {
+			t.Logf("driver log:\n%s", logs.String())
+		}
+	})
+	return r
+}
+
+// waitExit waits for run to return and gives its exit code.
+func (r *driverRun) waitExit(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case code := <-r.code:
+		r.code <- code
+		return code
+	case <-time.After(timeout):
+		t.Fatalf("the driver did not exit within %s", timeout)
+		return -1
+	}
+}
+
+// task waits for the driver to launch a task.
+func (r *driverRun) task(t *testing.T) *fakeTask {
+	t.Helper()
+	select {
+	case f := <-r.launched:
+		return f
+	case <-time.After(5 * time.Second):
+		t.Fatal("no task was launched")
+		return nil
+	}
+}
+
+func (r *driverRun) noFurtherLaunch(t *testing.T) {
+	t.Helper()
+	select {
+	case f := <-r.launched:
+		t.Fatalf("task %s was launched", f.info.TaskID.Value)
+	default:
+	}
+}
+
+func (r *driverRun) launch(t *testing.T, taskID string) mesos.TaskInfo {
+	t.Helper()
+	task := r.agent.NewTask(taskID)
+	if err := r.agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+func (r *driverRun) inject(t *testing.T, e executor.Event) {
+	t.Helper()
+	if err := r.agent.InjectEvent(e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *driverRun) waitState(t *testing.T, taskID string, state mesos.TaskState) mesos.TaskStatus {
+	t.Helper()
+	u, err := r.agent.WaitForState(testContext(t, 5*time.Second), taskID, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Status
+}
+
+func TestDriverRepeatedLaunchOfTheRunningTaskIsIgnored(t *testing.T) {
+	r := startDriver(t, mesostest.Config{}, driverOptions{})
+	task := r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+
+	r.inject(t, executor.Event{Type: executor.Event_LAUNCH, Launch: &executor.Event_Launch{Task: task}})
+	// Events are handled in order: once the second task is refused, the
+	// repeated LAUNCH has been handled too.
+	r.launch(t, "task-b")
+	refused := r.waitState(t, "task-b", mesos.TASK_FAILED)
+	if !strings.Contains(refused.GetMessage(), "task-a") {
+		t.Errorf("refusal %q does not name the running task", refused.GetMessage())
+	}
+	for _, u := range r.agent.Updates() {
+		if u.Status.TaskID.Value == "task-a" && isTerminal(u.Status.GetState()) {
+			t.Fatalf("the running task got %s %q from a repeated LAUNCH", u.Status.GetState(), u.Status.GetMessage())
+		}
+	}
+	if stops := running.stopRequests(); len(stops) != 0 {
+		t.Fatalf("the running task was asked to stop: %+v", stops)
+	}
+	r.noFurtherLaunch(t)
+	if !strings.Contains(r.logs.String(), "repeated LAUNCH") {
+		t.Errorf("the repeated LAUNCH was not logged")
+	}
+
+	if err := r.agent.Kill("task-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, "task-a", mesos.TASK_KILLED)
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+}
