@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
 	"github.com/mesos/mesos-go/api/v1/lib/executor"
 	"github.com/mesos/mesos-go/api/v1/lib/executor/calls"
 	"github.com/mesos/mesos-go/api/v1/lib/executor/config"
@@ -52,6 +54,12 @@ const (
 
 // errResubscribe ends an event loop so that the driver subscribes again.
 var errResubscribe = errors.New("agent sent an ERROR event; subscribing again")
+
+// errUndecodableEvent ends an event loop on an event too large for
+// mesos-go's RecordIO reader, which caps a frame at 4 MiB: in practice a
+// LAUNCH whose TaskInfo carries a huge data field. Its task ID is in the
+// bytes that could not be read, so the task cannot be failed by name.
+var errUndecodableEvent = errors.New("could not decode an event from the agent: it exceeds the 4 MiB frame limit of the event stream (most likely a LAUNCH whose TaskInfo is too large, e.g. a huge data field)")
 
 // taskHandle is what the driver needs from a running task.
 type taskHandle interface {
@@ -121,6 +129,9 @@ type driver struct {
 	// failed records that the executor could not do its job, which makes
 	// the exit code non-zero even when every update was acknowledged.
 	failed bool
+	// refusedGroup records that a task group was refused while no task
+	// ran: the executor is on its way out and launches nothing more.
+	refusedGroup bool
 }
 
 type pendingUpdate struct {
@@ -196,9 +207,25 @@ func (d *driver) run(ctx context.Context) int {
 			return d.exitCode
 		}
 		resubscribe := errors.Is(streamErr, errResubscribe)
+		if errors.Is(streamErr, errUndecodableEvent) {
+			if !d.hasTask() {
+				// Subscribing again would leave an idle executor behind:
+				// the agent declares the unlisted task lost and never
+				// sends another. Exiting lets the agent fail the task.
+				d.logger.WithError(streamErr).Error("no task can run: exiting so that the agent reports the task failed")
+				d.finish(exitFailure)
+				return d.exitCode
+			}
+			// The running task is fine; the agent drops the unreadable
+			// task when the next SUBSCRIBE does not list it.
+			d.logger.WithError(streamErr).Error("ignoring an event that could not be read; the running task goes on")
+			resubscribe = true
+		}
 		switch {
-		case resubscribe:
+		case errors.Is(streamErr, errResubscribe):
 			d.logger.Warn("subscribing again after an ERROR event from the agent")
+		case resubscribe:
+			// Logged above.
 		case streamErr != nil && connected:
 			d.logger.WithError(streamErr).Warn("subscription to the agent ended")
 		case streamErr != nil:
@@ -207,7 +234,8 @@ func (d *driver) run(ctx context.Context) int {
 
 		switch {
 		case resubscribe:
-			// The agent asked for it: not a lost connection.
+			// The agent asked for it, or the stream was dropped on our
+			// side: not a lost connection.
 		case !everConnected:
 			if time.Since(start) > firstSubscribeTimeout {
 				d.logger.Errorf("could not subscribe to the agent at %s within %s; giving up", d.mesosCfg.AgentEndpoint, firstSubscribeTimeout)
@@ -372,6 +400,9 @@ func (d *driver) eventLoop(ctx context.Context, decoder encoding.Decoder) error 
 	for {
 		var event executor.Event
 		if err := decoder.Decode(&event); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) || errors.Is(err, framing.ErrorOversizedFrame) {
+				return fmt.Errorf("%w: %w", errUndecodableEvent, err)
+			}
 			return err
 		}
 		if err := d.handleEvent(&event); err != nil {
@@ -435,10 +466,18 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	d.mu.Lock()
 	running, runningID := d.task, d.taskID
 	env := d.env
-	if running == nil {
+	refusedGroup := d.refusedGroup
+	if running == nil && !refusedGroup {
 		d.unackedTasks[taskID] = task
 	}
 	d.mu.Unlock()
+
+	if refusedGroup {
+		logger.Error("refusing a task: this executor is exiting after refusing a task group")
+		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_INVALID.Enum(),
+			"this executor is exiting after refusing a task group (LAUNCH_GROUP)"), false)
+		return
+	}
 
 	if running != nil && runningID == taskID {
 		// The same task delivered twice (an agent resending a launch it
@@ -465,15 +504,42 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	d.mu.Unlock()
 }
 
+// onLaunchGroup fails every task of a group. An executor with no task of
+// its own then exits: the agent never shuts down an idle custom executor,
+// and no other task will come to it. The last refusal counts as its
+// terminal update, so it exits once the agent has acknowledged it.
 func (d *driver) onLaunchGroup(group *executor.Event_LaunchGroup) {
-	if group == nil {
+	if group == nil || len(group.TaskGroup.Tasks) == 0 {
 		return
 	}
+	d.mu.Lock()
+	idle := d.task == nil && !d.refusedGroup
+	if idle {
+		d.refusedGroup = true
+		d.failed = true
+	}
 	for _, task := range group.TaskGroup.Tasks {
+		// Listed in a resubscription until acknowledged, as any launched
+		// task, so that the agent takes our TASK_FAILED and not TASK_LOST.
+		d.unackedTasks[task.TaskID.Value] = task
+	}
+	d.mu.Unlock()
+	tasks := group.TaskGroup.Tasks
+	for i, task := range tasks {
 		d.logger.WithField("task_id", task.TaskID.Value).Error("refusing a task group: this executor runs single tasks")
 		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_GROUP_INVALID.Enum(),
-			"task groups (LAUNCH_GROUP) are not supported by sidecar-executor"), false)
+			"task groups (LAUNCH_GROUP) are not supported by sidecar-executor; launch the tasks one by one"), idle && i == len(tasks)-1)
 	}
+	if idle {
+		d.logger.Error("no task to run after refusing the task group: exiting once the agent acknowledges the refusals")
+	}
+}
+
+// hasTask reports whether a task was launched.
+func (d *driver) hasTask() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.task != nil
 }
 
 func (d *driver) onKill(kill *executor.Event_Kill) {

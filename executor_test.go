@@ -5,6 +5,7 @@ package main
 // Each runs in well under a second.
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -245,6 +246,98 @@ func TestDriverRepeatedLaunchOfTheRunningTaskIsIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "task-a", mesos.TASK_KILLED)
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+}
+
+func TestDriverLaunchGroupIsFailedAndTheExecutorExits(t *testing.T) {
+	r := startDriver(t, mesostest.Config{}, driverOptions{})
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.agent.LaunchGroup(r.agent.NewTask("group-1"), r.agent.NewTask("group-2")); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"group-1", "group-2"} {
+		failed := r.waitState(t, id, mesos.TASK_FAILED)
+		if failed.GetReason() != mesos.REASON_TASK_GROUP_INVALID || !strings.Contains(failed.GetMessage(), "LAUNCH_GROUP") {
+			t.Errorf("%s: %s %q, want REASON_TASK_GROUP_INVALID explaining task groups are unsupported", id, failed.GetReason(), failed.GetMessage())
+		}
+	}
+	if code := r.waitExit(t, 5*time.Second); code != exitFailure {
+		t.Fatalf("exit code %d, want %d: an executor that ran nothing must not linger or claim success", code, exitFailure)
+	}
+	r.noFurtherLaunch(t)
+}
+
+func TestDriverLaunchGroupBesideARunningTaskLeavesItRunning(t *testing.T) {
+	r := startDriver(t, mesostest.Config{}, driverOptions{})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+	if err := r.agent.LaunchGroup(r.agent.NewTask("group-1")); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, "group-1", mesos.TASK_FAILED)
+	if stops := running.stopRequests(); len(stops) != 0 {
+		t.Fatalf("the running task was asked to stop: %+v", stops)
+	}
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, "task-a", mesos.TASK_FINISHED)
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+}
+
+// mesosFrameCap is mesos-go's default cap on one RecordIO frame of the
+// event stream.
+const mesosFrameCap = 4 << 20
+
+func TestDriverUndecodableLaunchExitsNonZero(t *testing.T) {
+	// With checkpointing the driver would otherwise subscribe again and
+	// again, idle, after the agent declared the task lost.
+	r := startDriver(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: time.Minute}, driverOptions{})
+	task := r.agent.NewTask("huge-task")
+	task.Data = bytes.Repeat([]byte("x"), mesosFrameCap+1)
+	if err := r.agent.Launch(task); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.waitExit(t, 5*time.Second); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	r.noFurtherLaunch(t)
+	if logs := r.logs.String(); !strings.Contains(logs, "could not decode an event") || !strings.Contains(logs, "4 MiB") {
+		t.Errorf("the log does not say why the executor gave up:\n%s", logs)
+	}
+	// The agent reports the task itself once the executor is gone.
+	r.agent.ExecutorTerminated("")
+	r.waitState(t, "huge-task", mesos.TASK_FAILED)
+}
+
+func TestDriverUndecodableLaunchBesideARunningTaskKeepsIt(t *testing.T) {
+	// Without checkpointing a lost agent stops the task; an unreadable
+	// event is not a lost agent.
+	r := startDriver(t, mesostest.Config{}, driverOptions{})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+	huge := r.agent.NewTask("huge-task")
+	huge.Data = bytes.Repeat([]byte("x"), mesosFrameCap+1)
+	if err := r.agent.Launch(huge); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 2); err != nil {
+		t.Fatalf("the driver did not subscribe again: %v", err)
+	}
+	// The new SUBSCRIBE did not list the unreadable task: the agent
+	// reports it lost, and the running task is untouched.
+	r.waitState(t, "huge-task", mesos.TASK_LOST)
+	if stops := running.stopRequests(); len(stops) != 0 {
+		t.Fatalf("the running task was asked to stop: %+v", stops)
+	}
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, "task-a", mesos.TASK_FINISHED)
 	if code := r.waitExit(t, 5*time.Second); code != exitOK {
 		t.Fatalf("exit code %d, want %d", code, exitOK)
 	}
