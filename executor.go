@@ -267,11 +267,10 @@ func (d *driver) nextBackoff(current *time.Duration) time.Duration {
 	if limit <= 0 {
 		limit = 2 * time.Second
 	}
-	wait := *current
-	if wait > limit {
-		wait = limit
-	}
-	*current *= 2
+	wait := min(*current, limit)
+	// Capped so that doubling never overflows, however long the agent
+	// stays away (a 15-minute recovery timeout is hundreds of attempts).
+	*current = min(*current*2, limit)
 	// Jitter keeps many executors of one agent from resubscribing in lockstep.
 	return wait/2 + rand.N(wait/2+1)
 }

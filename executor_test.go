@@ -148,7 +148,17 @@ func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driver
 			t.Errorf("the driver did not end after finish")
 		}
 		close(quit)
-		tasks.Wait()
+		// A fake stuck in sendStatus never ends: report it, do not hang.
+		tasksDone := make(chan struct{})
+		go func() {
+			tasks.Wait()
+			close(tasksDone)
+		}()
+		select {
+		case <-tasksDone:
+		case <-time.After(10 * time.Second):
+			t.Errorf("a fake task is still blocked after the driver ended")
+		}
 		if t.Failed() {
 			t.Logf("driver log:\n%s", logs.String())
 		}
@@ -340,5 +350,15 @@ func TestDriverUndecodableLaunchBesideARunningTaskKeepsIt(t *testing.T) {
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
 	if code := r.waitExit(t, 5*time.Second); code != exitOK {
 		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+}
+
+func TestNextBackoffStaysWithinTheLimit(t *testing.T) {
+	d := &driver{mesosCfg: config.Config{SubscriptionBackoffMax: 2 * time.Second}}
+	backoff := minSubscribeBackoff
+	for attempt := 0; attempt < 1000; attempt++ {
+		if wait := d.nextBackoff(&backoff); wait < 0 || wait > 2*time.Second {
+			t.Fatalf("attempt %d: wait %s outside [0, 2s]", attempt, wait)
+		}
 	}
 }
