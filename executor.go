@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -99,10 +100,14 @@ type driver struct {
 	launch     launchFunc
 	logger     *log.Entry
 
-	// outbox holds status updates in the order they must reach the agent.
-	outbox chan pendingUpdate
+	// outboxWake tells the sender that the outbox has updates.
+	outboxWake chan struct{}
 
 	mu sync.Mutex
+	// outbox holds status updates not yet handed to the agent, in the
+	// order they must reach it. It has no fixed size so that queuing never
+	// blocks a task; coalescing keeps it short (see sendStatus).
+	outbox []pendingUpdate
 	// connected is closed while a subscription is live and replaced by an
 	// open channel when it ends, so senders can wait for a connection.
 	connected   chan struct{}
@@ -167,7 +172,7 @@ func newDriver(mesosCfg config.Config, authToken string, ackTimeout time.Duratio
 		caller:            calls.SenderWith(httpexec.NewSender(client.Send), callOptions...),
 		launch:            launch,
 		logger:            logger,
-		outbox:            make(chan pendingUpdate, 64),
+		outboxWake:        make(chan struct{}, 1),
 		connected:         make(chan struct{}),
 		unackedTasks:      make(map[string]mesos.TaskInfo),
 		unackedUpdates:    make(map[string]unackedUpdate),
@@ -658,7 +663,13 @@ func (d *driver) isFinished() bool {
 	}
 }
 
-// sendStatus queues an update. Updates reach the agent in the order queued.
+// sendStatus queues an update and returns at once, whether or not the agent
+// is there. Updates reach the agent in the order queued, except that a
+// non-terminal update still queued when a newer non-terminal one of the
+// same task arrives is dropped: only the latest verdict matters, and an
+// agent away for a long time must not make the outbox grow with every
+// health change. Terminal updates are never dropped, and an update once
+// handed to the agent stays until acknowledged (resent on resubscribe).
 func (d *driver) sendStatus(status mesos.TaskStatus, terminal bool) {
 	status.Source = mesos.SOURCE_EXECUTOR.Enum()
 	status.ExecutorID = &mesos.ExecutorID{Value: d.mesosCfg.ExecutorID}
@@ -674,18 +685,55 @@ func (d *driver) sendStatus(status mesos.TaskStatus, terminal bool) {
 		fields["healthy"] = status.GetHealthy()
 	}
 	d.logger.WithFields(fields).Info("status update: " + status.GetMessage())
-	d.outbox <- pendingUpdate{status: status, terminal: terminal}
+	d.mu.Lock()
+	if !isTerminalState(status.GetState()) {
+		kept := d.outbox[:0]
+		for _, queued := range d.outbox {
+			if queued.status.TaskID.Value == status.TaskID.Value && !isTerminalState(queued.status.GetState()) {
+				d.logger.WithFields(log.Fields{"task_id": queued.status.TaskID.Value, "state": queued.status.GetState().String(),
+					"uuid": uuidString(queued.status.UUID)}).Debug("dropping a queued status update: a newer one supersedes it")
+				continue
+			}
+			kept = append(kept, queued)
+		}
+		clear(d.outbox[len(kept):])
+		d.outbox = kept
+	}
+	d.outbox = append(d.outbox, pendingUpdate{status: status, terminal: terminal})
+	d.mu.Unlock()
+	select {
+	case d.outboxWake <- struct{}{}:
+	default:
+	}
+}
+
+// isTerminalState is Mesos' protobuf::isTerminalState.
+func isTerminalState(state mesos.TaskState) bool {
+	switch state {
+	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
+		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
 }
 
 // sendUpdates delivers queued updates one at a time, in order, retrying
 // until the agent accepts each one or a SUBSCRIBE carries it.
 func (d *driver) sendUpdates(ctx context.Context) {
 	for {
+		d.mu.Lock()
+		if len(d.outbox) > 0 {
+			pending := d.outbox[0]
+			d.outbox = slices.Delete(d.outbox, 0, 1)
+			d.mu.Unlock()
+			d.deliver(ctx, pending)
+			continue
+		}
+		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case pending := <-d.outbox:
-			d.deliver(ctx, pending)
+		case <-d.outboxWake:
 		}
 	}
 }

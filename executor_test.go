@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -350,6 +351,90 @@ func TestDriverUndecodableLaunchBesideARunningTaskKeepsIt(t *testing.T) {
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
 	if code := r.waitExit(t, 5*time.Second); code != exitOK {
 		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+}
+
+// healthFlood sends n health verdicts, alternating, once away is closed.
+func healthFlood(away <-chan struct{}, n int) func(*fakeTask) {
+	return func(f *fakeTask) {
+		<-away
+		for i := 0; i < n; i++ {
+			healthy := i%2 == 1
+			update := newStatus(f.info.TaskID, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), fmt.Sprintf("verdict %d", i))
+			update.Healthy = &healthy
+			f.send(update, false)
+		}
+	}
+}
+
+func TestDriverAgentAwayWithManyHealthUpdatesStillExitsInTime(t *testing.T) {
+	const recovery, grace = 300 * time.Millisecond, time.Second
+	away := make(chan struct{})
+	r := startDriver(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: recovery, ShutdownGracePeriod: grace},
+		driverOptions{script: healthFlood(away, 500)})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+
+	r.agent.SetRefuse(mesostest.RefuseConnections)
+	lostAt := time.Now()
+	close(away)
+	// The bound under test, plus a margin for a loaded machine.
+	code := r.waitExit(t, recovery+grace+3*time.Second)
+	if code != exitFailure {
+		t.Fatalf("exit code %d, want %d after losing the agent", code, exitFailure)
+	}
+	stops := running.stopRequests()
+	if len(stops) == 0 || stops[0].cause != causeAgentLost {
+		t.Fatalf("the task was not stopped for the lost agent: %+v", stops)
+	}
+	select {
+	case <-running.Done():
+	default:
+		t.Fatal("the driver exited before the task had wound down")
+	}
+	t.Logf("exited %s after the agent went away", time.Since(lostAt).Round(time.Millisecond))
+}
+
+func TestDriverCoalescesQueuedHealthUpdates(t *testing.T) {
+	away := make(chan struct{})
+	r := startDriver(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: time.Minute}, driverOptions{script: healthFlood(away, 200)})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+
+	r.agent.SetRefuse(mesostest.RefuseUnavailable)
+	close(away)
+	eventually(t, 5*time.Second, "the flood of verdicts to be queued", func() bool {
+		return strings.Count(r.logs.String(), "verdict ") >= 200
+	})
+	r.agent.SetRefuse(mesostest.RefuseNone)
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 2); err != nil {
+		t.Fatal(err)
+	}
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, "task-a", mesos.TASK_FINISHED)
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d", code)
+	}
+
+	var verdicts []string
+	for _, u := range r.agent.Accepted("task-a") {
+		if u.Status.Healthy != nil {
+			verdicts = append(verdicts, u.Status.GetMessage())
+		}
+	}
+	// One verdict may have been on its way when the agent went away; the
+	// rest were superseded while queued, except the latest.
+	if len(verdicts) == 0 || len(verdicts) > 2 || verdicts[len(verdicts)-1] != "verdict 199" {
+		t.Fatalf("the agent got verdicts %v, want at most 2 ending with the latest (verdict 199)", verdicts)
+	}
+	states := []mesos.TaskState{}
+	for _, u := range r.agent.Accepted("task-a") {
+		states = append(states, u.Status.GetState())
+	}
+	if states[len(states)-1] != mesos.TASK_FINISHED {
+		t.Fatalf("states %v do not end with the terminal update", states)
 	}
 }
 
