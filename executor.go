@@ -589,7 +589,7 @@ func shutdownGrace(period time.Duration) time.Duration {
 	return grace
 }
 
-// requestStop handles SIGTERM or SIGINT sent to the executor itself.
+// requestStop handles SIGTERM, SIGINT or SIGHUP sent to the executor itself.
 func (d *driver) requestStop(reason string) {
 	d.mu.Lock()
 	task := d.task
