@@ -287,7 +287,9 @@ func (d *driver) abandon(reason string) int {
 	task := d.task
 	d.mu.Unlock()
 	if task != nil {
-		task.Stop(stopRequest{cause: causeAgentLost, grace: -1, message: reason})
+		// Bounded like a SHUTDOWN: the container must not outlive the
+		// recovery timeout by more than the agent's grace period.
+		task.Stop(budgetedStop(causeAgentLost, d.mesosCfg.ExecutorShutdownGracePeriod, reason))
 		<-task.Done()
 	}
 	d.finish(exitFailure)
@@ -576,7 +578,17 @@ func (d *driver) onShutdown() {
 		d.finish(exitOK)
 		return
 	}
-	task.Stop(stopRequest{cause: causeShutdown, grace: shutdownGrace(d.mesosCfg.ExecutorShutdownGracePeriod), message: "the agent shut the executor down"})
+	task.Stop(budgetedStop(causeShutdown, d.mesosCfg.ExecutorShutdownGracePeriod, "the agent shut the executor down"))
+}
+
+// budgetedStop is a stop that must be over within the agent's shutdown
+// grace period (SHUTDOWN, a signal, a lost agent): past it the agent
+// destroys the executor and reports the task itself. The deadline is when
+// the terminal update must be on its way, a little before the period ends;
+// the stopper fits the drain, the stop signal's grace and the cleanup in it.
+func budgetedStop(cause stopCause, period time.Duration, message string) stopRequest {
+	reserve := min(time.Second, period/5)
+	return stopRequest{cause: cause, grace: shutdownGrace(period), deadline: time.Now().Add(period - reserve), message: message}
 }
 
 // shutdownGrace leaves room within the agent's shutdown grace period for the
@@ -600,7 +612,7 @@ func (d *driver) requestStop(reason string) {
 		return
 	}
 	d.logger.WithField("reason", reason).Info("stopping the task")
-	task.Stop(stopRequest{cause: causeSignal, grace: shutdownGrace(d.mesosCfg.ExecutorShutdownGracePeriod), message: reason})
+	task.Stop(budgetedStop(causeSignal, d.mesosCfg.ExecutorShutdownGracePeriod, reason))
 }
 
 func (d *driver) onAcknowledged(ack *executor.Event_Acknowledged) {

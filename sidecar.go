@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -976,7 +977,9 @@ func (w *sidecarWatcher) Drain(ctx context.Context) error {
 		}
 		resp, err := w.client.Do(req)
 		if err != nil {
-			return true, err
+			// Nothing listens there: retrying would only use up the
+			// stop's grace period, and the container stops either way.
+			return !errors.Is(err, syscall.ECONNREFUSED), err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusAccepted {
