@@ -677,11 +677,12 @@ func (d *driver) isFinished() bool {
 
 // sendStatus queues an update and returns at once, whether or not the agent
 // is there. Updates reach the agent in the order queued, except that a
-// non-terminal update still queued when a newer non-terminal one of the
-// same task arrives is dropped: only the latest verdict matters, and an
-// agent away for a long time must not make the outbox grow with every
-// health change. Terminal updates are never dropped, and an update once
-// handed to the agent stays until acknowledged (resent on resubscribe).
+// health verdict (a TASK_RUNNING with healthy set) still queued when a
+// newer non-terminal update of the same task arrives is dropped: only the
+// latest verdict matters, and an agent away for a long time must not make
+// the outbox grow with every health change. State changes (STARTING,
+// RUNNING, KILLING, terminal) are never dropped, and an update once handed
+// to the agent stays until acknowledged (resent on resubscribe).
 func (d *driver) sendStatus(status mesos.TaskStatus, terminal bool) {
 	status.Source = mesos.SOURCE_EXECUTOR.Enum()
 	status.ExecutorID = &mesos.ExecutorID{Value: d.mesosCfg.ExecutorID}
@@ -701,7 +702,7 @@ func (d *driver) sendStatus(status mesos.TaskStatus, terminal bool) {
 	if !isTerminalState(status.GetState()) {
 		kept := d.outbox[:0]
 		for _, queued := range d.outbox {
-			if queued.status.TaskID.Value == status.TaskID.Value && !isTerminalState(queued.status.GetState()) {
+			if queued.status.TaskID.Value == status.TaskID.Value && queued.status.Healthy != nil && !isTerminalState(queued.status.GetState()) {
 				d.logger.WithFields(log.Fields{"task_id": queued.status.TaskID.Value, "state": queued.status.GetState().String(),
 					"uuid": uuidString(queued.status.UUID)}).Debug("dropping a queued status update: a newer one supersedes it")
 				continue

@@ -447,3 +447,156 @@ func TestNextBackoffStaysWithinTheLimit(t *testing.T) {
 		}
 	}
 }
+
+func killEvent(taskID string) executor.Event {
+	return executor.Event{Type: executor.Event_KILL, Kill: &executor.Event_Kill{TaskID: mesos.TaskID{Value: taskID}}}
+}
+
+func TestDriverKillForAnUnknownTask(t *testing.T) {
+	t.Run("before any launch", func(t *testing.T) {
+		r := startDriver(t, mesostest.Config{}, driverOptions{})
+		if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
+			t.Fatal(err)
+		}
+		r.inject(t, killEvent("ghost"))
+		r.waitState(t, "ghost", mesos.TASK_KILLED)
+		// Nothing will ever run here: the executor ends with that update.
+		if code := r.waitExit(t, 5*time.Second); code != exitOK {
+			t.Fatalf("exit code %d, want %d", code, exitOK)
+		}
+		r.noFurtherLaunch(t)
+	})
+	t.Run("beside the running task", func(t *testing.T) {
+		r := startDriver(t, mesostest.Config{}, driverOptions{})
+		r.launch(t, "task-a")
+		running := r.task(t)
+		r.waitState(t, "task-a", mesos.TASK_RUNNING)
+		r.inject(t, killEvent("ghost"))
+		r.waitState(t, "ghost", mesos.TASK_KILLED)
+		if stops := running.stopRequests(); len(stops) != 0 {
+			t.Fatalf("a KILL for another task stopped the running one: %+v", stops)
+		}
+		running.exit <- mesos.TASK_FINISHED
+		r.waitState(t, "task-a", mesos.TASK_FINISHED)
+		if code := r.waitExit(t, 5*time.Second); code != exitOK {
+			t.Fatalf("exit code %d, want %d", code, exitOK)
+		}
+	})
+}
+
+func TestDriverShutdownBeforeLaunchExitsAtOnce(t *testing.T) {
+	r := startDriver(t, mesostest.Config{}, driverOptions{})
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.agent.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+	if updates := r.agent.Updates(); len(updates) != 0 {
+		t.Fatalf("%d updates sent with no task", len(updates))
+	}
+}
+
+func TestDriverShutdownAfterLaunchStopsWithinTheGracePeriod(t *testing.T) {
+	const grace = 3 * time.Second
+	r := startDriver(t, mesostest.Config{ShutdownGracePeriod: grace}, driverOptions{})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+	sent := time.Now()
+	if err := r.agent.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, "task-a", mesos.TASK_KILLED)
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+	stops := running.stopRequests()
+	if len(stops) != 1 || stops[0].cause != causeShutdown {
+		t.Fatalf("stop requests %+v, want one for the SHUTDOWN", stops)
+	}
+	req := stops[0]
+	if req.grace < 0 || req.grace > grace {
+		t.Errorf("stop grace %s, want within the agent's %s", req.grace, grace)
+	}
+	if req.deadline.IsZero() || req.deadline.After(sent.Add(grace)) {
+		t.Errorf("stop deadline %v, want one before the grace period ends (%v)", req.deadline, sent.Add(grace))
+	}
+}
+
+func TestDriverReplaysUnacknowledgedUpdatesInOrder(t *testing.T) {
+	r := startDriver(t, mesostest.Config{Checkpoint: true, RecoveryTimeout: time.Minute}, driverOptions{})
+	r.agent.SetWithholdAcks(true)
+	r.launch(t, "task-a")
+	running := r.task(t)
+	r.waitState(t, "task-a", mesos.TASK_RUNNING)
+
+	// The agent restarts before acknowledging anything.
+	r.agent.DropConnection()
+	r.agent.SetWithholdAcks(false)
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 2); err != nil {
+		t.Fatal(err)
+	}
+	var resubscribe *executor.Call_Subscribe
+	for _, call := range r.agent.Calls() {
+		if call.Type == executor.Call_SUBSCRIBE && call.StatusCode == 200 {
+			resubscribe = call.Subscribe
+		}
+	}
+	var replayed []mesos.TaskState
+	for _, u := range resubscribe.UnacknowledgedUpdates {
+		replayed = append(replayed, u.Status.GetState())
+	}
+	// The acknowledgements withheld before the drop may have reached the
+	// new stream (SetWithholdAcks releases them) only after the SUBSCRIBE;
+	// either way what is replayed keeps the order of sending.
+	want := []mesos.TaskState{mesos.TASK_STARTING, mesos.TASK_RUNNING}
+	if !slices.Equal(replayed, want) {
+		t.Fatalf("SUBSCRIBE replayed %v, want %v", replayed, want)
+	}
+	if len(resubscribe.UnacknowledgedTasks) != 1 || resubscribe.UnacknowledgedTasks[0].TaskID.Value != "task-a" {
+		t.Fatalf("SUBSCRIBE did not list the unacknowledged task")
+	}
+	for _, u := range r.agent.Updates() {
+		if u.Via == "subscribe" && !u.Duplicate {
+			t.Errorf("a replayed %s carried a new uuid", u.Status.GetState())
+		}
+	}
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, "task-a", mesos.TASK_FINISHED)
+	if code := r.waitExit(t, 5*time.Second); code != exitOK {
+		t.Fatalf("exit code %d, want %d", code, exitOK)
+	}
+}
+
+func TestDriverAckTimeoutBoundsTheExit(t *testing.T) {
+	const ackTimeout = 300 * time.Millisecond
+	r := startDriver(t, mesostest.Config{}, driverOptions{ackTimeout: ackTimeout})
+	r.agent.SetWithholdAcks(true)
+	r.launch(t, "task-a")
+	running := r.task(t)
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, "task-a", mesos.TASK_FINISHED)
+	if code := r.waitExit(t, ackTimeout+5*time.Second); code != exitFailure {
+		t.Fatalf("exit code %d, want %d without an acknowledgement", code, exitFailure)
+	}
+	if !strings.Contains(r.logs.String(), "did not acknowledge the terminal update") {
+		t.Errorf("the log does not say why the executor exited")
+	}
+}
+
+func TestDriverExitCodeOfAFailedTask(t *testing.T) {
+	r := startDriver(t, mesostest.Config{}, driverOptions{})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	// What taskRunner does when it could not launch the container.
+	r.d.markFailed()
+	running.exit <- mesos.TASK_FAILED
+	r.waitState(t, "task-a", mesos.TASK_FAILED)
+	if code := r.waitExit(t, 5*time.Second); code != exitFailure {
+		t.Fatalf("exit code %d, want %d after a failed launch", code, exitFailure)
+	}
+}
