@@ -473,7 +473,15 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadlin
 		logger.WithError(waitErr).Error("lost track of the container")
 		result = outcome{state: mesos.TASK_FAILED, message: waitErr.Error(), executorFailed: true}
 	} else if inspected, err := runtime.inspectPatiently(ctx, id, t.deps.dockerUnreachableLimit, logger); err != nil {
-		result = outcome{state: mesos.TASK_FAILED, message: "the container exited but its exit status is unknown: " + err.Error()}
+		unknown := "the container exited but its exit status is unknown: " + err.Error()
+		if stoppedFor != nil {
+			// We stopped it (perhaps the deadline cut the inspect short):
+			// the stop decides the state, as it does whatever the exit code.
+			result = classifyExit(docker.State{}, stoppedFor, t.memoryLimit())
+			result.message = stoppedFor.message + "; " + unknown
+		} else {
+			result = outcome{state: mesos.TASK_FAILED, message: unknown}
+		}
 	} else {
 		state := inspected.State
 		if stoppedFor == nil && state.ExitCode == 128+int(syscall.SIGKILL) && !state.OOMKilled && t.memoryLimit() > 0 {
