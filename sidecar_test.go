@@ -1507,9 +1507,9 @@ func FuzzLookupServiceStatus(f *testing.F) {
 // TestDrainGivesUpAtOnceWhenRefused: a refused connection means no Sidecar
 // listens there; retrying it would only eat the stop's grace period.
 func TestDrainGivesUpAtOnceWhenRefused(t *testing.T) {
-	sidecar := sidecartest.NewServer(t)
-	sidecar.SetFault(sidecartest.FaultClosed)
-	cfg := testWatcherConfig(sidecar.StateURL())
+	// Port 1, not a closed ephemeral port: another test may listen on
+	// that again by the time Drain dials it.
+	cfg := testWatcherConfig("http://127.0.0.1:1/state.json")
 	cfg.SidecarRetryCount = 5
 	cfg.SidecarRetryDelay = time.Hour
 	w := newSidecarWatcher(cfg, testContainerID, nil, quietLogger())
