@@ -14,7 +14,8 @@ TEST_FLAGS  ?= -race -count=1 -timeout 20m
 # Fuzz targets, as package:target. make fuzz runs each for FUZZTIME; make
 # test runs each briefly so that regressions show.
 FUZZ_TARGETS := .:FuzzBuildContainerSpec .:FuzzSplitShellCommand .:FuzzLookupServiceStatus \
-	.:FuzzParseVaultReference .:FuzzLoadConfig .:FuzzRegistryForImage .:FuzzAdmissionHostPaths
+	.:FuzzParseVaultReference .:FuzzLoadConfig .:FuzzRegistryForImage .:FuzzAdmissionHostPaths \
+	.:FuzzRedactSecretsIn
 FUZZTIME ?= 60s
 
 .PHONY: all build mesos-local demo test test-image bench lint vet clean fuzz

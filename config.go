@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -292,55 +290,6 @@ func isTrue(s string) bool {
 	return false
 }
 
-// redactedValue is what the logs show instead of a secret.
-const redactedValue = "[REDACTED]"
-
-// secretKeyMarkers are the parts of a variable name that mark its value as a
-// secret.
-var secretKeyMarkers = []string{"SECRET", "PASSWORD", "TOKEN", "KEY", "CREDENTIAL", "PASSWD"}
-
-// isSecretKey reports whether a variable's value must never be logged.
-func isSecretKey(name string) bool {
-	upper := strings.ToUpper(name)
-	for _, marker := range secretKeyMarkers {
-		if strings.Contains(upper, marker) {
-			return true
-		}
-	}
-	return false
-}
-
-// redactEnv renders KEY=VALUE pairs for logging with secret values
-// replaced: those whose names mark them secret, and those named in
-// alsoSecret (values resolved from Vault).
-func redactEnv(env []string, alsoSecret ...string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		name, value, _ := strings.Cut(kv, "=")
-		if (isSecretKey(name) || slices.Contains(alsoSecret, name)) && value != "" {
-			value = redactedValue
-		}
-		out = append(out, name+"="+value)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// executorEnvForLog selects the variables worth logging at start-up: those
-// that configure Mesos, the executor, Vault and Docker.
-func executorEnvForLog(environ []string) []string {
-	var selected []string
-	for _, kv := range environ {
-		for _, prefix := range []string{"MESOS_", envPrefix + "_", "VAULT_", "DOCKER_", "SIDECAR_"} {
-			if strings.HasPrefix(kv, prefix) {
-				selected = append(selected, kv)
-				break
-			}
-		}
-	}
-	return redactEnv(selected)
-}
-
 // logSettings writes the effective settings, one field per setting, each
 // value followed by who set it: (default), (operator) or (task).
 func (c *Config) logSettings() {
@@ -353,6 +302,8 @@ func (c *Config) settingsFields() log.Fields {
 		value := fmt.Sprint(setting.field.Interface())
 		if isSecretKey(setting.name) && value != "" {
 			value = redactedValue
+		} else {
+			value = redactSecretsIn(value)
 		}
 		source := c.sources[setting.name]
 		if source == "" {

@@ -177,3 +177,39 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsInURLsAndHeadersNeverLogged plants secrets whose variable
+// names say nothing (a proxy URL, VAULT_ADDR, VAULT_HEADERS, the Sidecar
+// URL) in the executor's environment, logged at start-up, and in the
+// container's, logged at launch.
+func TestSecretsInURLsAndHeadersNeverLogged(t *testing.T) {
+	t.Parallel()
+	secrets := []string{"hunter2", "vault-pw-planted", "abc-planted-bearer", "sidecar-pw-planted"}
+	agent := newAgent(t, mesostest.Config{})
+	task := newDockerTask(t, agent, testImage, withShellCommand("true"),
+		withEnv("HTTP_PROXY", "http://user:hunter2@proxy:3128"),
+		withEnv("VAULT_ADDR", "https://u:vault-pw-planted@vault"),
+		withEnv("VAULT_HEADERS", `{"Authorization":"Bearer abc-planted-bearer"}`))
+	mustLaunch(t, agent, task)
+	proc := startExecutor(t, agent,
+		"HTTP_PROXY=http://user:hunter2@proxy:3128",
+		`VAULT_HEADERS={"Authorization":"Bearer abc-planted-bearer"}`,
+		"EXECUTOR_SIDECAR_URL=http://admin:sidecar-pw-planted@127.0.0.1:1/state.json",
+		"EXECUTOR_DEBUG=true")
+	if final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second); final.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("final %s %q, want TASK_FINISHED", final.GetState(), final.GetMessage())
+	}
+	proc.waitExit(t, 30*time.Second)
+	output := proc.output()
+	for _, secret := range secrets {
+		if strings.Contains(output, secret) {
+			t.Errorf("%q appeared in the executor's output", secret)
+		}
+	}
+	// The values are logged, with only their secret parts hidden.
+	for _, want := range []string{"http://user:" + redactedValue + "@proxy:3128", "https://u:" + redactedValue + "@vault", "Docker environment of the container"} {
+		if !strings.Contains(output, want) {
+			t.Errorf("the output lacks %q", want)
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
 	"github.com/mesos/mesos-go/api/v1/lib/executor"
 	"github.com/mesos/mesos-go/api/v1/lib/executor/calls"
 	"github.com/mesos/mesos-go/api/v1/lib/executor/config"
@@ -52,6 +55,12 @@ const (
 
 // errResubscribe ends an event loop so that the driver subscribes again.
 var errResubscribe = errors.New("agent sent an ERROR event; subscribing again")
+
+// errUndecodableEvent ends an event loop on an event too large for
+// mesos-go's RecordIO reader, which caps a frame at 4 MiB: in practice a
+// LAUNCH whose TaskInfo carries a huge data field. Its task ID is in the
+// bytes that could not be read, so the task cannot be failed by name.
+var errUndecodableEvent = errors.New("could not decode an event from the agent: it exceeds the 4 MiB frame limit of the event stream (most likely a LAUNCH whose TaskInfo is too large, e.g. a huge data field)")
 
 // taskHandle is what the driver needs from a running task.
 type taskHandle interface {
@@ -91,10 +100,14 @@ type driver struct {
 	launch     launchFunc
 	logger     *log.Entry
 
-	// outbox holds status updates in the order they must reach the agent.
-	outbox chan pendingUpdate
+	// outboxWake tells the sender that the outbox has updates.
+	outboxWake chan struct{}
 
 	mu sync.Mutex
+	// outbox holds status updates not yet handed to the agent, in the
+	// order they must reach it. It has no fixed size so that queuing never
+	// blocks a task; coalescing keeps it short (see sendStatus).
+	outbox []pendingUpdate
 	// connected is closed while a subscription is live and replaced by an
 	// open channel when it ends, so senders can wait for a connection.
 	connected   chan struct{}
@@ -121,6 +134,9 @@ type driver struct {
 	// failed records that the executor could not do its job, which makes
 	// the exit code non-zero even when every update was acknowledged.
 	failed bool
+	// refusedGroup records that a task group was refused while no task
+	// ran: the executor is on its way out and launches nothing more.
+	refusedGroup bool
 }
 
 type pendingUpdate struct {
@@ -156,7 +172,7 @@ func newDriver(mesosCfg config.Config, authToken string, ackTimeout time.Duratio
 		caller:            calls.SenderWith(httpexec.NewSender(client.Send), callOptions...),
 		launch:            launch,
 		logger:            logger,
-		outbox:            make(chan pendingUpdate, 64),
+		outboxWake:        make(chan struct{}, 1),
 		connected:         make(chan struct{}),
 		unackedTasks:      make(map[string]mesos.TaskInfo),
 		unackedUpdates:    make(map[string]unackedUpdate),
@@ -196,9 +212,25 @@ func (d *driver) run(ctx context.Context) int {
 			return d.exitCode
 		}
 		resubscribe := errors.Is(streamErr, errResubscribe)
+		if errors.Is(streamErr, errUndecodableEvent) {
+			if !d.hasTask() {
+				// Subscribing again would leave an idle executor behind:
+				// the agent declares the unlisted task lost and never
+				// sends another. Exiting lets the agent fail the task.
+				d.logger.WithError(streamErr).Error("no task can run: exiting so that the agent reports the task failed")
+				d.finish(exitFailure)
+				return d.exitCode
+			}
+			// The running task is fine; the agent drops the unreadable
+			// task when the next SUBSCRIBE does not list it.
+			d.logger.WithError(streamErr).Error("ignoring an event that could not be read; the running task goes on")
+			resubscribe = true
+		}
 		switch {
-		case resubscribe:
+		case errors.Is(streamErr, errResubscribe):
 			d.logger.Warn("subscribing again after an ERROR event from the agent")
+		case resubscribe:
+			// Logged above.
 		case streamErr != nil && connected:
 			d.logger.WithError(streamErr).Warn("subscription to the agent ended")
 		case streamErr != nil:
@@ -207,7 +239,8 @@ func (d *driver) run(ctx context.Context) int {
 
 		switch {
 		case resubscribe:
-			// The agent asked for it: not a lost connection.
+			// The agent asked for it, or the stream was dropped on our
+			// side: not a lost connection.
 		case !everConnected:
 			if time.Since(start) > firstSubscribeTimeout {
 				d.logger.Errorf("could not subscribe to the agent at %s within %s; giving up", d.mesosCfg.AgentEndpoint, firstSubscribeTimeout)
@@ -239,15 +272,10 @@ func (d *driver) nextBackoff(current *time.Duration) time.Duration {
 	if limit <= 0 {
 		limit = 2 * time.Second
 	}
-	wait := *current
-	if wait > limit {
-		wait = limit
-	}
-	// Doubling stops at the limit: unbounded, it overflows into a negative
-	// duration after a minute of failures, and rand.N panics on that.
-	if *current < limit {
-		*current *= 2
-	}
+	wait := min(*current, limit)
+	// Capped so that doubling never overflows, however long the agent
+	// stays away (a 15-minute recovery timeout is hundreds of attempts).
+	*current = min(*current*2, limit)
 	// Jitter keeps many executors of one agent from resubscribing in lockstep.
 	return wait/2 + rand.N(wait/2+1)
 }
@@ -259,7 +287,9 @@ func (d *driver) abandon(reason string) int {
 	task := d.task
 	d.mu.Unlock()
 	if task != nil {
-		task.Stop(stopRequest{cause: causeAgentLost, grace: -1, message: reason})
+		// Bounded like a SHUTDOWN: the container must not outlive the
+		// recovery timeout by more than the agent's grace period.
+		task.Stop(budgetedStop(causeAgentLost, d.mesosCfg.ExecutorShutdownGracePeriod, reason))
 		<-task.Done()
 	}
 	d.finish(exitFailure)
@@ -376,6 +406,9 @@ func (d *driver) eventLoop(ctx context.Context, decoder encoding.Decoder) error 
 	for {
 		var event executor.Event
 		if err := decoder.Decode(&event); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) || errors.Is(err, framing.ErrorOversizedFrame) {
+				return fmt.Errorf("%w: %w", errUndecodableEvent, err)
+			}
 			return err
 		}
 		if err := d.handleEvent(&event); err != nil {
@@ -439,11 +472,26 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	d.mu.Lock()
 	running, runningID := d.task, d.taskID
 	env := d.env
-	if running == nil {
+	refusedGroup := d.refusedGroup
+	if running == nil && !refusedGroup {
 		d.unackedTasks[taskID] = task
 	}
 	d.mu.Unlock()
 
+	if refusedGroup {
+		logger.Error("refusing a task: this executor is exiting after refusing a task group")
+		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_INVALID.Enum(),
+			"this executor is exiting after refusing a task group (LAUNCH_GROUP)"), false)
+		return
+	}
+
+	if running != nil && runningID == taskID {
+		// The same task delivered twice (an agent resending a launch it
+		// thinks was lost) is not a second task: failing it would fail
+		// the task that runs.
+		logger.Warn("ignoring a repeated LAUNCH of the task this executor already runs")
+		return
+	}
 	if running != nil {
 		logger.Error("refusing a second task: this executor runs exactly one task")
 		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_INVALID.Enum(),
@@ -462,15 +510,42 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	d.mu.Unlock()
 }
 
+// onLaunchGroup fails every task of a group. An executor with no task of
+// its own then exits: the agent never shuts down an idle custom executor,
+// and no other task will come to it. The last refusal counts as its
+// terminal update, so it exits once the agent has acknowledged it.
 func (d *driver) onLaunchGroup(group *executor.Event_LaunchGroup) {
-	if group == nil {
+	if group == nil || len(group.TaskGroup.Tasks) == 0 {
 		return
 	}
+	d.mu.Lock()
+	idle := d.task == nil && !d.refusedGroup
+	if idle {
+		d.refusedGroup = true
+		d.failed = true
+	}
 	for _, task := range group.TaskGroup.Tasks {
+		// Listed in a resubscription until acknowledged, as any launched
+		// task, so that the agent takes our TASK_FAILED and not TASK_LOST.
+		d.unackedTasks[task.TaskID.Value] = task
+	}
+	d.mu.Unlock()
+	tasks := group.TaskGroup.Tasks
+	for i, task := range tasks {
 		d.logger.WithField("task_id", task.TaskID.Value).Error("refusing a task group: this executor runs single tasks")
 		d.sendStatus(newStatus(task.TaskID, mesos.TASK_FAILED, mesos.REASON_TASK_GROUP_INVALID.Enum(),
-			"task groups (LAUNCH_GROUP) are not supported by sidecar-executor"), false)
+			"task groups (LAUNCH_GROUP) are not supported by sidecar-executor; launch the tasks one by one"), idle && i == len(tasks)-1)
 	}
+	if idle {
+		d.logger.Error("no task to run after refusing the task group: exiting once the agent acknowledges the refusals")
+	}
+}
+
+// hasTask reports whether a task was launched.
+func (d *driver) hasTask() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.task != nil
 }
 
 func (d *driver) onKill(kill *executor.Event_Kill) {
@@ -503,7 +578,17 @@ func (d *driver) onShutdown() {
 		d.finish(exitOK)
 		return
 	}
-	task.Stop(stopRequest{cause: causeShutdown, grace: shutdownGrace(d.mesosCfg.ExecutorShutdownGracePeriod), message: "the agent shut the executor down"})
+	task.Stop(budgetedStop(causeShutdown, d.mesosCfg.ExecutorShutdownGracePeriod, "the agent shut the executor down"))
+}
+
+// budgetedStop is a stop that must be over within the agent's shutdown
+// grace period (SHUTDOWN, a signal, a lost agent): past it the agent
+// destroys the executor and reports the task itself. The deadline is when
+// the terminal update must be on its way, a little before the period ends;
+// the stopper fits the drain, the stop signal's grace and the cleanup in it.
+func budgetedStop(cause stopCause, period time.Duration, message string) stopRequest {
+	reserve := min(time.Second, period/5)
+	return stopRequest{cause: cause, grace: shutdownGrace(period), deadline: time.Now().Add(period - reserve), message: message}
 }
 
 // shutdownGrace leaves room within the agent's shutdown grace period for the
@@ -516,7 +601,7 @@ func shutdownGrace(period time.Duration) time.Duration {
 	return grace
 }
 
-// requestStop handles SIGTERM or SIGINT sent to the executor itself.
+// requestStop handles SIGTERM, SIGINT or SIGHUP sent to the executor itself.
 func (d *driver) requestStop(reason string) {
 	d.mu.Lock()
 	task := d.task
@@ -527,7 +612,7 @@ func (d *driver) requestStop(reason string) {
 		return
 	}
 	d.logger.WithField("reason", reason).Info("stopping the task")
-	task.Stop(stopRequest{cause: causeSignal, grace: shutdownGrace(d.mesosCfg.ExecutorShutdownGracePeriod), message: reason})
+	task.Stop(budgetedStop(causeSignal, d.mesosCfg.ExecutorShutdownGracePeriod, reason))
 }
 
 func (d *driver) onAcknowledged(ack *executor.Event_Acknowledged) {
@@ -590,7 +675,14 @@ func (d *driver) isFinished() bool {
 	}
 }
 
-// sendStatus queues an update. Updates reach the agent in the order queued.
+// sendStatus queues an update and returns at once, whether or not the agent
+// is there. Updates reach the agent in the order queued, except that a
+// health verdict (a TASK_RUNNING with healthy set) still queued when a
+// newer non-terminal update of the same task arrives is dropped: only the
+// latest verdict matters, and an agent away for a long time must not make
+// the outbox grow with every health change. State changes (STARTING,
+// RUNNING, KILLING, terminal) are never dropped, and an update once handed
+// to the agent stays until acknowledged (resent on resubscribe).
 func (d *driver) sendStatus(status mesos.TaskStatus, terminal bool) {
 	status.Source = mesos.SOURCE_EXECUTOR.Enum()
 	status.ExecutorID = &mesos.ExecutorID{Value: d.mesosCfg.ExecutorID}
@@ -606,18 +698,55 @@ func (d *driver) sendStatus(status mesos.TaskStatus, terminal bool) {
 		fields["healthy"] = status.GetHealthy()
 	}
 	d.logger.WithFields(fields).Info("status update: " + status.GetMessage())
-	d.outbox <- pendingUpdate{status: status, terminal: terminal}
+	d.mu.Lock()
+	if !isTerminalState(status.GetState()) {
+		kept := d.outbox[:0]
+		for _, queued := range d.outbox {
+			if queued.status.TaskID.Value == status.TaskID.Value && queued.status.Healthy != nil && !isTerminalState(queued.status.GetState()) {
+				d.logger.WithFields(log.Fields{"task_id": queued.status.TaskID.Value, "state": queued.status.GetState().String(),
+					"uuid": uuidString(queued.status.UUID)}).Debug("dropping a queued status update: a newer one supersedes it")
+				continue
+			}
+			kept = append(kept, queued)
+		}
+		clear(d.outbox[len(kept):])
+		d.outbox = kept
+	}
+	d.outbox = append(d.outbox, pendingUpdate{status: status, terminal: terminal})
+	d.mu.Unlock()
+	select {
+	case d.outboxWake <- struct{}{}:
+	default:
+	}
+}
+
+// isTerminalState is Mesos' protobuf::isTerminalState.
+func isTerminalState(state mesos.TaskState) bool {
+	switch state {
+	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
+		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
 }
 
 // sendUpdates delivers queued updates one at a time, in order, retrying
 // until the agent accepts each one or a SUBSCRIBE carries it.
 func (d *driver) sendUpdates(ctx context.Context) {
 	for {
+		d.mu.Lock()
+		if len(d.outbox) > 0 {
+			pending := d.outbox[0]
+			d.outbox = slices.Delete(d.outbox, 0, 1)
+			d.mu.Unlock()
+			d.deliver(ctx, pending)
+			continue
+		}
+		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case pending := <-d.outbox:
-			d.deliver(ctx, pending)
+		case <-d.outboxWake:
 		}
 	}
 }

@@ -168,7 +168,10 @@ func run() int {
 	}
 
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	// SIGHUP too: its default action kills the process on the spot, with
+	// no terminal update and the container left running; executor.sh
+	// forwards it like the others.
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 	go func() {
 		for sig := range signals {

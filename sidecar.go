@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	log "github.com/sirupsen/logrus"
@@ -135,6 +136,7 @@ func (e *unhealthyError) Error() string {
 // called from different goroutines; Run itself is not reentrant.
 type sidecarWatcher struct {
 	stateURL      string
+	stateURLShown string // stateURL as logs and errors show it, password redacted
 	drainURL      string // empty when SidecarUrl cannot be parsed
 	serviceID     string // first 12 characters of the container ID
 	hostKeys      []string
@@ -165,6 +167,7 @@ func newSidecarWatcher(cfg *Config, containerID string, hostKeys []string, logge
 	}
 	w := &sidecarWatcher{
 		stateURL:      cfg.SidecarUrl,
+		stateURLShown: redactSecretsIn(cfg.SidecarUrl),
 		serviceID:     serviceID,
 		hostKeys:      append([]string(nil), hostKeys...),
 		httpTimeout:   cfg.HttpTimeout,
@@ -177,7 +180,7 @@ func newSidecarWatcher(cfg *Config, containerID string, hostKeys []string, logge
 		// Each request also carries its own deadline; this bounds
 		// whatever the context does not.
 		client: &http.Client{Timeout: cfg.HttpTimeout},
-		logger: logger.WithFields(log.Fields{"service_id": serviceID, "sidecar": cfg.SidecarUrl}),
+		logger: logger.WithFields(log.Fields{"service_id": serviceID, "sidecar": redactSecretsIn(cfg.SidecarUrl)}),
 	}
 	if u, err := url.Parse(cfg.SidecarUrl); err == nil && u.Host != "" {
 		w.drainURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/api/services/" + serviceID + "/drain"}).String()
@@ -296,18 +299,18 @@ func (w *sidecarWatcher) fetchState(ctx context.Context) (lookup serviceLookup, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.stateURL, nil)
 	if err != nil {
-		return lookup, false, fmt.Errorf("GET %s: %w", w.stateURL, err)
+		return lookup, false, fmt.Errorf("GET %s: %w", w.stateURLShown, err)
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return lookup, true, fmt.Errorf("GET %s: %w", w.stateURL, err)
+		return lookup, true, fmt.Errorf("GET %s: %w", w.stateURLShown, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return lookup, true, fmt.Errorf("GET %s: Sidecar answered %s%s", w.stateURL, resp.Status, errorSnippet(resp.Body))
+		return lookup, true, fmt.Errorf("GET %s: Sidecar answered %s%s", w.stateURLShown, resp.Status, errorSnippet(resp.Body))
 	}
 	if resp.ContentLength > int64(w.maxStateBytes) {
-		return lookup, false, fmt.Errorf("GET %s: %w: %d bytes announced, the cap is %d", w.stateURL, errStateTooLarge, resp.ContentLength, w.maxStateBytes)
+		return lookup, false, fmt.Errorf("GET %s: %w: %d bytes announced, the cap is %d", w.stateURLShown, errStateTooLarge, resp.ContentLength, w.maxStateBytes)
 	}
 	if w.scanner == nil {
 		w.scanner = new(stateScanner)
@@ -319,9 +322,9 @@ func (w *sidecarWatcher) fetchState(ctx context.Context) (lookup serviceLookup, 
 	var readErr *stateReadError
 	switch {
 	case errors.Is(err, errStateTooLarge):
-		return lookup, false, fmt.Errorf("GET %s: %w", w.stateURL, err)
+		return lookup, false, fmt.Errorf("GET %s: %w", w.stateURLShown, err)
 	case errors.As(err, &readErr):
-		return lookup, true, fmt.Errorf("GET %s: reading the answer: %w", w.stateURL, readErr.err)
+		return lookup, true, fmt.Errorf("GET %s: reading the answer: %w", w.stateURLShown, readErr.err)
 	}
 	return lookup, false, err
 }
@@ -332,7 +335,7 @@ func (w *sidecarWatcher) fetchState(ctx context.Context) (lookup serviceLookup, 
 // like polls; the error describes the last one.
 func (w *sidecarWatcher) Drain(ctx context.Context) error {
 	if w.drainURL == "" {
-		return fmt.Errorf("drain service %s: cannot derive the drain URL from SidecarUrl %q", w.serviceID, w.stateURL)
+		return fmt.Errorf("drain service %s: cannot derive the drain URL from SidecarUrl %q", w.serviceID, w.stateURLShown)
 	}
 	w.logger.WithField("url", w.drainURL).Info("asking Sidecar to drain the service")
 	err := w.withRetries(ctx, "drain service", func(ctx context.Context) (bool, error) {
@@ -344,7 +347,9 @@ func (w *sidecarWatcher) Drain(ctx context.Context) error {
 		}
 		resp, err := w.client.Do(req)
 		if err != nil {
-			return true, err
+			// Nothing listens there: retrying would only use up the
+			// stop's grace period, and the container stops either way.
+			return !errors.Is(err, syscall.ECONNREFUSED), err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusAccepted {

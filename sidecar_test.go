@@ -1503,3 +1503,24 @@ func FuzzLookupServiceStatus(f *testing.F) {
 		}
 	})
 }
+
+// TestDrainGivesUpAtOnceWhenRefused: a refused connection means no Sidecar
+// listens there; retrying it would only eat the stop's grace period.
+func TestDrainGivesUpAtOnceWhenRefused(t *testing.T) {
+	// Port 1, not a closed ephemeral port: another test may listen on
+	// that again by the time Drain dials it.
+	cfg := testWatcherConfig("http://127.0.0.1:1/state.json")
+	cfg.SidecarRetryCount = 5
+	cfg.SidecarRetryDelay = time.Hour
+	w := newSidecarWatcher(cfg, testContainerID, nil, quietLogger())
+	result := make(chan error, 1)
+	go func() { result <- w.Drain(context.Background()) }()
+	select {
+	case err := <-result:
+		if err == nil || !strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "gave up after") {
+			t.Errorf("Drain = %v, want connection refused after one attempt", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain retried a refused connection")
+	}
+}

@@ -35,9 +35,20 @@ type stopRequest struct {
 	cause stopCause
 	// grace between the stop signal and SIGKILL; negative means the task's
 	// default (TaskInfo.kill_policy, else EXECUTOR_KILL_TASK_TIMEOUT).
-	grace   time.Duration
-	message string
+	grace time.Duration
+	// deadline, when set, is when the terminal update must be on its way:
+	// draining, the stop and the cleanup after it all fit before it.
+	deadline time.Time
+	message  string
 }
+
+// afterStopReserve is kept before a stop's deadline for what follows the
+// container's exit: inspect, log copy, removal.
+const afterStopReserve = time.Second
+
+// defaultKillTaskTimeout is EXECUTOR_KILL_TASK_TIMEOUT's default, for tasks
+// whose settings could not be read.
+const defaultKillTaskTimeout = 5 * time.Second
 
 // taskDeps is what every task shares with the rest of the process.
 type taskDeps struct {
@@ -390,7 +401,7 @@ loop:
 		}
 	}
 	health.stop()
-	return t.finishContainer(id, stop.first, waitErr, logger)
+	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, logger)
 }
 
 // healthChange is a change of Sidecar's verdict on the container.
@@ -465,16 +476,32 @@ func (t *taskRunner) sidecarHostKeys() []string {
 }
 
 // finishContainer turns the container's end into an outcome, copies its
-// logs when it did not succeed and removes it.
-func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr error, logger *log.Entry) outcome {
+// logs when it did not succeed and removes it. A stop with a deadline
+// (SHUTDOWN, a signal, a lost agent) bounds all of that: the terminal
+// update matters more than the logs, and a container left behind is
+// removed by executor.sh's cleanup once the executor exits.
+func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadline time.Time, waitErr error, logger *log.Entry) outcome {
 	runtime := t.deps.docker
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if !deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	}
+	defer cancel()
 	var result outcome
 	var exitCode int
 	if waitErr != nil {
 		logger.WithError(waitErr).Error("lost track of the container")
 		result = outcome{state: mesos.TASK_FAILED, message: waitErr.Error(), executorFailed: true}
-	} else if inspected, err := runtime.inspectPatiently(context.Background(), id, t.deps.dockerUnreachableLimit, logger); err != nil {
-		result = outcome{state: mesos.TASK_FAILED, message: "the container exited but its exit status is unknown: " + err.Error()}
+	} else if inspected, err := runtime.inspectPatiently(ctx, id, t.deps.dockerUnreachableLimit, logger); err != nil {
+		unknown := "the container exited but its exit status is unknown: " + err.Error()
+		if stoppedFor != nil {
+			// We stopped it (perhaps the deadline cut the inspect short):
+			// the stop decides the state, as it does whatever the exit code.
+			result = classifyExit(docker.State{}, stoppedFor, t.memoryLimit())
+			result.message = stoppedFor.message + "; " + unknown
+		} else {
+			result = outcome{state: mesos.TASK_FAILED, message: unknown}
+		}
 	} else {
 		state := inspected.State
 		if stoppedFor == nil && state.ExitCode == 128+int(syscall.SIGKILL) && !state.OOMKilled && t.memoryLimit() > 0 {
@@ -486,15 +513,21 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, waitErr
 	logger.WithFields(log.Fields{"state": result.state.String(), "exit_code": exitCode}).Info(result.message)
 
 	if result.state != mesos.TASK_FINISHED {
-		t.copyContainerLogs(id, logger)
+		logCtx, cancelLogs := ctx, context.CancelFunc(func() {})
+		if end, ok := ctx.Deadline(); ok {
+			// Half of what is left at most: the removal needs the rest.
+			logCtx, cancelLogs = context.WithTimeout(ctx, time.Until(end)/2)
+		}
+		t.copyContainerLogs(logCtx, id, logger)
+		cancelLogs()
 	}
 	if waitErr != nil {
 		// Docker may still hold a running container: make sure it ends.
-		if err := runtime.stopContainer(context.Background(), id, 0); err != nil {
+		if err := runtime.stopContainer(ctx, id, 0); err != nil {
 			logger.WithError(err).Error("could not stop the container")
 		}
 	}
-	if err := runtime.removeContainer(context.Background(), id); err != nil {
+	if err := runtime.removeContainer(ctx, id); err != nil {
 		logger.WithError(err).Error("could not remove the container")
 	} else {
 		logger.Debug("container removed")
@@ -591,7 +624,7 @@ func signalName(sig syscall.Signal) string {
 
 // copyContainerLogs copies the container's recent output to the executor's
 // stdout and stderr, framed so an operator can tell it from our own logs.
-func (t *taskRunner) copyContainerLogs(id string, logger *log.Entry) {
+func (t *taskRunner) copyContainerLogs(ctx context.Context, id string, logger *log.Entry) {
 	since := time.Time{}
 	if t.deps.settings != nil && t.deps.settings.LogsSince > 0 {
 		since = time.Now().Add(-t.deps.settings.LogsSince)
@@ -600,7 +633,7 @@ func (t *taskRunner) copyContainerLogs(id string, logger *log.Entry) {
 	logger.Info("copying the container's recent logs to the executor's stdout and stderr")
 	fmt.Fprintf(t.deps.stdout, "----- begin container %s stdout -----\n", shortID(id))
 	fmt.Fprintf(t.deps.stderr, "----- begin container %s stderr -----\n", shortID(id))
-	if err := t.deps.docker.copyLogs(context.Background(), id, since, tty, t.deps.stdout, t.deps.stderr); err != nil {
+	if err := t.deps.docker.copyLogs(ctx, id, since, tty, t.deps.stdout, t.deps.stderr); err != nil {
 		logger.WithError(err).Warn("could not copy the container's logs")
 	}
 	fmt.Fprintf(t.deps.stdout, "----- end container %s stdout -----\n", shortID(id))
@@ -636,12 +669,15 @@ type stopper struct {
 	logger  *log.Entry
 	sidecar *sidecarWatcher // nil when Sidecar is off for this task
 
-	first    *stopRequest
-	grace    time.Duration // grace of the stop to issue after draining
-	deadline time.Time     // when SIGKILL is due under the current stop
-	issued   bool
-	retry    <-chan time.Time
-	cancels  []context.CancelFunc
+	first *stopRequest
+	grace time.Duration // grace of the stop to issue after draining
+	// budgetEnd is the earliest deadline of the requests: the terminal
+	// update must be on its way by then.
+	budgetEnd time.Time
+	deadline  time.Time // when SIGKILL is due under the current stop
+	issued    bool
+	retry     <-chan time.Time
+	cancels   []context.CancelFunc
 
 	// Draining: drained reports whether Sidecar accepted the drain;
 	// drainOver fires when the draining time is up.
@@ -652,6 +688,9 @@ type stopper struct {
 
 func (s *stopper) request(req stopRequest) {
 	grace := s.graceFor(req)
+	if !req.deadline.IsZero() && (s.budgetEnd.IsZero() || req.deadline.Before(s.budgetEnd)) {
+		s.budgetEnd = req.deadline
+	}
 	if s.first == nil {
 		s.first = &req
 		s.logger.WithFields(log.Fields{"grace": grace.String(), "reason": req.message}).Info("stopping the container")
@@ -688,7 +727,8 @@ func (s *stopper) request(req stopRequest) {
 // the agent asked for, limited by whatever budget the request carries
 // (SHUTDOWN must finish inside the agent's grace period); 0 means no drain.
 func (s *stopper) drainBudget(req stopRequest, grace time.Duration) time.Duration {
-	if s.sidecar == nil || s.task.deps.settings == nil {
+	if s.sidecar == nil || s.task.deps.settings == nil || grace <= 0 {
+		// No grace means stop now: a KILL with grace 0 is no time to drain.
 		return 0
 	}
 	switch req.cause {
@@ -697,8 +737,8 @@ func (s *stopper) drainBudget(req stopRequest, grace time.Duration) time.Duratio
 		return 0
 	}
 	budget := s.task.deps.settings.SidecarDrainingDuration
-	if req.cause != causeKill && req.grace >= 0 {
-		budget = min(budget, req.grace-grace)
+	if !req.deadline.IsZero() {
+		budget = min(budget, time.Until(req.deadline)-grace-afterStopReserve)
 	}
 	return max(budget, 0)
 }
@@ -748,7 +788,7 @@ func (s *stopper) endDrain() {
 // kill_policy), then TaskInfo.kill_policy, then EXECUTOR_KILL_TASK_TIMEOUT;
 // requests with a budget (SHUTDOWN, signals) never exceed it.
 func (s *stopper) graceFor(req stopRequest) time.Duration {
-	grace := time.Duration(5) * time.Second
+	grace := defaultKillTaskTimeout
 	if settings := s.task.deps.settings; settings != nil {
 		grace = time.Duration(settings.KillTaskTimeout) * time.Second
 	}
@@ -760,10 +800,15 @@ func (s *stopper) graceFor(req stopRequest) time.Duration {
 		if req.grace >= 0 {
 			grace = req.grace
 		}
-	case causeShutdown, causeSignal:
+	case causeShutdown, causeSignal, causeAgentLost:
 		if req.grace >= 0 && req.grace < grace {
 			grace = req.grace
 		}
+	}
+	if !req.deadline.IsZero() {
+		// Whole seconds, rounded down: Docker rounds a fraction up, which
+		// would push SIGKILL past what the deadline allows.
+		grace = min(grace, time.Until(req.deadline)-afterStopReserve).Truncate(time.Second)
 	}
 	if grace < 0 {
 		grace = 0

@@ -154,10 +154,10 @@ func TestDrainBudget(t *testing.T) {
 		want    time.Duration
 	}{
 		{"kill drains the full duration", watcher, stopRequest{cause: causeKill, grace: -1}, 10 * time.Second},
-		{"kill with its own grace still drains", watcher, stopRequest{cause: causeKill, grace: 0}, 10 * time.Second},
-		{"shutdown drains within its budget", watcher, stopRequest{cause: causeShutdown, grace: 8 * time.Second}, 3 * time.Second},
-		{"shutdown with no room left does not drain", watcher, stopRequest{cause: causeShutdown, grace: 3 * time.Second}, 0},
-		{"signal drains within its budget", watcher, stopRequest{cause: causeSignal, grace: 20 * time.Second}, 10 * time.Second},
+		{"kill with its own grace still drains", watcher, stopRequest{cause: causeKill, grace: 2 * time.Second}, 10 * time.Second},
+		{"kill with grace 0 does not drain", watcher, stopRequest{cause: causeKill, grace: 0}, 0},
+		{"shutdown with no room left does not drain", watcher, stopRequest{cause: causeShutdown, grace: 3 * time.Second, deadline: time.Now().Add(time.Second)}, 0},
+		{"signal with time to spare drains in full", watcher, stopRequest{cause: causeSignal, grace: 20 * time.Second, deadline: time.Now().Add(time.Hour)}, 10 * time.Second},
 		{"unhealthy containers are not drained", watcher, stopRequest{cause: causeUnhealthy, grace: -1}, 0},
 		{"a lost agent does not drain", watcher, stopRequest{cause: causeAgentLost, grace: -1}, 0},
 		{"SidecarDiscover=false does not drain", nil, stopRequest{cause: causeKill, grace: -1}, 0},

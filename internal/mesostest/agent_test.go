@@ -698,3 +698,46 @@ func TestWaitForUpdatesReadsTheStreamOfUpdatesInOrder(t *testing.T) {
 		t.Fatalf("WaitForUpdates(2) = %v, want only TASK_FINISHED", fresh)
 	}
 }
+
+func TestLaunchGroup(t *testing.T) {
+	a := NewAgent(t, Config{})
+	if err := a.LaunchGroup(a.NewTask("g1")); err == nil {
+		t.Fatal("LaunchGroup without a subscription succeeded")
+	}
+	e := newTestExecutor(t, a, mediaTypes[0])
+	s := e.mustSubscribe(nil, nil)
+	if err := a.LaunchGroup(a.NewTask("g1"), a.NewTask("g1")); err == nil {
+		t.Fatal("a group naming one task twice was accepted")
+	}
+	if err := a.LaunchGroup(a.NewTask("g1"), a.NewTask("g2")); err != nil {
+		t.Fatal(err)
+	}
+	ev := s.nextAny(t)
+	if ev.Type != executor.Event_LAUNCH_GROUP || len(ev.GetLaunchGroup().TaskGroup.Tasks) != 2 {
+		t.Fatalf("got %v, want LAUNCH_GROUP with two tasks", ev.Type)
+	}
+	for _, id := range []string{"g1", "g2"} {
+		if state, ok := a.TaskState(id); !ok || state != mesos.TASK_STAGING {
+			t.Errorf("task %s: %v (known %t), want STAGING", id, state, ok)
+		}
+	}
+}
+
+func TestInjectEvent(t *testing.T) {
+	a := NewAgent(t, Config{})
+	kill := executor.Event{Type: executor.Event_KILL, Kill: &executor.Event_Kill{TaskID: mesos.TaskID{Value: "never-launched"}}}
+	if err := a.InjectEvent(kill); err == nil {
+		t.Fatal("InjectEvent without a subscription succeeded")
+	}
+	e := newTestExecutor(t, a, mediaTypes[0])
+	s := e.mustSubscribe(nil, nil)
+	if err := a.InjectEvent(kill); err != nil {
+		t.Fatal(err)
+	}
+	if ev := s.nextAny(t); ev.Type != executor.Event_KILL || ev.GetKill().TaskID.Value != "never-launched" {
+		t.Fatalf("got %v, want the injected KILL", ev.Type)
+	}
+	if _, known := a.TaskState("never-launched"); known {
+		t.Error("an injected event changed the agent's task records")
+	}
+}

@@ -66,31 +66,104 @@ func (a *Agent) NewTask(taskID string) mesos.TaskInfo {
 // Executor is filled with this agent's executor (a task naming another
 // executor, or carrying a CommandInfo, would not reach this executor).
 func (a *Agent) Launch(task mesos.TaskInfo) error {
-	if task.TaskID.Value == "" {
-		return errors.New("mesostest: Launch: task_id is required")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec, err := a.admitLocked("Launch", task)
+	if err != nil {
+		return err
 	}
-	if task.Name == "" {
-		return fmt.Errorf("mesostest: Launch %s: name is required", task.TaskID.Value)
+	a.addTaskLocked(rec)
+	if a.execState == executorRunning {
+		a.deliverLocked(rec)
+	} else {
+		rec.queued = true
+		a.logf("task %s STAGING, queued until the executor subscribes", task.TaskID.Value)
 	}
-	if task.AgentID.Value == "" {
-		task.AgentID.Value = a.cfg.AgentID
-	} else if task.AgentID.Value != a.cfg.AgentID {
-		return fmt.Errorf("mesostest: Launch %s: agent_id %q is not this agent (%s)", task.TaskID.Value, task.AgentID.Value, a.cfg.AgentID)
-	}
-	if task.Command != nil {
-		return fmt.Errorf("mesostest: Launch %s: a task with a CommandInfo runs under the command executor, not a custom executor", task.TaskID.Value)
-	}
+	a.notifyLocked()
+	return nil
+}
 
+// LaunchGroup hands a task group to the executor as one LAUNCH_GROUP event,
+// as the agent does for the LAUNCH_GROUP offer operation (normally meant for
+// the default executor). Every task is checked as Launch checks it and
+// becomes STAGING. Unlike Launch it needs a live subscription: groups are
+// not queued.
+func (a *Agent) LaunchGroup(tasks ...mesos.TaskInfo) error {
+	if len(tasks) == 0 {
+		return errors.New("mesostest: LaunchGroup: a task group needs at least one task")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.execState != executorRunning || a.liveStreamLocked() == nil {
+		return errors.New("mesostest: LaunchGroup: no live subscription")
+	}
+	group := mesos.TaskGroupInfo{}
+	var recs []*taskRecord
+	seen := map[string]bool{}
+	for _, task := range tasks {
+		if seen[task.TaskID.Value] {
+			return fmt.Errorf("mesostest: LaunchGroup %s: task ID used twice in the group", task.TaskID.Value)
+		}
+		seen[task.TaskID.Value] = true
+		rec, err := a.admitLocked("LaunchGroup", task)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, rec)
+		group.Tasks = append(group.Tasks, rec.info)
+	}
+	for _, rec := range recs {
+		a.addTaskLocked(rec)
+	}
+	a.everDelivered = true
+	a.sendLocked(executor.Event{Type: executor.Event_LAUNCH_GROUP, LaunchGroup: &executor.Event_LaunchGroup{TaskGroup: group}})
+	a.logf("LAUNCH_GROUP sent with %d tasks", len(recs))
+	a.notifyLocked()
+	return nil
+}
+
+// InjectEvent writes an arbitrary event on the live stream, for faults a
+// healthy agent does not produce on its own: a LAUNCH repeated for a task
+// already delivered, a KILL naming a task this executor never saw. The
+// agent's own bookkeeping is not changed.
+func (a *Agent) InjectEvent(e executor.Event) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return errClosed
 	}
+	if !a.sendLocked(e) {
+		return fmt.Errorf("mesostest: InjectEvent %v: no live subscription", e.Type)
+	}
+	a.logf("%v injected", e.Type)
+	return nil
+}
+
+// admitLocked checks a task the way Launch documents and returns its
+// STAGING record without recording it; what names the caller in errors.
+func (a *Agent) admitLocked(what string, task mesos.TaskInfo) (*taskRecord, error) {
+	if task.TaskID.Value == "" {
+		return nil, fmt.Errorf("mesostest: %s: task_id is required", what)
+	}
+	if task.Name == "" {
+		return nil, fmt.Errorf("mesostest: %s %s: name is required", what, task.TaskID.Value)
+	}
+	if task.AgentID.Value == "" {
+		task.AgentID.Value = a.cfg.AgentID
+	} else if task.AgentID.Value != a.cfg.AgentID {
+		return nil, fmt.Errorf("mesostest: %s %s: agent_id %q is not this agent (%s)", what, task.TaskID.Value, task.AgentID.Value, a.cfg.AgentID)
+	}
+	if task.Command != nil {
+		return nil, fmt.Errorf("mesostest: %s %s: a task with a CommandInfo runs under the command executor, not a custom executor", what, task.TaskID.Value)
+	}
+	if a.closed {
+		return nil, errClosed
+	}
 	if a.execState >= executorTerminating {
-		return fmt.Errorf("mesostest: Launch %s: executor is %v", task.TaskID.Value, a.execState)
+		return nil, fmt.Errorf("mesostest: %s %s: executor is %v", what, task.TaskID.Value, a.execState)
 	}
 	if _, dup := a.tasks[task.TaskID.Value]; dup {
-		return fmt.Errorf("mesostest: Launch %s: task ID already used", task.TaskID.Value)
+		return nil, fmt.Errorf("mesostest: %s %s: task ID already used", what, task.TaskID.Value)
 	}
 	if task.Executor == nil {
 		if a.executorInfo != nil {
@@ -102,30 +175,26 @@ func (a *Agent) Launch(task mesos.TaskInfo) error {
 	ei := *task.Executor
 	task.Executor = &ei
 	if ei.ExecutorID.Value != a.cfg.ExecutorID {
-		return fmt.Errorf("mesostest: Launch %s: executor_id %q is not this agent's executor (%s)", task.TaskID.Value, ei.ExecutorID.Value, a.cfg.ExecutorID)
+		return nil, fmt.Errorf("mesostest: %s %s: executor_id %q is not this agent's executor (%s)", what, task.TaskID.Value, ei.ExecutorID.Value, a.cfg.ExecutorID)
 	}
 	if ei.FrameworkID == nil {
 		ei.FrameworkID = &mesos.FrameworkID{Value: a.cfg.FrameworkID}
 	} else if ei.FrameworkID.Value != a.cfg.FrameworkID {
-		return fmt.Errorf("mesostest: Launch %s: executor framework_id %q is not %s", task.TaskID.Value, ei.FrameworkID.Value, a.cfg.FrameworkID)
+		return nil, fmt.Errorf("mesostest: %s %s: executor framework_id %q is not %s", what, task.TaskID.Value, ei.FrameworkID.Value, a.cfg.FrameworkID)
 	}
-	if a.executorInfo == nil {
-		a.executorInfo = &ei
-	} else if !a.executorInfo.Equal(&ei) {
-		return fmt.Errorf("mesostest: Launch %s: ExecutorInfo differs from the one the executor was started with", task.TaskID.Value)
+	if a.executorInfo != nil && !a.executorInfo.Equal(&ei) {
+		return nil, fmt.Errorf("mesostest: %s %s: ExecutorInfo differs from the one the executor was started with", what, task.TaskID.Value)
 	}
+	return &taskRecord{info: task, state: mesos.TASK_STAGING}, nil
+}
 
-	rec := &taskRecord{info: task, state: mesos.TASK_STAGING}
-	a.tasks[task.TaskID.Value] = rec
-	a.taskOrder = append(a.taskOrder, task.TaskID.Value)
-	if a.execState == executorRunning {
-		a.deliverLocked(rec)
-	} else {
-		rec.queued = true
-		a.logf("task %s STAGING, queued until the executor subscribes", task.TaskID.Value)
+// addTaskLocked makes an admitted task known to the agent.
+func (a *Agent) addTaskLocked(rec *taskRecord) {
+	if a.executorInfo == nil {
+		a.executorInfo = rec.info.Executor
 	}
-	a.notifyLocked()
-	return nil
+	a.tasks[rec.info.TaskID.Value] = rec
+	a.taskOrder = append(a.taskOrder, rec.info.TaskID.Value)
 }
 
 func (a *Agent) deliverLocked(rec *taskRecord) {

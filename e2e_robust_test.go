@@ -1,0 +1,91 @@
+package main
+
+// End-to-end tests of the executor's robustness: signals, and stops that
+// must fit in the agent's grace period.
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
+)
+
+func TestSighupToExecutorStopsTheTask(t *testing.T) {
+	t.Parallel()
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
+	// executor.sh forwards SIGHUP (a closing terminal, some supervisors).
+	proc.signal(t, syscall.SIGHUP)
+	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
+	if final.GetState() != mesos.TASK_KILLED || !strings.Contains(final.GetMessage(), "SIGHUP") {
+		t.Fatalf("final %s %q, want TASK_KILLED naming SIGHUP", final.GetState(), final.GetMessage())
+	}
+	if code := proc.waitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("executor exit code %d, want 0", code)
+	}
+	assertNoContainer(t, task.TaskID.Value)
+}
+
+func TestShutdownWithinAShortGracePeriodWhileSidecarRefuses(t *testing.T) {
+	t.Parallel()
+	const grace = 3 * time.Second
+	// Sidecar's URL is a closed port (the harness default); draining is on
+	// and the container ignores SIGTERM: everything that can take time does.
+	agent, task, proc := startRunningTask(t, mesostest.Config{ShutdownGracePeriod: grace}, testImage,
+		[]taskOption{withShellCommand(termIgnoring)},
+		"EXECUTOR_SIDECAR_DRAINING_DURATION=10s", "EXECUTOR_SIDECAR_RETRY_DELAY=1s", "EXECUTOR_SIDECAR_RETRY_COUNT=5",
+		"EXECUTOR_KILL_TASK_TIMEOUT=1")
+	if err := agent.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	// The agent destroys the executor when the grace period is over; the
+	// terminal update must be there by then (a small margin for the test).
+	final := waitTerminal(t, agent, task.TaskID.Value, grace+500*time.Millisecond)
+	if final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
+	}
+	if code := proc.waitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("executor exit code %d, want 0", code)
+	}
+	assertNoContainer(t, task.TaskID.Value)
+}
+
+func TestKillWithGraceZeroDoesNotDrain(t *testing.T) {
+	t.Parallel()
+	const draining = 5 * time.Second
+	r := runWithSidecar(t, termIgnoring, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
+	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=" + draining.String()})
+	mustKill(t, r.agent, r.task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
+	final := waitTerminal(t, r.agent, r.task.TaskID.Value, draining-time.Second)
+	if final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
+	}
+	if drains := r.sidecar.Drains(); len(drains) != 0 {
+		t.Fatalf("a KILL with grace 0 asked Sidecar to drain %d times", len(drains))
+	}
+	r.proc.waitExit(t, 10*time.Second)
+	assertNoContainer(t, r.task.TaskID.Value)
+}
+
+func TestKillStopsDrainingAtOnceWhenSidecarRefuses(t *testing.T) {
+	t.Parallel()
+	const draining = 10 * time.Second
+	// Sidecar's URL is a closed port (the harness default).
+	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage,
+		[]taskOption{withShellCommand(termRespecting), withKillPolicy(time.Second)},
+		"EXECUTOR_SIDECAR_DRAINING_DURATION="+draining.String(), "EXECUTOR_SIDECAR_RETRY_DELAY=1s", "EXECUTOR_SIDECAR_RETRY_COUNT=5")
+	mustKill(t, agent, task.TaskID.Value, nil)
+	final := waitTerminal(t, agent, task.TaskID.Value, draining/2)
+	if final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
+	}
+	if !strings.Contains(proc.output(), "connection refused") {
+		t.Errorf("the executor did not say Sidecar refused the drain")
+	}
+	proc.waitExit(t, 10*time.Second)
+	assertNoContainer(t, task.TaskID.Value)
+}
