@@ -114,6 +114,8 @@ const (
 
 // RouteStats is what one route has served so far.
 type RouteStats struct {
+	// Requests counts every GET of the route's paths, including those
+	// answered 404 (an unknown name, or the route removed).
 	Requests int
 	// Bytes counts response body bytes written (headers excluded).
 	Bytes int64
@@ -571,7 +573,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		noRoute := s.noRoute
 		s.mu.Unlock()
 		if noRoute || dot <= 0 || dot == len(rest)-1 {
-			http.NotFound(w, r)
+			// Counted, so that tests see a client asking for the
+			// route a Sidecar lacks; not a Poll: no document.
+			start, counted := time.Now(), &countingWriter{ResponseWriter: w}
+			http.NotFound(counted, r)
+			s.account(RouteService, counted, start, 0)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
