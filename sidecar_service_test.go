@@ -385,3 +385,33 @@ func TestRunNeverFailsOnSidecarFaultsThroughTheServiceRoute(t *testing.T) {
 		})
 	}
 }
+
+// A service document under the cap is streamed whole, however padded;
+// over it, the round has no verdict and state.json is not asked instead.
+func TestRunServiceDocumentCap(t *testing.T) {
+	sidecar := sidecartest.NewServer(t)
+	host := sidecar.Hostname()
+	sidecar.SetService(host, testServiceID, statusAlive, sidecartest.WithName("billing"))
+	sidecar.SetHugeSize(6 << 20)
+	sidecar.SetFault(sidecartest.FaultHuge)
+	cfg := testWatcherConfig(sidecar.StateURL())
+	cfg.HttpTimeout = 30 * time.Second
+	cfg.SidecarPollInterval = time.Hour
+	run := startWatcher(t, cfg, []string{host}, routeWatcher("billing"))
+	waitUntil(t, "a verdict from the padded answer", func() bool { return len(run.healthCalls()) == 1 })
+	if call := run.healthCalls()[0]; !call.healthy {
+		t.Errorf("verdict %+v, want healthy", call)
+	}
+	if sv := sidecar.Stats(sidecartest.RouteService); sv.Bytes < 6<<20 {
+		t.Errorf("served %d bytes, want the padded document", sv.Bytes)
+	}
+
+	small := startWatcher(t, cfg, []string{host}, routeWatcher("billing"), func(w *sidecarWatcher) { w.maxServiceBytes = 1 << 20 })
+	waitUntil(t, "a round over the cap", func() bool { return small.countLogs(log.WarnLevel, "no health verdict this round") == 1 })
+	if calls := small.healthCalls(); len(calls) != 0 {
+		t.Errorf("onHealth %+v from a document over the cap", calls)
+	}
+	if st := sidecar.Stats(sidecartest.RouteState); st.Requests != 0 {
+		t.Errorf("state.json fetched %d times", st.Requests)
+	}
+}
