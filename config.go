@@ -31,7 +31,9 @@ type Config struct {
 	SidecarRetryCount int `envconfig:"SIDECAR_RETRY_COUNT" default:"5"`
 	// SidecarRetryDelay separates those retries.
 	SidecarRetryDelay time.Duration `envconfig:"SIDECAR_RETRY_DELAY" default:"3s"`
-	// SidecarUrl is Sidecar's state.json.
+	// SidecarUrl is Sidecar's state.json. The per-service route is derived
+	// from it: <SidecarUrl without /state.json and /api>/api/services/<name>.json
+	// (serviceRouteURL).
 	SidecarUrl string `envconfig:"SIDECAR_URL" default:"http://localhost:7777/state.json"`
 	// SidecarBackoff delays the first health check after TASK_RUNNING.
 	SidecarBackoff time.Duration `envconfig:"SIDECAR_BACKOFF" default:"1m5s"`

@@ -192,6 +192,20 @@ func TestSidecarAlternatingNeverKills(t *testing.T) {
 	}
 }
 
+// sidecarPaths are the two ways the executor asks Sidecar: state.json
+// (a container without a ServiceName label) and the per-service route.
+var sidecarPaths = []struct {
+	name    string
+	options []taskOption
+	record  []sidecartest.ServiceOption
+}{
+	{"state.json", nil, nil},
+	{"service-route", []taskOption{withDockerParameter("label", "ServiceName="+e2eServiceName)}, []sidecartest.ServiceOption{sidecartest.WithName(e2eServiceName)}},
+}
+
+// e2eServiceName is the ServiceName label of the per-service tests.
+const e2eServiceName = "e2e-billing"
+
 func TestSidecarFaultsNeverKill(t *testing.T) {
 	requireDocker(t) // once for all subtests
 	t.Parallel()
@@ -199,24 +213,111 @@ func TestSidecarFaultsNeverKill(t *testing.T) {
 		sidecartest.FaultClosed, sidecartest.FaultHTTP500, sidecartest.FaultGarbage, sidecartest.FaultTruncated,
 		sidecartest.FaultSlow, sidecartest.FaultWrongTypes,
 	}
-	for _, fault := range faults {
-		t.Run(fault.String(), func(t *testing.T) {
-			t.Parallel()
-			r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
-				r.sidecar.SetService(sidecarHost, r.id12(), sidecarUnhealthy)
-				r.sidecar.SetFault(fault)
-			}, []string{"EXECUTOR_SIDECAR_MAX_FAILS=1"})
-			// Long enough for many polls (each with its retry) at 100ms.
-			eventually(t, 20*time.Second, "several rounds against the faulty Sidecar", func() bool {
-				return strings.Count(r.proc.stdout.String(), "no health verdict this round") >= 5
+	for _, path := range sidecarPaths {
+		for _, fault := range faults {
+			t.Run(path.name+"/"+fault.String(), func(t *testing.T) {
+				t.Parallel()
+				r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+					r.sidecar.SetService(sidecarHost, r.id12(), sidecarUnhealthy, path.record...)
+					r.sidecar.SetFault(fault)
+				}, []string{"EXECUTOR_SIDECAR_MAX_FAILS=1"}, path.options...)
+				// Long enough for many polls (each with its retry) at 100ms.
+				eventually(t, 20*time.Second, "several rounds against the faulty Sidecar", func() bool {
+					return strings.Count(r.proc.stdout.String(), "no health verdict this round") >= 5
+				})
+				if c := inspectTaskContainer(t, r.task.TaskID.Value); c == nil || !c.State.Running {
+					t.Fatalf("Sidecar's own trouble (%s) killed the task", fault)
+				}
+				if path.options != nil {
+					// The route's trouble is no reason to fetch state.json.
+					if st := r.sidecar.Stats(sidecartest.RouteState); st.Requests != 0 {
+						t.Errorf("state.json fetched %d times on the per-service path", st.Requests)
+					}
+				}
+				if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+					t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
+				}
 			})
-			if c := inspectTaskContainer(t, r.task.TaskID.Value); c == nil || !c.State.Running {
-				t.Fatalf("Sidecar's own trouble (%s) killed the task", fault)
-			}
-			if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
-				t.Fatalf("final %s %q", final.GetState(), final.GetMessage())
-			}
-		})
+		}
+	}
+}
+
+// assertOnlyServiceRoute checks that every poll went to the service's own
+// document and none to state.json.
+func (r *sidecarRun) assertOnlyServiceRoute(t *testing.T) {
+	t.Helper()
+	if st := r.sidecar.Stats(sidecartest.RouteState); st.Requests != 0 {
+		t.Errorf("state.json was fetched %d times (%d bytes)", st.Requests, st.Bytes)
+	}
+	for _, p := range r.sidecar.Polls() {
+		if p.Path != "/api/services/"+e2eServiceName+".json" {
+			t.Errorf("polled %s", p.Path)
+		}
+	}
+}
+
+func TestSidecarServiceRouteHealthy(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		// A 1,000-service cluster around our service.
+		r.sidecar.SetState(sidecartest.GenerateState(50, 1000))
+		r.sidecar.SetHostname(sidecarHost)
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive, sidecartest.WithName(e2eServiceName))
+		r.sidecar.SetService("host-0001", "0123456789ab", sidecarUnhealthy, sidecartest.WithName(e2eServiceName))
+	}, nil, withDockerParameter("label", "ServiceName="+e2eServiceName))
+	r.waitPolls(t, 10)
+	if got := healthUpdates(r.agent, r.task.TaskID.Value); len(got) != 1 || !got[0] {
+		t.Errorf("health updates %v, want exactly one healthy report", got)
+	}
+	r.assertOnlyServiceRoute(t)
+	sv := r.sidecar.Stats(sidecartest.RouteService)
+	t.Logf("%d service document requests, %d bytes each on average", sv.Requests, sv.Bytes/int64(max(sv.Requests, 1)))
+	if per := sv.Bytes / int64(max(sv.Requests, 1)); sv.Requests < 10 || per > 4<<10 {
+		t.Errorf("%d requests of %d bytes on average: want one small document (two instances) per poll", sv.Requests, per)
+	}
+	if !strings.Contains(r.proc.stdout.String(), "asking Sidecar for this service only") {
+		t.Error("the executor did not log which route it uses")
+	}
+	if final := r.killAndWait(t); final.GetState() != mesos.TASK_KILLED {
+		t.Fatalf("final %s", final.GetState())
+	}
+}
+
+func TestSidecarServiceRouteUnhealthyFailsTheTask(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarUnhealthy, sidecartest.WithName(e2eServiceName))
+	}, nil, withDockerParameter("label", "ServiceName="+e2eServiceName))
+	final := waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_FAILED || final.GetReason() != mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED ||
+		!strings.Contains(final.GetMessage(), "unhealthy 3 times in a row") {
+		t.Fatalf("final %s/%s %q, want TASK_FAILED after 3 unhealthy checks", final.GetState(), final.GetReason(), final.GetMessage())
+	}
+	r.proc.waitExit(t, 20*time.Second)
+	if sv := r.sidecar.Stats(sidecartest.RouteService); sv.Requests != 3 {
+		t.Errorf("%d service document requests, want exactly SidecarMaxFails=3", sv.Requests)
+	}
+	r.assertOnlyServiceRoute(t)
+	assertNoContainer(t, r.task.TaskID.Value)
+}
+
+func TestSidecarWithoutServiceRouteFallsBackToStateJSON(t *testing.T) {
+	t.Parallel()
+	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
+		r.sidecar.SetServiceRoute(false) // an older Sidecar
+		r.sidecar.SetService(sidecarHost, r.id12(), sidecarUnhealthy, sidecartest.WithName(e2eServiceName))
+	}, nil, withDockerParameter("label", "ServiceName="+e2eServiceName))
+	final := waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "unhealthy 3 times in a row") {
+		t.Fatalf("final %s %q, want TASK_FAILED through state.json", final.GetState(), final.GetMessage())
+	}
+	r.proc.waitExit(t, 20*time.Second)
+	sv, st := r.sidecar.Stats(sidecartest.RouteService), r.sidecar.Stats(sidecartest.RouteState)
+	if sv.Requests != 1 || st.Requests != 3 {
+		t.Errorf("%d route and %d state.json requests, want the route once, then state.json for each of the 3 polls", sv.Requests, st.Requests)
+	}
+	if n := strings.Count(r.proc.stdout.String(), "Sidecar has no per-service route"); n != 1 {
+		t.Errorf("the missing route was logged %d times, want once", n)
 	}
 }
 

@@ -7,9 +7,16 @@ package main
 // on Sidecar's side (unreachable, errors, bad documents, our container not yet
 // discovered) never counts against the task.
 //
+// Where Sidecar can answer it, a poll asks only for our own service
+// (GET /api/services/<name>.json, see sidecar_service.go), so that its cost
+// follows the service, not the cluster; state.json is the fallback for
+// containers whose service name is not certain and for Sidecars without the
+// route.
+//
 // The decisions live in small pure functions (lookupServiceStatus,
-// verdictForStatus, healthTracker.observe); the HTTP loop only feeds them.
-// Reading the state document is sidecar_state.go's.
+// lookupServiceRecord, verdictForStatus, healthTracker.observe); the HTTP
+// loop only feeds them. Reading the state document is sidecar_state.go's,
+// reading a service document sidecar_service.go's.
 
 import (
 	"context"
@@ -150,10 +157,29 @@ type sidecarWatcher struct {
 	client        *http.Client
 	logger        *log.Entry
 
+	// The per-service route, set up by useServiceRoute. serviceURL is
+	// empty while it is not used: no certain service name, or given up on
+	// for the rest of the task (Run's goroutine clears it).
+	serviceName     string
+	serviceURL      string
+	maxServiceBytes int
+
 	// Owned by Run's goroutine.
-	matchedHostKey string        // for logging key changes
-	scanner        *stateScanner // reused between polls, see keepScannerBytes
+	matchedHostKey  string          // for logging key changes
+	scanner         *stateScanner   // reused between polls, see keepScannerBytes
+	serviceScanner  *serviceScanner // likewise
+	routeConfirmed  bool            // the route has listed our container at least once
+	nameMisses      int             // rounds in which state.json listed our container and the route did not
+	sidecarHostname string          // the answering Sidecar's own name, from the last state.json read
 }
+
+// serviceNameMisses is how many rounds state.json must list our container
+// while the per-service route does not before the watcher concludes that
+// Sidecar names the service otherwise (a SERVICES_NAMER or
+// SERVICES_NAME_LABEL other than the default) and stops asking the route.
+// More than one, so that a container discovered between the two requests
+// of a round does not decide it.
+const serviceNameMisses = 3
 
 // newSidecarWatcher prepares a watcher for containerID. hostKeys are the
 // candidate Servers keys in priority order, e.g. [TASK_HOST, os.Hostname()].
@@ -177,6 +203,8 @@ func newSidecarWatcher(cfg *Config, containerID string, hostKeys []string, logge
 		pollInterval:  cfg.SidecarPollInterval,
 		maxFails:      max(cfg.SidecarMaxFails, 1),
 		maxStateBytes: maxStateBytes,
+		// maxServiceBytes matters only once useServiceRoute is called.
+		maxServiceBytes: maxServiceBytes,
 		// Each request also carries its own deadline; this bounds
 		// whatever the context does not.
 		client: &http.Client{Timeout: cfg.HttpTimeout},
@@ -186,6 +214,26 @@ func newSidecarWatcher(cfg *Config, containerID string, hostKeys []string, logge
 		w.drainURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/api/services/" + serviceID + "/drain"}).String()
 	}
 	return w
+}
+
+// useServiceRoute makes the watcher ask Sidecar for the container's own
+// service instead of its whole state, when the name Sidecar gives the
+// container can be derived from labels (the container's labels as Docker
+// reports them) and the route's URL from SidecarUrl. Call it before Run.
+func (w *sidecarWatcher) useServiceRoute(labels map[string]string) {
+	name, why := sidecarServiceName(labels)
+	if name == "" {
+		w.logger.Info("asking Sidecar's state.json for the container's health: " + why)
+		return
+	}
+	routeURL, err := serviceRouteURL(w.stateURL, name)
+	if err != nil {
+		w.logger.WithError(err).Info("asking Sidecar's state.json for the container's health: no per-service route")
+		return
+	}
+	w.serviceName, w.serviceURL = name, routeURL
+	w.logger.WithFields(log.Fields{"service_name": name, "url": routeURL}).
+		Info("asking Sidecar for this service only; state.json is the fallback")
 }
 
 // observation is one poll's outcome.
@@ -242,8 +290,20 @@ func (w *sidecarWatcher) Run(ctx context.Context, onHealth func(healthy bool, de
 	}
 }
 
-// observe polls Sidecar once (with retries) and interprets the answer.
+// observe polls Sidecar once (with retries) and interprets the answer:
+// through the per-service route when it is in use, else, or when the route
+// has never yet listed our container and does not now, through state.json.
 func (w *sidecarWatcher) observe(ctx context.Context) observation {
+	checkName := false
+	if w.serviceURL != "" {
+		obs, settled := w.observeService(ctx)
+		if settled {
+			return obs
+		}
+		// Not listed under the name, never yet confirmed: not yet
+		// discovered, or Sidecar names it otherwise. state.json tells.
+		checkName = w.serviceURL != ""
+	}
 	lookup, err := w.fetchLookup(ctx)
 	if ctx.Err() != nil {
 		return observation{}
@@ -252,32 +312,165 @@ func (w *sidecarWatcher) observe(ctx context.Context) observation {
 		w.logger.WithError(err).Warn("no health verdict this round: Sidecar's state could not be read")
 		return observation{detail: err.Error()}
 	}
+	if lookup.SidecarHostname != "" {
+		w.sidecarHostname = lookup.SidecarHostname
+	}
+	if checkName && lookup.ServiceFound {
+		w.nameMissed()
+	}
 	if !lookup.HostFound {
 		detail := fmt.Sprintf("none of the host keys %q is in Sidecar's state (the answering Sidecar calls itself %q)",
 			candidateHostKeys(w.hostKeys, lookup.SidecarHostname), lookup.SidecarHostname)
 		w.logger.Warn("no health verdict this round: " + detail)
 		return observation{detail: detail}
 	}
-	if lookup.HostKey != w.matchedHostKey {
-		w.logger.WithFields(log.Fields{"host_key": lookup.HostKey, "previous_host_key": w.matchedHostKey}).
-			Info("Sidecar lists this host under this key")
-		w.matchedHostKey = lookup.HostKey
-	}
-	where := fmt.Sprintf("service %s on Sidecar host %q", w.serviceID, lookup.HostKey)
 	if !lookup.ServiceFound {
-		detail := where + " is not in Sidecar's state (not yet discovered, or the container is excluded from discovery)"
+		w.noteHostKey(lookup.HostKey)
+		detail := fmt.Sprintf("service %s on Sidecar host %q", w.serviceID, lookup.HostKey) +
+			" is not in Sidecar's state (not yet discovered, or the container is excluded from discovery)"
 		w.logger.Warn("no health verdict this round: " + detail)
 		return observation{detail: detail}
 	}
+	return w.recordObservation(lookup.HostKey, lookup.Status)
+}
+
+// noteHostKey logs the Servers key our host is found under when it changes.
+func (w *sidecarWatcher) noteHostKey(key string) {
+	if key != w.matchedHostKey {
+		w.logger.WithFields(log.Fields{"host_key": key, "previous_host_key": w.matchedHostKey}).
+			Info("Sidecar lists this host under this key")
+		w.matchedHostKey = key
+	}
+}
+
+// recordObservation turns our record's status, found under hostKey, into
+// the round's observation.
+func (w *sidecarWatcher) recordObservation(hostKey string, status int) observation {
+	w.noteHostKey(hostKey)
+	where := fmt.Sprintf("service %s on Sidecar host %q", w.serviceID, hostKey)
 	obs := observation{
-		verdict: verdictForStatus(lookup.Status),
-		status:  statusName(lookup.Status),
-		detail:  fmt.Sprintf("%s is %s", where, statusName(lookup.Status)),
+		verdict: verdictForStatus(status),
+		status:  statusName(status),
+		detail:  fmt.Sprintf("%s is %s", where, statusName(status)),
 	}
 	if obs.verdict == verdictNone {
 		w.logger.WithField("status", obs.status).Info("no health verdict this round: " + obs.detail)
 	}
 	return obs
+}
+
+// observeService polls the per-service route. settled is false when the
+// round is to be decided by state.json instead: the route is missing (and
+// now given up on), or it does not list our container and never has.
+func (w *sidecarWatcher) observeService(ctx context.Context) (obs observation, settled bool) {
+	// Sidecar's own name is one of the host keys once a state.json read
+	// taught it; a service document does not carry it.
+	candidates := candidateHostKeys(w.hostKeys, w.sidecarHostname)
+	var match serviceMatch
+	err := w.withRetries(ctx, "fetch Sidecar's service document", func(ctx context.Context) (retryable bool, err error) {
+		match, retryable, err = w.fetchService(ctx, candidates)
+		return retryable, err
+	})
+	if ctx.Err() != nil {
+		return observation{}, true
+	}
+	switch {
+	case errors.Is(err, errNoServiceRoute):
+		// Logged once: the route is not asked again in this task.
+		w.logger.WithError(err).Warn("Sidecar has no per-service route; using state.json for the rest of the task")
+		w.serviceURL = ""
+		return observation{}, false
+	case errors.Is(err, errServiceUnknown):
+		match = serviceMatch{} // Sidecar lists no instance of the name: a miss
+	case err != nil:
+		w.logger.WithError(err).Warn("no health verdict this round: Sidecar's service document could not be read")
+		return observation{detail: err.Error()}, true
+	}
+	if match.Found {
+		w.routeConfirmed, w.nameMisses = true, 0
+		return w.recordObservation(match.HostKey, match.Status), true
+	}
+	if !w.routeConfirmed {
+		return observation{}, false
+	}
+	detail := fmt.Sprintf("service %s is not listed under service name %q for host keys %q", w.serviceID, w.serviceName, candidates)
+	if match.Stranger != "" {
+		detail += fmt.Sprintf(" (Sidecar lists it on host %q)", match.Stranger)
+	} else {
+		detail += " (not yet rediscovered, e.g. after a Sidecar restart)"
+	}
+	w.logger.Warn("no health verdict this round: " + detail)
+	return observation{detail: detail}, true
+}
+
+// nameMissed counts a round in which state.json listed our container and
+// the route did not, and gives the route up after serviceNameMisses of them.
+func (w *sidecarWatcher) nameMissed() {
+	w.nameMisses++
+	if w.nameMisses < serviceNameMisses {
+		return
+	}
+	w.logger.WithFields(log.Fields{"service_name": w.serviceName, "url": w.serviceURL}).
+		Warnf("Sidecar's state.json lists the container but its service document does not, %d rounds in a row: "+
+			"this Sidecar names services otherwise (SERVICES_NAMER, SERVICES_NAME_LABEL); using state.json for the rest of the task", w.nameMisses)
+	w.serviceURL = ""
+}
+
+// errNoServiceRoute: the per-service route answered 404 with something
+// other than Sidecar's "no instances" error, i.e. this Sidecar (or what
+// stands in front of it) does not have the route.
+var errNoServiceRoute = errors.New("no per-service route")
+
+// errServiceUnknown: Sidecar's 404 "no instances of <name> found".
+var errServiceUnknown = errors.New("Sidecar lists no instance of the service")
+
+// fetchService makes one GET of our service's document and looks our
+// record up in the body as it arrives.
+func (w *sidecarWatcher) fetchService(ctx context.Context, candidates []string) (match serviceMatch, retryable bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, w.httpTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.serviceURL, nil)
+	if err != nil {
+		return match, false, fmt.Errorf("GET %s: %w", w.serviceURL, err)
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return match, true, fmt.Errorf("GET %s: %w", w.serviceURL, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, errorSnippetBytes))
+		var answer struct {
+			Status  string `json:"status"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(raw, &answer) == nil && answer.Status == "error" && strings.HasPrefix(answer.Message, "no instances of ") {
+			return match, false, fmt.Errorf("GET %s: %w", w.serviceURL, errServiceUnknown)
+		}
+		return match, false, fmt.Errorf("GET %s: Sidecar answered %s%s: %w", w.serviceURL, resp.Status, snippetOf(raw), errNoServiceRoute)
+	default:
+		return match, true, fmt.Errorf("GET %s: Sidecar answered %s%s", w.serviceURL, resp.Status, errorSnippet(resp.Body))
+	}
+	if resp.ContentLength > int64(w.maxServiceBytes) {
+		return match, false, fmt.Errorf("GET %s: %w: %d bytes announced, the cap is %d", w.serviceURL, errServiceTooLarge, resp.ContentLength, w.maxServiceBytes)
+	}
+	if w.serviceScanner == nil {
+		w.serviceScanner = new(serviceScanner)
+	}
+	match, err = w.serviceScanner.lookup(resp.Body, int64(w.maxServiceBytes), w.serviceName, w.serviceID, candidates)
+	if w.serviceScanner.oversized() {
+		w.serviceScanner = nil
+	}
+	var readErr *stateReadError
+	if errors.As(err, &readErr) {
+		return match, true, fmt.Errorf("GET %s: reading the answer: %w", w.serviceURL, readErr.err)
+	}
+	if err != nil {
+		return match, false, fmt.Errorf("GET %s: %w", w.serviceURL, err)
+	}
+	return match, false, nil
 }
 
 // fetchLookup gets state.json and looks our service up. Failures to get an
@@ -395,6 +588,11 @@ func (w *sidecarWatcher) withRetries(ctx context.Context, what string, attempt f
 // "message" of Sidecar's JSON errors, or the text itself.
 func errorSnippet(body io.Reader) string {
 	raw, _ := io.ReadAll(io.LimitReader(body, errorSnippetBytes))
+	return snippetOf(raw)
+}
+
+// snippetOf is errorSnippet of an answer already read.
+func snippetOf(raw []byte) string {
 	var sidecarError struct {
 		Message string `json:"message"`
 	}

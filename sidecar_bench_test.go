@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,5 +57,73 @@ func BenchmarkSidecarPoll(b *testing.B) {
 				check()
 			}
 		})
+	}
+}
+
+// BenchmarkSidecarPollRoutes compares the two ways of polling on the
+// emulator: state.json and the per-service route, at 100, 1,000 and 10,000
+// services (20 per host, GenerateState's 300 service names, so our service
+// has 1, 4 and 34 instances cluster-wide). Each op is one whole poll as the
+// watcher makes it (observe: GET, stream, verdict). Besides ns/op it
+// reports
+//
+//	body-B/poll     response body bytes the emulator served, per poll
+//	emu-µs/poll     the emulator's serving time per poll: handler entry to
+//	                last byte written (rendering the answer from its state,
+//	                as Sidecar does per request, plus the writes)
+//	cpu-µs/poll     process CPU (user+system, getrusage) per poll: executor
+//	                and emulator together, both in this process
+//
+// The emulator renders every answer from its records (unlike
+// BenchmarkSidecarPoll's pre-rendered document), so emu-µs stands for what a
+// poll costs Sidecar.
+func BenchmarkSidecarPollRoutes(b *testing.B) {
+	for _, size := range []int{100, 1000, 10000} {
+		for _, route := range []string{"state.json", "service-route"} {
+			b.Run(fmt.Sprintf("services=%d/%s", size, route), func(b *testing.B) {
+				hosts := max(size/20, 1)
+				state := sidecartest.GenerateState(hosts, size)
+				lastHost := fmt.Sprintf("host-%04d", hosts-1)
+				id := sidecartest.GeneratedID(hosts - 1)
+				name := state.Servers[lastHost].Services[id].Name
+				emulator := sidecartest.NewServer(b)
+				emulator.SetState(state)
+
+				logger := log.New()
+				logger.Out = io.Discard
+				cfg := &Config{SidecarUrl: emulator.StateURL(), HttpTimeout: 5 * time.Second, SidecarPollInterval: time.Second, SidecarMaxFails: 3}
+				watcher := newSidecarWatcher(cfg, id+"0123456789abcdef", []string{lastHost}, log.NewEntry(logger))
+				if route == "service-route" {
+					watcher.useServiceRoute(map[string]string{"ServiceName": name})
+				}
+				ctx := context.Background()
+				check := func() {
+					if obs := watcher.observe(ctx); obs.verdict != verdictHealthy {
+						b.Fatalf("poll = %+v", obs)
+					}
+				}
+				check() // the first poll allocates the scanner and the connection
+				emulator.ResetStats()
+				var before, after syscall.Rusage
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+				b.ReportAllocs()
+				for b.Loop() {
+					check()
+				}
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+				other := sidecartest.RouteService
+				served := emulator.Stats(sidecartest.RouteState)
+				if route == "service-route" {
+					served, other = emulator.Stats(sidecartest.RouteService), sidecartest.RouteState
+				}
+				if n := emulator.Stats(other).Requests; n != 0 || served.Requests != b.N {
+					b.Fatalf("%d requests on the polled route for %d polls, %d on the other", served.Requests, b.N, n)
+				}
+				cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+				b.ReportMetric(float64(served.Bytes)/float64(b.N), "body-B/poll")
+				b.ReportMetric(float64(served.ServeTime.Microseconds())/float64(b.N), "emu-µs/poll")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/poll")
+			})
+		}
 	}
 }

@@ -365,7 +365,7 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 		logger.Info("container running")
 	}
 
-	health := t.watchHealth(id, logger)
+	health := t.watchHealth(id, dockerLabels(container), logger)
 	defer health.stop()
 	stop := stopper{task: t, id: id, logger: logger, sidecar: health.watcher}
 	defer stop.cancel()
@@ -420,8 +420,9 @@ type healthWatch struct {
 }
 
 // watchHealth starts polling Sidecar for the container unless the task
-// opted out with the label SidecarDiscover=false.
-func (t *taskRunner) watchHealth(containerID string, logger *log.Entry) *healthWatch {
+// opted out with the label SidecarDiscover=false. labels are the
+// container's as Docker reports them, the ones Sidecar names it by.
+func (t *taskRunner) watchHealth(containerID string, labels map[string]string, logger *log.Entry) *healthWatch {
 	h := &healthWatch{changes: make(chan healthChange, 4), failed: make(chan error, 1), done: make(chan struct{})}
 	if value, ok := t.spec.Label("SidecarDiscover"); ok && strings.EqualFold(strings.TrimSpace(value), "false") {
 		logger.Info("SidecarDiscover=false: no Sidecar health checks and no draining for this task")
@@ -430,6 +431,7 @@ func (t *taskRunner) watchHealth(containerID string, logger *log.Entry) *healthW
 		return h
 	}
 	h.watcher = newSidecarWatcher(t.deps.settings, containerID, t.sidecarHostKeys(), logger)
+	h.watcher.useServiceRoute(labels)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() {

@@ -7,11 +7,19 @@
 // Sidecar's status codes:
 //
 //	GET  /state.json, /api/state.json  the whole state, compact JSON
+//	GET  /api/services/{name}.json     one service name's instances on every host, indented JSON
 //	POST /api/services/{id}/drain      mark a service of the answering host DRAINING
+//
+// The per-service route follows Sidecar's sidecarhttp/http_api.go: only under
+// /api, {name} matched exactly against each record's Name, a JSON 404 "no
+// instances of <name> found" when nothing matches, any extension other than
+// json a JSON 404 too. SetServiceRoute(false) removes the route, as on a
+// Sidecar that predates it: the path then gets the router's plain-text 404.
 //
 // A known path with the wrong method gets 405 with an empty body; any other
 // path gets 404. Faults (SetFault) reproduce the ways a real Sidecar lets its
-// clients down.
+// clients down, on both document routes. Stats counts requests, body bytes
+// and serving time per route.
 package sidecartest
 
 import (
@@ -22,6 +30,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -41,10 +50,11 @@ const (
 	FaultClosed
 	// FaultHTTP500 answers every route with 500 and a JSON error.
 	FaultHTTP500
-	// FaultGarbage answers state.json with 200 and a body that is not JSON.
+	// FaultGarbage answers the documents with 200 and a body that is not
+	// JSON.
 	FaultGarbage
-	// FaultTruncated answers state.json with 200 and the first half of the
-	// real document (a complete HTTP response whose JSON stops mid-way).
+	// FaultTruncated answers the documents with 200 and the first half of
+	// the real document (a complete HTTP response whose JSON stops mid-way).
 	FaultTruncated
 	// FaultSlow holds every answer for SetSlowDelay (default 5 s, longer
 	// than any sensible client timeout) before answering normally.
@@ -52,11 +62,15 @@ const (
 	// FaultHuge answers state.json with a valid document padded with
 	// generated filler hosts to about SetHugeSize bytes (default 50 MB),
 	// streamed without ever holding it in memory. The real hosts come last,
-	// so a client has to get through the padding to reach them.
+	// so a client has to get through the padding to reach them. A service
+	// document is padded the same way with filler instances (other IDs on
+	// other hosts) in front of the real ones.
 	FaultHuge
-	// FaultWrongTypes answers state.json with well-formed JSON of the wrong
-	// shape, alternating per request between every Status rendered as a
-	// string ("ALIVE") and every Services rendered as an array of records.
+	// FaultWrongTypes answers the documents with well-formed JSON of the
+	// wrong shape, alternating per request between every Status rendered as
+	// a string ("ALIVE") and every Services (state.json) or instance list
+	// (service document) rendered as an object instead of what Sidecar
+	// writes.
 	FaultWrongTypes
 )
 
@@ -80,11 +94,35 @@ const (
 
 var statusNames = [...]string{"ALIVE", "TOMBSTONE", "UNHEALTHY", "UNKNOWN", "DRAINING"}
 
-// Poll is one request for the state document.
+// Poll is one request for a health document: state.json or a service's.
 type Poll struct {
 	Time  time.Time
 	Path  string
+	Route Route
 	Fault Fault // the fault in effect when it arrived
+}
+
+// Route names the document routes for Stats.
+type Route string
+
+const (
+	// RouteState is GET /state.json and /api/state.json.
+	RouteState Route = "state.json"
+	// RouteService is GET /api/services/{name}.json.
+	RouteService Route = "services/{name}.json"
+)
+
+// RouteStats is what one route has served so far.
+type RouteStats struct {
+	// Requests counts every GET of the route's paths, including those
+	// answered 404 (an unknown name, or the route removed).
+	Requests int
+	// Bytes counts response body bytes written (headers excluded).
+	Bytes int64
+	// ServeTime is the handlers' wall time from the request's arrival to
+	// the last body byte handed to the connection. Held answers
+	// (FaultSlow) are excluded; writes blocked by a slow reader are not.
+	ServeTime time.Duration
 }
 
 // Drain is one drain request and the status code it was answered with.
@@ -137,7 +175,9 @@ type Server struct {
 	fault       Fault
 	slowDelay   time.Duration
 	hugeSize    int64
-	stateServed int // state documents answered, for FaultWrongTypes' alternation
+	stateServed int // documents answered, for FaultWrongTypes' alternation
+	noRoute     bool
+	stats       map[Route]*RouteStats
 	polls       []Poll
 	drains      []Drain
 	drainCursor int // drains already returned by WaitForDrain
@@ -183,6 +223,7 @@ func start(tb testing.TB) (*Server, error) {
 		lastChanged: now,
 		slowDelay:   defaultSlowDelay,
 		hugeSize:    defaultHugeSize,
+		stats:       map[Route]*RouteStats{RouteState: {}, RouteService: {}},
 	}
 	s.serveLocked(listener)
 	return s, nil
@@ -219,6 +260,62 @@ func (s *Server) URL() string { return "http://" + s.addr }
 
 // StateURL is the URL of state.json, the executor's SidecarUrl.
 func (s *Server) StateURL() string { return s.URL() + "/state.json" }
+
+// ServiceURL is the URL of the document of service name.
+func (s *Server) ServiceURL(name string) string {
+	return s.URL() + (&url.URL{Path: "/api/services/" + name + ".json"}).EscapedPath()
+}
+
+// SetServiceRoute enables (the default) or removes the per-service route.
+func (s *Server) SetServiceRoute(enabled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noRoute = !enabled
+}
+
+// Stats reports what route has served so far.
+func (s *Server) Stats(route Route) RouteStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.stats[route]; st != nil {
+		return *st
+	}
+	return RouteStats{}
+}
+
+// ResetStats zeroes the counters of every route (Polls are kept).
+func (s *Server) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.stats {
+		*st = RouteStats{}
+	}
+}
+
+// SetState replaces every host and service with those of state (its
+// Hostname and ClusterName included) and drops all scripts: a quick way to
+// load a cluster-sized state, e.g. GenerateState's.
+func (s *Server) SetState(state State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hosts = make(map[string]*hostRecord, len(state.Servers))
+	s.scripts = make(map[string]*script)
+	for name, h := range state.Servers {
+		record := &hostRecord{services: make(map[string]*Service, len(h.Services)), lastChanged: h.LastChanged}
+		for id, svc := range h.Services {
+			copied := *svc
+			record.services[id] = &copied
+		}
+		s.hosts[name] = record
+	}
+	if state.Hostname != "" {
+		s.hostname = state.Hostname
+	}
+	if state.ClusterName != "" {
+		s.clusterName = state.ClusterName
+	}
+	s.lastChanged = time.Now().UTC()
+}
 
 // Hostname is the answering Sidecar's own name: the top-level "Hostname" of
 // its state document and the only host whose services it drains.
@@ -304,9 +401,10 @@ func (s *Server) RemoveHost(host string) {
 }
 
 // Script makes the status of service id12 on host follow statuses, one per
-// state document served from now on: the N-th document answered after this
-// call (counting from 0, faulted answers without a state document excluded)
-// shows statuses[N], and the last status sticks. The service record is
+// document served from now on (state.json or any service document): the
+// N-th document answered after this call (counting from 0, faulted answers
+// without a document excluded) shows statuses[N], and the last status
+// sticks. The service record is
 // created with defaults when missing.
 func (s *Server) Script(host, id12 string, statuses ...int) {
 	if len(statuses) == 0 {
@@ -385,7 +483,8 @@ func (s *Server) reportf(format string, args ...any) {
 	log.Printf(format, args...)
 }
 
-// Polls lists the state document requests received so far, oldest first.
+// Polls lists the health document requests (state.json and per-service)
+// received so far, oldest first.
 func (s *Server) Polls() []Poll {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -399,7 +498,8 @@ func (s *Server) Drains() []Drain {
 	return append([]Drain(nil), s.drains...)
 }
 
-// WaitForPolls waits until at least n state document requests have arrived.
+// WaitForPolls waits until at least n health document requests (either
+// route) have arrived.
 func (s *Server) WaitForPolls(ctx context.Context, n int) error {
 	for {
 		s.mu.Lock()
@@ -463,9 +563,58 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.serveDrain(w, r, id)
+	case strings.HasPrefix(path, "/api/services/") && !strings.Contains(path[len("/api/services/"):], "/"):
+		// Sidecar's mux template /services/{name}.{extension}: both parts
+		// at least one character, {name} greedy, so the extension is what
+		// follows the last dot. mux matches the decoded path, as we do.
+		rest := path[len("/api/services/"):]
+		dot := strings.LastIndexByte(rest, '.')
+		s.mu.Lock()
+		noRoute := s.noRoute
+		s.mu.Unlock()
+		if noRoute || dot <= 0 || dot == len(rest)-1 {
+			// Counted, so that tests see a client asking for the
+			// route a Sidecar lacks; not a Poll: no document.
+			start, counted := time.Now(), &countingWriter{ResponseWriter: w}
+			http.NotFound(counted, r)
+			s.account(RouteService, counted, start, 0)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		if rest[dot+1:] != "json" {
+			writeJSONError(w, http.StatusNotFound, "Not Found - Invalid content type extension")
+			return
+		}
+		s.serveService(w, r, rest[:dot])
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// countingWriter counts the body bytes of an answer.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// account adds one answer to route's stats; held is FaultSlow's wait.
+func (s *Server) account(route Route, w *countingWriter, start time.Time, held time.Duration) {
+	elapsed := time.Since(start) - held
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats[route]
+	st.Requests++
+	st.Bytes += w.n
+	st.ServeTime += elapsed
 }
 
 // hold waits for the FaultSlow delay; false when the client went away or the
@@ -483,10 +632,15 @@ func (s *Server) hold(r *http.Request, d time.Duration) bool {
 	}
 }
 
-func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveState(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &countingWriter{ResponseWriter: rw}
+	var held time.Duration
+	defer func() { s.account(RouteState, w, start, held) }()
+
 	s.mu.Lock()
 	fault, slowDelay, hugeSize := s.fault, s.slowDelay, s.hugeSize
-	s.polls = append(s.polls, Poll{Time: time.Now(), Path: r.URL.Path, Fault: fault})
+	s.polls = append(s.polls, Poll{Time: start, Path: r.URL.Path, Route: RouteState, Fault: fault})
 	s.notifyLocked()
 	var state State
 	var serial int
@@ -504,11 +658,13 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, "Internal Server Error - emulated fault")
 		return
 	case FaultGarbage:
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte("<html><body>502 Bad Gateway</body></html>\n\x00\xff not json"))
+		writeGarbage(w)
 		return
 	case FaultSlow:
-		if !s.hold(r, slowDelay) {
+		holdStart := time.Now()
+		ok := s.hold(r, slowDelay)
+		held = time.Since(holdStart)
+		if !ok {
 			return
 		}
 	}
@@ -526,6 +682,171 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 	default:
 		_, _ = w.Write(state.Marshal())
 	}
+}
+
+// writeGarbage is FaultGarbage's answer: 200, not JSON.
+func writeGarbage(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte("<html><body>502 Bad Gateway</body></html>\n\x00\xff not json"))
+}
+
+// ServiceDocument is the answer of GET /api/services/{name}.json: the
+// instances of one name on every host (tombstones and DRAINING included),
+// in no particular order, and the cluster's name. Sidecar leaves
+// ClusterMembers out of it.
+type ServiceDocument struct {
+	Services    map[string][]*Service
+	ClusterName string
+}
+
+// Marshal renders the document as Sidecar does: indented by two spaces.
+func (d ServiceDocument) Marshal() []byte {
+	body, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		panic(fmt.Sprintf("sidecartest: marshal service document: %v", err))
+	}
+	return body
+}
+
+func (s *Server) serveService(rw http.ResponseWriter, r *http.Request, name string) {
+	start := time.Now()
+	w := &countingWriter{ResponseWriter: rw}
+	var held time.Duration
+	defer func() { s.account(RouteService, w, start, held) }()
+
+	s.mu.Lock()
+	fault, slowDelay, hugeSize := s.fault, s.slowDelay, s.hugeSize
+	s.polls = append(s.polls, Poll{Time: start, Path: r.URL.Path, Route: RouteService, Fault: fault})
+	s.notifyLocked()
+	var doc ServiceDocument
+	var serial int
+	switch fault {
+	case FaultHTTP500, FaultGarbage:
+	default:
+		doc = s.serviceSnapshotLocked(name)
+		serial = s.stateServed
+		s.stateServed++
+	}
+	s.mu.Unlock()
+
+	switch fault {
+	case FaultHTTP500:
+		writeJSONError(w, http.StatusInternalServerError, "Internal Server Error - emulated fault")
+		return
+	case FaultGarbage:
+		writeGarbage(w)
+		return
+	case FaultSlow:
+		holdStart := time.Now()
+		ok := s.hold(r, slowDelay)
+		held = time.Since(holdStart)
+		if !ok {
+			return
+		}
+	}
+	if len(doc.Services[name]) == 0 {
+		writeJSONError(w, http.StatusNotFound, "no instances of "+name+" found")
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	switch fault {
+	case FaultTruncated:
+		body := doc.Marshal()
+		_, _ = w.Write(body[:len(body)/2])
+	case FaultHuge:
+		writeHugeService(w, doc, name, hugeSize)
+	case FaultWrongTypes:
+		_, _ = w.Write(wrongTypesService(doc, name, serial%2 == 0))
+	default:
+		_, _ = w.Write(doc.Marshal())
+	}
+}
+
+// serviceSnapshotLocked renders the instances named name, advancing every
+// script by one as any served document does. Like Sidecar it goes through
+// every host, but copies only the matching records.
+func (s *Server) serviceSnapshotLocked(name string) ServiceDocument {
+	now := time.Now().UTC()
+	var instances []*Service
+	// Map iteration order is random, like Sidecar's own answer.
+	for _, h := range s.hosts {
+		for _, svc := range h.services {
+			if svc.Name != name {
+				continue
+			}
+			copied := *svc
+			copied.Updated = now
+			if sc := s.scripts[copied.Hostname+"/"+copied.ID]; sc != nil {
+				copied.Status = sc.statuses[min(sc.served, len(sc.statuses)-1)]
+			}
+			instances = append(instances, &copied)
+		}
+	}
+	for _, sc := range s.scripts {
+		sc.served++
+	}
+	return ServiceDocument{Services: map[string][]*Service{name: instances}, ClusterName: s.clusterName}
+}
+
+// writeHugeService streams doc with filler instances in front of the real
+// ones, compactly, one record at a time.
+func writeHugeService(w http.ResponseWriter, doc ServiceDocument, name string, size int64) {
+	var written int64
+	write := func(p []byte) bool {
+		n, err := w.Write(p)
+		written += int64(n)
+		return err == nil
+	}
+	quotedName, _ := json.Marshal(name)
+	if !write([]byte(`{"Services":{` + string(quotedName) + `:[`)) {
+		return
+	}
+	real, _ := json.Marshal(doc.Services[name])
+	cluster, _ := json.Marshal(doc.ClusterName)
+	filler := &Service{Name: name, Image: "registry.local:5000/filler:1", Hostname: "filler-host",
+		Ports: []Port{{Type: "tcp", Port: 31000, ServicePort: 10000, IP: "10.9.9.9"}}, ProxyMode: "http", Status: StatusAlive}
+	for i := 0; written < size-int64(len(real)); i++ {
+		filler.ID = fmt.Sprintf("f%011x", i)
+		record, _ := json.Marshal(filler)
+		if !write(append(record, ',')) {
+			return
+		}
+	}
+	if !write(real[1:]) { // the real instances and the closing bracket
+		return
+	}
+	write([]byte(`},"ClusterName":` + string(cluster) + `}`))
+}
+
+// wrongTypesService renders doc with every Status as its name
+// (statusAsString) or the instance list as an object keyed by ID.
+func wrongTypesService(doc ServiceDocument, name string, statusAsString bool) []byte {
+	instances := doc.Services[name]
+	if statusAsString {
+		generic := make([]map[string]any, 0, len(instances))
+		raw, _ := json.Marshal(instances)
+		if err := json.Unmarshal(raw, &generic); err != nil {
+			panic(fmt.Sprintf("sidecartest: reparse own instances: %v", err))
+		}
+		for _, record := range generic {
+			status := int(record["Status"].(float64))
+			if status >= 0 && status < len(statusNames) {
+				record["Status"] = statusNames[status]
+			} else {
+				record["Status"] = fmt.Sprint(status)
+			}
+		}
+		body, _ := json.MarshalIndent(map[string]any{"Services": map[string]any{name: generic}, "ClusterName": doc.ClusterName}, "", "  ")
+		return body
+	}
+	byID := make(map[string]*Service, len(instances))
+	for _, svc := range instances {
+		byID[svc.ID] = svc
+	}
+	body, _ := json.MarshalIndent(map[string]any{"Services": map[string]any{name: byID}, "ClusterName": doc.ClusterName}, "", "  ")
+	return body
 }
 
 // snapshotLocked renders the current state, advancing every script by one.

@@ -395,3 +395,159 @@ func TestGenerateState(t *testing.T) {
 		t.Error("service 6 is not on host 1 as documented")
 	}
 }
+
+func TestServiceDocument(t *testing.T) {
+	s := NewServer(t)
+	s.SetHostname("agent-01")
+	s.SetClusterName("prod")
+	s.SetService("agent-01", testID, StatusAlive, WithName("billing"),
+		WithPorts(Port{Type: "tcp", Port: 31005, ServicePort: 10100, IP: "10.1.2.3"}))
+	s.SetService("agent-02", "7d40aa1c9e02", StatusDraining, WithName("billing"))
+	s.SetService("agent-02", "a91c0e5b2f33", StatusUnhealthy, WithName("search"))
+
+	a := do(t, http.MethodGet, s.ServiceURL("billing"))
+	if a.status != http.StatusOK || a.contentType != "application/json" {
+		t.Fatalf("billing: %d %q %s", a.status, a.contentType, a.body)
+	}
+	// Sidecar's shape: Services then ClusterName, no ClusterMembers,
+	// two-space indentation.
+	if !bytes.HasPrefix(a.body, []byte("{\n  \"Services\": {\n    \"billing\": [\n      {\n        \"ID\": ")) ||
+		!bytes.HasSuffix(a.body, []byte("\n  },\n  \"ClusterName\": \"prod\"\n}")) || bytes.Contains(a.body, []byte("ClusterMembers")) {
+		t.Errorf("not Sidecar's indented service document:\n%s", a.body)
+	}
+	var doc ServiceDocument
+	if err := json.Unmarshal(a.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, svc := range doc.Services["billing"] {
+		if svc.Name != "billing" {
+			t.Errorf("instance of another name: %+v", svc)
+		}
+		got[svc.Hostname+"/"+svc.ID] = svc.Status
+	}
+	want := map[string]int{"agent-01/" + testID: StatusAlive, "agent-02/7d40aa1c9e02": StatusDraining}
+	if len(doc.Services) != 1 || len(got) != 2 || got["agent-01/"+testID] != StatusAlive || got["agent-02/7d40aa1c9e02"] != StatusDraining {
+		t.Errorf("instances %v, want %v (names %d)", got, want, len(doc.Services))
+	}
+
+	// Unknown name: Sidecar's JSON 404.
+	a = do(t, http.MethodGet, s.ServiceURL("nothing"))
+	if a.status != http.StatusNotFound || string(a.body) != `{"message":"no instances of nothing found","status":"error"}` {
+		t.Errorf("unknown name: %d %s", a.status, a.body)
+	}
+	// Names with dots and escapes: the extension is what follows the last dot.
+	s.SetService("agent-01", "0123456789ab", StatusAlive, WithName("app.v2 beta"))
+	if a = do(t, http.MethodGet, s.ServiceURL("app.v2 beta")); a.status != http.StatusOK || !bytes.Contains(a.body, []byte(`"app.v2 beta": [`)) {
+		t.Errorf("dotted name: %d %s", a.status, a.body)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		jsonBody     bool
+	}{
+		{http.MethodGet, "/api/services/billing.xml", http.StatusNotFound, true},
+		{http.MethodGet, "/services/billing.json", http.StatusNotFound, false}, // no root alias
+		{http.MethodGet, "/api/services/.json", http.StatusNotFound, false},
+		{http.MethodGet, "/api/services/billing", http.StatusNotFound, false},
+		{http.MethodPost, "/api/services/billing.json", http.StatusMethodNotAllowed, false},
+	} {
+		a := do(t, tc.method, s.URL()+tc.path)
+		if a.status != tc.status || json.Valid(a.body) != tc.jsonBody {
+			t.Errorf("%s %s: %d %q, want %d (JSON body %v)", tc.method, tc.path, a.status, a.body, tc.status, tc.jsonBody)
+		}
+	}
+
+	// Without the route: the router's plain-text 404, as an older Sidecar.
+	s.SetServiceRoute(false)
+	if a = do(t, http.MethodGet, s.ServiceURL("billing")); a.status != http.StatusNotFound || json.Valid(a.body) {
+		t.Errorf("route removed: %d %s", a.status, a.body)
+	}
+}
+
+func TestStatsPerRoute(t *testing.T) {
+	s := NewServer(t)
+	s.SetService(s.Hostname(), testID, StatusAlive, WithName("billing"))
+	state := do(t, http.MethodGet, s.StateURL())
+	first := do(t, http.MethodGet, s.ServiceURL("billing"))
+	second := do(t, http.MethodGet, s.ServiceURL("billing"))
+	missing := do(t, http.MethodGet, s.ServiceURL("nothing"))
+
+	st := s.Stats(RouteState)
+	if st.Requests != 1 || st.Bytes != int64(len(state.body)) || st.ServeTime <= 0 {
+		t.Errorf("state.json stats %+v, want 1 request of %d bytes", st, len(state.body))
+	}
+	sv := s.Stats(RouteService)
+	if want := int64(len(first.body) + len(second.body) + len(missing.body)); sv.Requests != 3 || sv.Bytes != want || sv.ServeTime <= 0 {
+		t.Errorf("service stats %+v, want 3 requests of %d bytes", sv, want)
+	}
+	polls := s.Polls()
+	if len(polls) != 4 || polls[0].Route != RouteState || polls[1].Route != RouteService || polls[1].Path != "/api/services/billing.json" {
+		t.Errorf("polls %+v", polls)
+	}
+	s.ResetStats()
+	if st := s.Stats(RouteService); st != (RouteStats{}) {
+		t.Errorf("after ResetStats: %+v", st)
+	}
+}
+
+func TestServiceRouteFaultsAndScripts(t *testing.T) {
+	s := NewServer(t)
+	s.Script(s.Hostname(), testID, StatusUnhealthy, StatusAlive)
+	s.SetService("other", "0123456789ab", StatusAlive) // same default name
+	url := s.ServiceURL("test-service")
+	status := func(body []byte) int {
+		var doc ServiceDocument
+		if err := json.Unmarshal(body, &doc); err != nil {
+			t.Fatalf("not a service document: %v\n%s", err, body)
+		}
+		for _, svc := range doc.Services["test-service"] {
+			if svc.ID == testID {
+				return svc.Status
+			}
+		}
+		t.Fatalf("our instance is missing: %s", body)
+		return -1
+	}
+	// Scripts advance with service documents too.
+	if got := status(do(t, http.MethodGet, url).body); got != StatusUnhealthy {
+		t.Errorf("first document status %d", got)
+	}
+	if got := status(do(t, http.MethodGet, url).body); got != StatusAlive {
+		t.Errorf("second document status %d", got)
+	}
+	complete := do(t, http.MethodGet, url).body
+
+	s.SetFault(FaultHTTP500)
+	if a := do(t, http.MethodGet, url); a.status != http.StatusInternalServerError || !json.Valid(a.body) {
+		t.Errorf("FaultHTTP500: %d %s", a.status, a.body)
+	}
+	s.SetFault(FaultGarbage)
+	if a := do(t, http.MethodGet, url); a.status != http.StatusOK || json.Valid(a.body) {
+		t.Errorf("FaultGarbage: %d %q", a.status, a.body)
+	}
+	s.SetFault(FaultTruncated)
+	if a := do(t, http.MethodGet, url); a.status != http.StatusOK || json.Valid(a.body) || !bytes.HasPrefix(complete, a.body[:10]) {
+		t.Errorf("FaultTruncated: %d %q", a.status, a.body)
+	}
+	s.SetFault(FaultWrongTypes)
+	first, second := do(t, http.MethodGet, url).body, do(t, http.MethodGet, url).body
+	if !json.Valid(first) || !bytes.Contains(first, []byte(`"Status": "ALIVE"`)) {
+		t.Errorf("FaultWrongTypes, first answer: %s", first)
+	}
+	if !json.Valid(second) || !bytes.Contains(second, []byte(`"test-service": {`)) {
+		t.Errorf("FaultWrongTypes, second answer: %s", second)
+	}
+	s.SetHugeSize(1 << 20)
+	s.SetFault(FaultHuge)
+	huge := do(t, http.MethodGet, url)
+	if huge.status != http.StatusOK || len(huge.body) < 1<<20 {
+		t.Fatalf("FaultHuge: %d, %d bytes", huge.status, len(huge.body))
+	}
+	if got := status(huge.body); got != StatusAlive {
+		t.Errorf("FaultHuge: our status %d", got)
+	}
+	if !bytes.Contains(huge.body[:1000], []byte("filler-host")) {
+		t.Errorf("FaultHuge: the filler does not come first")
+	}
+}
