@@ -481,7 +481,7 @@ func (t *taskRunner) sidecarHostKeys() []string {
 // logs when it did not succeed and removes it. A stop with a deadline
 // (SHUTDOWN, a signal, a lost agent) bounds all of that: the terminal
 // update matters more than the logs, and a container left behind is
-// removed by executor.sh's cleanup once the executor exits.
+// removed by executor.sh's cleanup once the executor exits non-zero.
 func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadline time.Time, waitErr error, logger *log.Entry) outcome {
 	runtime := t.deps.docker
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
@@ -530,7 +530,10 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadlin
 		}
 	}
 	if err := runtime.removeContainer(ctx, id); err != nil {
-		logger.WithError(err).Error("could not remove the container")
+		// Exit non-zero: that is what makes executor.sh run its cleanup,
+		// which finds the container by its labels and removes it.
+		logger.WithError(err).Error("could not remove the container; the executor will exit non-zero so that executor.sh's cleanup removes it")
+		t.markFailed()
 	} else {
 		logger.Debug("container removed")
 	}
