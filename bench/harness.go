@@ -62,6 +62,8 @@ type execRun struct {
 	sandbox string
 	cmd     *exec.Cmd
 	pid     int
+	// inner is the executor's PID when pid is executor.sh's (the PSS run).
+	inner   int
 	exited  chan struct{}
 	exitAt  time.Time
 	waitErr error

@@ -56,3 +56,15 @@ func TestParseIdleConfigs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseStatPPID(t *testing.T) {
+	// The command name may hold spaces and parentheses: fields are counted
+	// from the last ')'.
+	line := []byte("4242 (sh (x) y) S 17 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n")
+	if ppid, err := parseStatPPID(line); err != nil || ppid != 17 {
+		t.Fatalf("parseStatPPID = %d, %v; want 17", ppid, err)
+	}
+	if _, err := parseStatPPID([]byte("4242 sh S")); err == nil {
+		t.Error("a stat line without ')' was accepted")
+	}
+}
