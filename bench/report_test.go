@@ -68,3 +68,13 @@ func TestParseStatPPID(t *testing.T) {
 		t.Error("a stat line without ')' was accepted")
 	}
 }
+
+// TestContainerNameMatchesTheExecutor holds the bench's container names to
+// the executor's (dockerspec.go containerName): the same vector is checked
+// against the executor in container_name_bench_test.go.
+func TestContainerNameMatchesTheExecutor(t *testing.T) {
+	const framework, task = "ae9002ae-cde7-43fb-8abd-9a1b8757f5c0-0000", "bench-0dd36acb-kill-3"
+	if got, want := containerNameFor(framework, task), "mesos-bench-0dd36acb-kill-3_6d8f0be089bf"; got != want {
+		t.Fatalf("containerNameFor = %q, want %q", got, want)
+	}
+}
