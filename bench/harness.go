@@ -205,7 +205,7 @@ func (h *harness) benchTask(agent *mesostest.Agent, taskID, command string, env 
 			Docker: &mesos.ContainerInfo_DockerInfo{
 				Image:      h.image,
 				Network:    mesos.ContainerInfo_DockerInfo_HOST.Enum(),
-				Parameters: []mesos.Parameter{{Key: "label", Value: benchLabel + "=" + h.runID}},
+				Parameters: []mesos.Parameter{{Key: "label", Value: benchTaskLabel + "=" + h.runID}},
 			},
 		},
 		Resources: []mesos.Resource{
