@@ -4,7 +4,7 @@
 // Docker engine, measures it against Docker doing the same work, and writes
 // BENCHMARKS.md.
 //
-//	go run ./bench [-n 20] [-k 50] [-idle-window 60s] [-gobench file] [-out BENCHMARKS.md]
+//	go run ./bench [-n 20] [-k 50] [-pss-k 100] [-idle-window 60s] [-gobench file] [-out BENCHMARKS.md]
 //
 // Every container it creates carries the label sidecar-executor.bench=<run>
 // and is removed at the end, on failure and on interrupt. A run that cannot
