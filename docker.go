@@ -79,10 +79,9 @@ func newDockerClient() (*docker.Client, error) {
 // skip the version check, go-dockerclient asks /version before the ping and
 // remembers the answer, so the start then goes straight to POST .../start.
 type pendingStart struct {
-	client   *docker.Client
-	endpoint string
-	done     chan struct{}
-	err      error // set before done is closed
+	client *docker.Client
+	done   chan struct{}
+	err    error // set before done is closed
 }
 
 // prepareStart pings the daemon on a new client of its own, which then
@@ -90,7 +89,7 @@ type pendingStart struct {
 // version check in go-dockerclient is unsynchronised, so nothing else may
 // use the client until wait has returned.
 func (r *dockerRuntime) prepareStart(ctx context.Context) *pendingStart {
-	p := &pendingStart{endpoint: r.endpoint, done: make(chan struct{})}
+	p := &pendingStart{done: make(chan struct{})}
 	client, err := docker.NewClientFromEnv()
 	if err != nil {
 		p.err = fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
