@@ -71,3 +71,4 @@ clean:
 	rm -rf bin
 	-docker ps -aq --filter label=sidecar-executor.test | xargs -r docker rm -f
 	-docker ps -aq --filter label=sidecar-executor.bench | xargs -r docker rm -f
+	-docker ps -aq --filter label=sidecar-executor-bench | xargs -r docker rm -f

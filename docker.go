@@ -27,6 +27,7 @@ const (
 // dockerRuntime runs one container through the Docker API. It keeps two
 // clients: short has an HTTP timeout; long has none and is only used with
 // contexts, for calls that legitimately block (wait, stop, pull, logs).
+// The start of the container has a client of its own (prepareStart).
 type dockerRuntime struct {
 	short    *docker.Client
 	long     *docker.Client
@@ -37,26 +38,89 @@ type dockerRuntime struct {
 // DOCKER_CERT_PATH and DOCKER_API_VERSION, like the docker CLI; main has
 // set them to the operator's (settingsEnv.applyDockerDaemonSettings).
 func newDockerRuntime() (*dockerRuntime, error) {
-	short, err := docker.NewClientFromEnv()
+	short, err := newDockerClient()
 	if err != nil {
-		return nil, fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
+		return nil, err
 	}
 	short.SetTimeout(dockerCallTimeout)
-	long, err := docker.NewClientFromEnv()
+	long, err := newDockerClient()
 	if err != nil {
-		return nil, fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
+		return nil, err
 	}
 	return &dockerRuntime{short: short, long: long, endpoint: short.Endpoint()}, nil
 }
 
-// ping checks that the daemon answers.
-func (r *dockerRuntime) ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
-	defer cancel()
-	if err := r.short.PingWithContext(ctx); err != nil {
-		return fmt.Errorf("the Docker daemon at %s is unreachable: %w", r.endpoint, err)
+// newDockerClient makes a client from the environment that never asks the
+// daemon for its version on its own. go-dockerclient would otherwise ask
+// (GET /version) before the first call of a client when DOCKER_API_VERSION
+// is set; the answer changes none of the calls made here (their URLs carry
+// DOCKER_API_VERSION either way), and the lazy, unsynchronised check would
+// race when the launch makes two calls at once on one client.
+func newDockerClient() (*docker.Client, error) {
+	client, err := docker.NewClientFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
 	}
-	return nil
+	client.SkipServerVersionCheck = true
+	return client, nil
+}
+
+// pendingStart is the client that will start the launch's container, being
+// readied in the background while the launch checks for a stale container
+// and the image and creates the container.
+//
+// go-dockerclient's StartContainer asks the daemon for its API version
+// (GET /version) before the first start of each client, whatever the
+// client's settings (container_start.go checks serverAPIVersion, which only
+// that request sets), and dockerd answers /version slowly (it collects
+// every component's version: 7-17 ms on the bench machine). Every executor
+// starts exactly one container, so every launch paid it in series between
+// create and start. Here the same question is asked ahead of time, by the
+// ping that tells an unreachable daemon apart: on a client that does not
+// skip the version check, go-dockerclient asks /version before the ping and
+// remembers the answer, so the start then goes straight to POST .../start.
+type pendingStart struct {
+	client *docker.Client
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// prepareStart pings the daemon on a new client of its own, which then
+// knows the daemon's API version. The client is the launch's alone: the
+// version check in go-dockerclient is unsynchronised, so nothing else may
+// use the client until wait has returned.
+func (r *dockerRuntime) prepareStart(ctx context.Context) *pendingStart {
+	p := &pendingStart{done: make(chan struct{})}
+	client, err := docker.NewClientFromEnv()
+	if err != nil {
+		p.err = fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
+		close(p.done)
+		return p
+	}
+	client.SetTimeout(dockerCallTimeout)
+	client.SkipServerVersionCheck = false
+	p.client = client
+	go func() {
+		defer close(p.done)
+		pingCtx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+		defer cancel()
+		if err := client.PingWithContext(pingCtx); err != nil {
+			p.err = fmt.Errorf("the Docker daemon at %s is unreachable: %w", r.endpoint, err)
+		}
+	}()
+	return p
+}
+
+// wait returns the ping's verdict once it is in, or the context's error if
+// the launch is abandoned first: the version request takes no context (it
+// is bounded by the client's timeout), and a KILL must not wait for it.
+func (p *pendingStart) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // imagePresent reports whether the engine already holds the image.
@@ -219,10 +283,16 @@ func (r *dockerRuntime) createContainer(ctx context.Context, opts docker.CreateC
 	return container, nil
 }
 
-func (r *dockerRuntime) startContainer(ctx context.Context, id string) error {
+// startContainer starts the container through the client prepareStart
+// readied; wait must have returned nil.
+func (r *dockerRuntime) startContainer(ctx context.Context, start *pendingStart, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
-	if err := r.short.StartContainerWithContext(id, nil, ctx); err != nil {
+	err := start.client.StartContainerWithContext(id, nil, ctx)
+	// The client has done its one job: free its connection to the daemon
+	// rather than keep it idle for the life of the task.
+	start.client.HTTPClient.CloseIdleConnections()
+	if err != nil {
 		return fmt.Errorf("start container %s: %w", shortID(id), err)
 	}
 	return nil

@@ -10,9 +10,11 @@ package main
 // test there, or fails it under CI=true and in make test.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -522,5 +524,33 @@ func startRunningTask(t *testing.T, cfg mesostest.Config, image string, opts []t
 	t.Helper()
 	agent, task, proc := startTask(t, cfg, image, opts, settings...)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	waitForTraps(t, task)
 	return agent, task, proc
+}
+
+// waitForTraps waits, for the commands that trap SIGTERM (termRespecting,
+// termIgnoring), until the container says it has set its trap. TASK_RUNNING
+// means Docker started the container, not that its shell has got that far,
+// and a SIGTERM before the trap is lost: the shell is PID 1, which the
+// kernel spares signals it has no handler for.
+func waitForTraps(t *testing.T, task mesos.TaskInfo) {
+	t.Helper()
+	var command string
+	for _, label := range task.GetLabels().GetLabels() {
+		if label.Key == "executor.ShellCommand" {
+			command = label.GetValue()
+		}
+	}
+	if command != termRespecting && command != termIgnoring {
+		return
+	}
+	eventually(t, 30*time.Second, "the container to set its SIGTERM trap", func() bool {
+		containers := taskContainers(task.TaskID.Value)
+		if len(containers) != 1 {
+			return false
+		}
+		var out bytes.Buffer
+		err := dockerClient.Logs(docker.LogsOptions{Container: containers[0].ID, OutputStream: &out, ErrorStream: io.Discard, Stdout: true, Stderr: true})
+		return err == nil && strings.Contains(out.String(), "started")
+	})
 }

@@ -242,14 +242,42 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, t.deps.dockerErr.Error())
 	}
 	runtime := t.deps.docker
-	if err := runtime.ping(ctx); err != nil {
+	// The start's client negotiates Docker's API version (and pings the
+	// daemon) while the checks and the create below run: see pendingStart.
+	start := runtime.prepareStart(ctx)
+	// Until the daemon has answered the ping, a failure is reported as the
+	// ping's when the ping failed too: an unreachable daemon fails every
+	// call, and "unreachable" is what the operator needs to read.
+	failDocker := func(err error) (*docker.Container, *outcome) {
+		if pingErr := start.wait(ctx); pingErr != nil {
+			return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, pingErr.Error())
+		}
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
-	if err := runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger); err != nil {
-		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+
+	// The image check reads only, so it runs alongside the stale-container
+	// check; the pull, if one is needed, still waits for that check.
+	var present bool
+	var presentErr error
+	imageChecked := make(chan struct{})
+	if spec.ForcePull {
+		close(imageChecked)
+	} else {
+		go func() {
+			defer close(imageChecked)
+			present, presentErr = runtime.imagePresent(spec.Image)
+		}()
 	}
-	if err := t.ensureImage(ctx, logger); err != nil {
-		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	staleErr := runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger)
+	<-imageChecked
+	if staleErr != nil {
+		return failDocker(staleErr)
+	}
+	if presentErr != nil {
+		return failDocker(presentErr)
+	}
+	if err := t.ensureImage(ctx, present, logger); err != nil {
+		return failDocker(err)
 	}
 
 	logger.Info("creating the container")
@@ -262,7 +290,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
 			logger.WithError(removeErr).Error("could not remove a container left by a failed create")
 		}
-		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+		return failDocker(err)
 	}
 	logger = logger.WithField("container", shortID(created.ID))
 	cleanup := func() {
@@ -270,10 +298,22 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 			logger.WithError(err).Error("could not remove the container after a failed launch")
 		}
 	}
-	logger.Info("starting the container")
-	if err := runtime.startContainer(ctx, created.ID); err != nil {
+	// A failed ping fails the launch even when the other calls went
+	// through, as it did when the ping came first.
+	if err := start.wait(ctx); err != nil {
 		cleanup()
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	logger.Info("starting the container")
+	if err := runtime.startContainer(ctx, start, created.ID); err != nil {
+		cleanup()
+		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
+	}
+	if !networkHasAddresses(spec.Options.HostConfig) {
+		// Inspecting would only read the container's IP addresses for
+		// TASK_RUNNING, and on these networks Docker gives it none: the
+		// created container's ID is all supervision needs.
+		return created, nil
 	}
 	started, err := runtime.inspectContainer(context.Background(), created.ID)
 	if err != nil {
@@ -286,22 +326,30 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	return started, nil
 }
 
-// ensureImage pulls the image when it is missing or a pull is forced, with
-// the credentials found for its registry (registry_auth.go) and the retry
-// policy of the settings (pull.go).
-func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
+// networkHasAddresses tells whether Docker gives a container on this
+// network mode IP addresses of its own: not on the host's network, nor on
+// none.
+func networkHasAddresses(hostConfig *docker.HostConfig) bool {
+	if hostConfig == nil {
+		return true
+	}
+	switch hostConfig.NetworkMode {
+	case "host", "none":
+		return false
+	}
+	return true
+}
+
+// ensureImage pulls the image when it is missing (present is the launch's
+// check) or a pull is forced, with the credentials found for its registry
+// (registry_auth.go) and the retry policy of the settings (pull.go).
+func (t *taskRunner) ensureImage(ctx context.Context, present bool, logger *log.Entry) error {
 	image := t.spec.Image
 	if t.spec.ForcePull {
 		logger.Info("force_pull_image is set; pulling the image even if it is present locally")
-	} else {
-		present, err := t.deps.docker.imagePresent(image)
-		if err != nil {
-			return err
-		}
-		if present {
-			logger.Info("image present locally; not pulling")
-			return nil
-		}
+	} else if present {
+		logger.Info("image present locally; not pulling")
+		return nil
 	}
 	registry, err := registryForImage(image)
 	if err != nil {

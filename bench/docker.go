@@ -24,9 +24,16 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 )
 
-// benchLabel marks every container the bench creates, directly or through
-// the executor; its value is the run ID.
-const benchLabel = "sidecar-executor.bench"
+// benchLabel marks every container the bench creates directly; its value
+// is the run ID. benchTaskLabel marks the containers the executor creates
+// for the bench's tasks: the executor ignores task labels under
+// "sidecar-executor.", which it keeps for its own.
+const (
+	benchLabel     = "sidecar-executor.bench"
+	benchTaskLabel = "sidecar-executor-bench"
+)
+
+var benchLabels = []string{benchLabel, benchTaskLabel}
 
 type dockerEnv struct {
 	client  *docker.Client
@@ -101,13 +108,15 @@ type dieWatcher struct {
 	cancel  context.CancelFunc
 }
 
-// watchDies subscribes to Docker's die events of this run's containers. It
+// watchDies subscribes to Docker's die events. It
 // returns once Docker has answered, so no later die is missed.
 func (d *dockerEnv) watchDies(runID string) (*dieWatcher, error) {
 	filters, _ := json.Marshal(map[string][]string{
+		// No label filter: Docker requires every label filter to match,
+		// and the run's containers carry one of two labels. Names are
+		// unique to the run, so other containers' dies are never waited for.
 		"type":  {"container"},
 		"event": {"die"},
-		"label": {benchLabel + "=" + runID},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/events?filters="+url.QueryEscape(string(filters)), nil)
@@ -184,23 +193,27 @@ func (w *dieWatcher) close() { w.cancel() }
 // removeLabelled force-removes every container carrying the bench label
 // (any run, when runID is empty) and returns how many there were.
 func (d *dockerEnv) removeLabelled(runID string) (int, error) {
-	filter := benchLabel
-	if runID != "" {
-		filter += "=" + runID
-	}
-	containers, err := d.client.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {filter}}})
-	if err != nil {
-		return 0, fmt.Errorf("list the bench's containers: %w", err)
-	}
+	removed := 0
 	var errs []error
-	for _, c := range containers {
-		err := d.client.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
-		var missing *docker.NoSuchContainer
-		if err != nil && !errors.As(err, &missing) {
-			errs = append(errs, err)
+	for _, label := range benchLabels {
+		filter := label
+		if runID != "" {
+			filter += "=" + runID
 		}
+		containers, err := d.client.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {filter}}})
+		if err != nil {
+			return removed, fmt.Errorf("list the bench's containers: %w", err)
+		}
+		for _, c := range containers {
+			err := d.client.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
+			var missing *docker.NoSuchContainer
+			if err != nil && !errors.As(err, &missing) {
+				errs = append(errs, err)
+			}
+		}
+		removed += len(containers)
 	}
-	return len(containers), errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // otherContainersRunning counts running containers that are not the
@@ -212,7 +225,8 @@ func (d *dockerEnv) otherContainersRunning() int {
 	}
 	n := 0
 	for _, c := range containers {
-		if _, ours := c.Labels[benchLabel]; !ours {
+		_, direct := c.Labels[benchLabel]
+		if _, task := c.Labels[benchTaskLabel]; !direct && !task {
 			n++
 		}
 	}

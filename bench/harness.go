@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +64,8 @@ type execRun struct {
 	sandbox string
 	cmd     *exec.Cmd
 	pid     int
+	// inner is the executor's PID when pid is executor.sh's (the PSS run).
+	inner   int
 	exited  chan struct{}
 	exitAt  time.Time
 	waitErr error
@@ -201,7 +205,7 @@ func (h *harness) benchTask(agent *mesostest.Agent, taskID, command string, env 
 			Docker: &mesos.ContainerInfo_DockerInfo{
 				Image:      h.image,
 				Network:    mesos.ContainerInfo_DockerInfo_HOST.Enum(),
-				Parameters: []mesos.Parameter{{Key: "label", Value: benchLabel + "=" + h.runID}},
+				Parameters: []mesos.Parameter{{Key: "label", Value: benchTaskLabel + "=" + h.runID}},
 			},
 		},
 		Resources: []mesos.Resource{
@@ -220,9 +224,20 @@ func (h *harness) benchTask(agent *mesostest.Agent, taskID, command string, env 
 	return task
 }
 
-// containerNameFor is the executor's container name for a task ID made of
-// [a-zA-Z0-9_-] only, as the bench's IDs are ("mesos-" + ID).
-func containerNameFor(taskID string) string { return "mesos-" + taskID }
+// containerName is the executor's container name for a task of this run's
+// framework, for task IDs made of [a-zA-Z0-9_-] only, as the bench's are:
+// "mesos-", the ID, '_' and 12 hex digits of a SHA-256 over the
+// length-prefixed framework ID and the task ID. It must follow
+// containerName in dockerspec.go (TestContainerNameMatchesTheExecutor and
+// TestContainerNameOfABenchTask pin one vector on both sides).
+func (r *execRun) containerName(taskID string) string {
+	return containerNameFor(r.agent.Config().FrameworkID, taskID)
+}
+
+func containerNameFor(frameworkID, taskID string) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%d:%s%s", len(frameworkID), frameworkID, taskID)))
+	return "mesos-" + taskID + "_" + hex.EncodeToString(sum[:])[:12]
+}
 
 // launchAt sends LAUNCH and returns when the agent wrote it to the stream.
 func (r *execRun) launchAt(task mesos.TaskInfo) (time.Time, error) {
@@ -310,13 +325,13 @@ func (r *execRun) ackToExit(terminal mesostest.Update) (time.Duration, error) {
 // task's container is gone.
 func (r *execRun) finish(taskID string) error {
 	r.agent.Close()
-	_, err := r.h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
+	_, err := r.h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
 	var missing *docker.NoSuchContainer
 	switch {
 	case err == nil:
-		return fmt.Errorf("the executor left container %s behind", containerNameFor(taskID))
+		return fmt.Errorf("the executor left container %s behind", r.containerName(taskID))
 	case !errors.As(err, &missing):
-		return fmt.Errorf("check that container %s is gone: %w", containerNameFor(taskID), err)
+		return fmt.Errorf("check that container %s is gone: %w", r.containerName(taskID), err)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 // Docker engine, measures it against Docker doing the same work, and writes
 // BENCHMARKS.md.
 //
-//	go run ./bench [-n 20] [-k 50] [-idle-window 60s] [-gobench file] [-out BENCHMARKS.md]
+//	go run ./bench [-n 20] [-k 50] [-pss-k 100] [-idle-window 60s] [-gobench file] [-out BENCHMARKS.md]
 //
 // Every container it creates carries the label sidecar-executor.bench=<run>
 // and is removed at the end, on failure and on interrupt. A run that cannot
@@ -33,6 +33,7 @@ import (
 type options struct {
 	n              int
 	k              int
+	pssK           int
 	idleWindow     time.Duration
 	healthInterval time.Duration
 	idle           string
@@ -67,6 +68,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 20, "repetitions of each latency measurement")
 	flag.IntVar(&o.k, "k", 50, "executors run at once in the density run (1..100)")
+	flag.IntVar(&o.pssK, "pss-k", 100, "idle executors started through executor.sh in the PSS run (1..100)")
 	flag.DurationVar(&o.idleWindow, "idle-window", 60*time.Second, "window over which idle CPU time is measured (at least 30s)")
 	flag.DurationVar(&o.healthInterval, "health-interval", 500*time.Millisecond, "Sidecar poll interval of the verdict-change run")
 	flag.StringVar(&o.idle, "idle", "30s:1000,1s:1000,30s:10000,1s:10000", "idle executors run side by side, as poll-interval:services-in-Sidecar's-state")
@@ -77,7 +79,7 @@ func main() {
 	flag.StringVar(&o.executor, "executor", "", "executor binary to measure (default: build it with make build's flags)")
 	flag.StringVar(&o.tags, "tags", "", "build tags for the executor build")
 	flag.StringVar(&o.image, "image", "sidecar-executor/busybox:1.35", "image of the tasks (must be present)")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,breakdown; the report then goes to stdout only")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,pss,breakdown; the report then goes to stdout only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (sandboxes, executor logs)")
 	flag.StringVar(&o.samples, "samples", "", "also write every sample, in ms, as JSON to this file")
 	flag.StringVar(&o.compare, "compare", "", "a second executor binary, run in every launch/kill and exit repetition next to the first for an A/B comparison (the report then goes to stdout only)")
@@ -95,6 +97,8 @@ func (o options) validate() error {
 		return errors.New("-n must be at least 1")
 	case o.k < 1 || o.k > 100:
 		return errors.New("-k must be within 1..100")
+	case o.pssK < 1 || o.pssK > 100:
+		return errors.New("-pss-k must be within 1..100")
 	case o.idleWindow < 30*time.Second:
 		return errors.New("-idle-window must be at least 30s: a shorter window cannot hold a 30s poll")
 	case o.healthInterval <= 0:
@@ -104,7 +108,7 @@ func (o options) validate() error {
 	}
 	for _, s := range strings.Split(o.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "", "launch", "exit", "health", "idle", "density", "breakdown":
+		case "", "launch", "exit", "health", "idle", "density", "pss", "breakdown":
 		default:
 			return fmt.Errorf("-only: unknown part %q", s)
 		}
@@ -259,6 +263,11 @@ func run(o options) error {
 	}
 	if o.wants("density") {
 		if rep.density, err = h.runDensity(o.k, sidecar.StateURL(), nil, nil); err != nil {
+			return err
+		}
+	}
+	if o.wants("pss") {
+		if rep.pss, err = h.runPSS(o.pssK, sidecar.StateURL()); err != nil {
 			return err
 		}
 	}

@@ -55,6 +55,13 @@ func smapsRollup(pid int) (map[string]int64, error) {
 		}
 		out[field] = v
 	}
+	// The PSS split into anonymous and file-backed pages came with Linux
+	// 5.13; older kernels report neither, and the report shows them as 0.
+	for _, field := range []string{"Pss_Anon", "Pss_File"} {
+		if v, err := kbField(data, field); err == nil {
+			out[field] = v
+		}
+	}
 	return out, nil
 }
 

@@ -56,3 +56,25 @@ func TestParseIdleConfigs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseStatPPID(t *testing.T) {
+	// The command name may hold spaces and parentheses: fields are counted
+	// from the last ')'.
+	line := []byte("4242 (sh (x) y) S 17 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n")
+	if ppid, err := parseStatPPID(line); err != nil || ppid != 17 {
+		t.Fatalf("parseStatPPID = %d, %v; want 17", ppid, err)
+	}
+	if _, err := parseStatPPID([]byte("4242 sh S")); err == nil {
+		t.Error("a stat line without ')' was accepted")
+	}
+}
+
+// TestContainerNameMatchesTheExecutor holds the bench's container names to
+// the executor's (dockerspec.go containerName): the same vector is checked
+// against the executor in container_name_bench_test.go.
+func TestContainerNameMatchesTheExecutor(t *testing.T) {
+	const framework, task = "ae9002ae-cde7-43fb-8abd-9a1b8757f5c0-0000", "bench-0dd36acb-kill-3"
+	if got, want := containerNameFor(framework, task), "mesos-bench-0dd36acb-kill-3_6d8f0be089bf"; got != want {
+		t.Fatalf("containerNameFor = %q, want %q", got, want)
+	}
+}

@@ -185,7 +185,7 @@ func (h *harness) launchKillOnce(i int, record bool, sidecarURL string, proxy *d
 	if err != nil {
 		return err
 	}
-	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
+	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
 	if err != nil {
 		return r.failure(fmt.Errorf("inspect the task's container: %w", err))
 	}
@@ -214,7 +214,7 @@ func (h *harness) launchKillOnce(i int, record bool, sidecarURL string, proxy *d
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
+	dieAt, err := h.dies.wait(ctx, r.containerName(taskID))
 	if err != nil {
 		return r.failure(err)
 	}
@@ -276,7 +276,7 @@ func (h *harness) runExits(n int, sidecarURL string, proxy *dockerProxy, bd *bre
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
+		dieAt, err := h.dies.wait(ctx, r.containerName(taskID))
 		if err != nil {
 			return r.failure(err)
 		}
@@ -372,7 +372,7 @@ func (h *harness) runHealth(n int, interval time.Duration) (*healthResult, error
 	if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
 		return nil, err
 	}
-	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
+	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
 	if err != nil {
 		return nil, r.failure(err)
 	}
@@ -556,7 +556,7 @@ func (h *harness) runIdle(configs []idleConfig, window time.Duration, profileDir
 		if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
 			return nil, err
 		}
-		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
+		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
 		if err != nil {
 			return nil, r.failure(err)
 		}
@@ -778,7 +778,7 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 	res.RSSMeanMB = res.RSSTotalMB / float64(k)
 	ids := make([]string, k)
 	for i := range runs {
-		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskIDs[i])})
+		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: runs[i].containerName(taskIDs[i])})
 		if err != nil {
 			return nil, fmt.Errorf("inspect container of %s: %w", taskIDs[i], err)
 		}
@@ -804,7 +804,7 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			dieAt, err := h.dies.wait(ctx, containerNameFor(taskIDs[i]))
+			dieAt, err := h.dies.wait(ctx, r.containerName(taskIDs[i]))
 			if err != nil {
 				errs[i] = err
 				return
@@ -817,7 +817,7 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 			}
 			// After the exit, so that the proxy has recorded every call.
 			if bd != nil && proxy != nil {
-				bd.add("burst", dieAt, u.Received, proxy, ids[i], containerNameFor(taskIDs[i]))
+				bd.add("burst", dieAt, u.Received, proxy, ids[i], r.containerName(taskIDs[i]))
 			}
 			ackExit[i] = ms(d)
 			errs[i] = r.finish(taskIDs[i])

@@ -5,6 +5,7 @@
 package executorshtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,12 +30,26 @@ type Wrapper struct {
 // line is not found exactly once: a silent miss would test the real paths.
 func New(t testing.TB, script, binary, stateDir string) Wrapper {
 	t.Helper()
-	data, err := os.ReadFile(script)
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	w, err := Write(script, binary, stateDir, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+// Write is New for programs that are not tests (the scenario bench): it
+// writes the copy into dir, which must exist, and returns an error instead
+// of failing a test. stateDir must be given.
+func Write(script, binary, stateDir, dir string) (Wrapper, error) {
 	if stateDir == "" {
-		stateDir = t.TempDir()
+		return Wrapper{}, fmt.Errorf("%s: no state directory given", script)
+	}
+	data, err := os.ReadFile(script)
+	if err != nil {
+		return Wrapper{}, err
 	}
 	text := string(data)
 	for _, r := range []struct{ line, value string }{
@@ -42,15 +57,15 @@ func New(t testing.TB, script, binary, stateDir string) Wrapper {
 		{stateDirLine, "readonly state_dir=" + shellQuote(stateDir)},
 	} {
 		if n := strings.Count(text, "\n"+r.line+"\n"); n != 1 {
-			t.Fatalf("%s: the line %q occurs %d times, want once", script, r.line, n)
+			return Wrapper{}, fmt.Errorf("%s: the line %q occurs %d times, want once", script, r.line, n)
 		}
 		text = strings.Replace(text, "\n"+r.line+"\n", "\n"+r.value+"\n", 1)
 	}
-	path := filepath.Join(t.TempDir(), "executor.sh")
+	path := filepath.Join(dir, "executor.sh")
 	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
-		t.Fatal(err)
+		return Wrapper{}, err
 	}
-	return Wrapper{Path: path, StateDir: stateDir}
+	return Wrapper{Path: path, StateDir: stateDir}, nil
 }
 
 // SharedCopies lists the binary copies in the wrapper's state directory.

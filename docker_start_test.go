@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeDocker answers the few Docker API calls of a container start on a
+// unix socket and records every request, so a test can see which calls
+// go-dockerclient makes and in which order.
+type fakeDocker struct {
+	socket string
+	// versionGate, when set, holds GET /version until it is closed.
+	versionGate chan struct{}
+
+	mu    sync.Mutex
+	calls []string
+}
+
+func startFakeDocker(t *testing.T) *fakeDocker {
+	t.Helper()
+	// A short directory: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "fdock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := &fakeDocker{socket: filepath.Join(dir, "docker.sock")}
+	listener, err := net.Listen("unix", f.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &http.Server{Handler: http.HandlerFunc(f.serve)}
+	go server.Serve(listener) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { server.Close() })
+	return f
+}
+
+func (f *fakeDocker) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+	gate := f.versionGate
+	f.mu.Unlock()
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/version"):
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ApiVersion":"1.41","Version":"20.10.24"}`)) //nolint:errcheck
+	case strings.HasSuffix(r.URL.Path, "/_ping"):
+		w.Write([]byte("OK")) //nolint:errcheck
+	case strings.HasSuffix(r.URL.Path, "/start") && r.Method == http.MethodPost:
+		w.WriteHeader(http.StatusNoContent)
+	case strings.Contains(r.URL.Path, "/images/"):
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"message":"No such image: busybox:none"}`)) //nolint:errcheck
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeDocker) recorded() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func useFakeDocker(t *testing.T, f *fakeDocker, apiVersion string) {
+	t.Setenv("DOCKER_HOST", "unix://"+f.socket)
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	t.Setenv("DOCKER_CERT_PATH", "")
+	t.Setenv("DOCKER_API_VERSION", apiVersion)
+}
+
+// go-dockerclient's StartContainer asks GET /version before the first start
+// of a client. The launch has that asked ahead, with its ping, so the start
+// itself is a single POST.
+func TestPreparedStartAsksTheVersionAheadOfTheStart(t *testing.T) {
+	f := startFakeDocker(t)
+	useFakeDocker(t, f, "")
+	runtime, err := newDockerRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := runtime.prepareStart(ctx)
+	if err := start.wait(ctx); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if got, want := f.recorded(), []string{"GET /version", "GET /_ping"}; !slices.Equal(got, want) {
+		t.Fatalf("calls before the start: %q, want %q", got, want)
+	}
+	if err := runtime.startContainer(ctx, start, "0123456789abcdef"); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if got, want := f.recorded(), []string{"GET /version", "GET /_ping", "POST /containers/0123456789abcdef/start"}; !slices.Equal(got, want) {
+		t.Fatalf("calls: %q, want %q (the start must not ask the version again)", got, want)
+	}
+}
+
+// The other clients never ask the version, even with DOCKER_API_VERSION
+// set (go-dockerclient would, before their first call): the launch makes
+// two calls at once on one of them, and the lazy check is unsynchronised.
+func TestOtherClientsNeverAskTheVersion(t *testing.T) {
+	f := startFakeDocker(t)
+	useFakeDocker(t, f, "1.41")
+	runtime, err := newDockerRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	present, err := runtime.imagePresent("busybox:none")
+	if err != nil || present {
+		t.Fatalf("imagePresent = %t, %v; want false, nil", present, err)
+	}
+	if got, want := f.recorded(), []string{"GET /v1.41/images/busybox:none/json"}; !slices.Equal(got, want) {
+		t.Fatalf("calls: %q, want %q", got, want)
+	}
+}
+
+func TestPreparedStartReportsAnUnreachableDaemon(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "nothing.sock"))
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	t.Setenv("DOCKER_API_VERSION", "")
+	runtime, err := newDockerRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runtime.prepareStart(context.Background()).wait(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Docker daemon at unix://") || !strings.Contains(err.Error(), "is unreachable") {
+		t.Fatalf("wait = %v, want the daemon named unreachable", err)
+	}
+}
+
+// A KILL during the launch cancels its context; the version request takes
+// none, so wait must not sit on it.
+func TestPreparedStartWaitEndsWithTheLaunch(t *testing.T) {
+	f := startFakeDocker(t)
+	gate := make(chan struct{})
+	f.mu.Lock()
+	f.versionGate = gate
+	f.mu.Unlock()
+	useFakeDocker(t, f, "")
+	runtime, err := newDockerRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	start := runtime.prepareStart(ctx)
+	cancel()
+	if err := start.wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait = %v, want context.Canceled", err)
+	}
+	// Let the held request end so that the ping's goroutine finishes.
+	close(gate)
+	<-start.done
+}
