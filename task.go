@@ -55,8 +55,9 @@ type taskDeps struct {
 	settingsErr error
 	// env is who set what (operator file, task environment): it decides
 	// which Vault and which Docker credentials the task's launch may use.
-	env       *settingsEnv
-	docker    *dockerRuntime
+	env *settingsEnv
+	// docker is nil when dockerErr is set.
+	docker    containerRuntime
 	dockerErr error
 	mesos     config.Config
 	stdout    io.Writer
