@@ -88,6 +88,10 @@ type fakeRuntime struct {
 	// ignoreStopSignal and logs apply to containers created afterwards.
 	ignoreStopSignal bool
 	logs             string
+	// beforeCall, when set, runs at the start of every call, before the
+	// call looks at any state: a test's way to change the engine under
+	// the executor's feet.
+	beforeCall func(method string)
 	// patience rides out outages for waitContainer and inspectPatiently
 	// with dockerRuntime's own retry logic, so the tests exercise the
 	// production timer and not a copy of it.
@@ -252,6 +256,9 @@ func (f *fakeRuntime) running(t *testing.T) *fakeContainer {
 
 // enter records a call and applies what the test scripted for it.
 func (f *fakeRuntime) enter(ctx context.Context, method, target string, grace time.Duration) error {
+	if f.beforeCall != nil {
+		f.beforeCall(method)
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, fakeCall{method: method, target: target, grace: grace, at: time.Now()})
 	if f.unreachable {

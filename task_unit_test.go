@@ -395,17 +395,18 @@ func TestTaskUnitFailedCreateLeavesAnotherOwnersContainer(t *testing.T) {
 	engine.addImage(unitImage)
 	// A container of the same name appears between the stale-container
 	// check and the create: someone else's, which must survive.
-	engine.failNext("createContainer", errFakeAPI(409, "Conflict. The container name is already in use"))
-	u := startUnitTask(t, engine, unitConfig{deps: func(d *taskDeps) {
-		name := containerName(d.owner.FrameworkID, "unit-task-1")
-		engine.mu.Lock()
-		engine.containers["other"] = &fakeContainer{id: "other", name: name, labels: map[string]string{frameworkIDLabel: "someone-else"}, exited: make(chan struct{})}
-		engine.mu.Unlock()
-	}})
-	final := u.finish(t)
-	if final.GetState() != mesos.TASK_FAILED {
-		t.Fatalf("state %s", final.GetState())
+	name := containerName("framework-1", "unit-task-1")
+	engine.beforeCall = func(method string) {
+		if method == "createContainer" {
+			engine.mu.Lock()
+			engine.containers["other"] = &fakeContainer{id: "other", name: name, labels: map[string]string{frameworkIDLabel: "someone-else"}, exited: make(chan struct{})}
+			engine.mu.Unlock()
+		}
 	}
+	u := startUnitTask(t, engine, unitConfig{})
+	final := u.finish(t)
+	assertStatus(t, final, mesos.TASK_FAILED, mesos.REASON_CONTAINER_LAUNCH_FAILED.Enum(), "already exists")
+	assertSubsequence(t, engine.methods(), []string{"removeStaleContainer", "createContainer", "removeOwnContainerNamed"})
 	if ids := engine.containerIDs(); !slices.Equal(ids, []string{"other"}) {
 		t.Errorf("containers %v, want the other owner's left alone", ids)
 	}
