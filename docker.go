@@ -34,6 +34,8 @@ type dockerRuntime struct {
 	endpoint string
 }
 
+var _ containerRuntime = (*dockerRuntime)(nil)
+
 // newDockerRuntime configures Docker from DOCKER_HOST, DOCKER_TLS_VERIFY,
 // DOCKER_CERT_PATH and DOCKER_API_VERSION, like the docker CLI; main has
 // set them to the operator's (settingsEnv.applyDockerDaemonSettings).

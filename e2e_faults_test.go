@@ -528,6 +528,9 @@ func restartBeforeTerminalAck(t *testing.T) {
 // named and labelled as given, and removes it when the test ends.
 func startForeignContainer(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
+	// Skips without Docker (fails under CI=true) instead of failing on
+	// the create below.
+	requireDocker(t)
 	id, err := createRunningContainer(name, labels)
 	t.Cleanup(func() {
 		if id != "" {

@@ -138,9 +138,13 @@ func run() int {
 		dockerUnreachableLimit = settings.DockerUnreachableTimeout
 	}
 
-	runtime, dockerErr := newDockerRuntime()
+	// A nil *dockerRuntime must not become a non-nil interface value.
+	var runtime containerRuntime
+	engine, dockerErr := newDockerRuntime()
 	if dockerErr != nil {
 		logger.WithError(dockerErr).Error("Docker is not usable; the task will be failed")
+	} else {
+		runtime = engine
 	}
 	deps := &taskDeps{
 		settings:               settings,

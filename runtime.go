@@ -1,0 +1,49 @@
+package main
+
+// The container-runtime seam: the Docker calls one task's life makes
+// (task.go, stopper.go), so that the lifecycle can be driven against an
+// in-memory engine in tests. dockerRuntime (docker.go) is the real one.
+
+import (
+	"context"
+	"io"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	log "github.com/sirupsen/logrus"
+)
+
+// containerRuntime runs one task's container. Errors are written for the
+// operator: the ones that end a task become its TaskStatus message.
+type containerRuntime interface {
+	// imagePuller pulls an image once; retries are pull.go's policy.
+	imagePuller
+
+	// ping checks that the engine answers.
+	ping(ctx context.Context) error
+	// imagePresent reports whether the engine already holds the image.
+	imagePresent(image string) (bool, error)
+	// removeStaleContainer frees the name for this task: a container of
+	// that name left by an earlier executor of the task is removed; one
+	// that is not the task's makes it fail.
+	removeStaleContainer(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error
+	// removeOwnContainerNamed removes the container of that name only if
+	// its labels say this executor created it for this task.
+	removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error
+	createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error)
+	startContainer(ctx context.Context, id string) error
+	inspectContainer(ctx context.Context, id string) (*docker.Container, error)
+	// waitContainer blocks until the container is no longer running,
+	// riding out an engine outage of up to limit.
+	waitContainer(ctx context.Context, id string, limit time.Duration, logger *log.Entry) error
+	// inspectPatiently inspects, riding out an engine outage of up to limit.
+	inspectPatiently(ctx context.Context, id string, limit time.Duration, logger *log.Entry) (*docker.Container, error)
+	// stopContainer sends the container's stop signal, then SIGKILL after
+	// grace, and returns once it has stopped; a stopped container is fine.
+	stopContainer(ctx context.Context, id string, grace time.Duration) error
+	// copyLogs writes the container's output since the given time.
+	copyLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error
+	// removeContainer removes the container, running or not; a missing
+	// one is fine.
+	removeContainer(ctx context.Context, id string) error
+}

@@ -1,0 +1,552 @@
+package main
+
+// fakeRuntime is an in-memory container engine behind containerRuntime,
+// so that a real taskRunner can be driven through its whole life without
+// Docker. It is scriptable rather than clever: containers have a state, an
+// exit code and an OOM verdict; wait blocks until the test (or a stop)
+// ends the container; stop delivers the stop signal and, when the
+// container ignores it, SIGKILL once the grace is up; any call can be made
+// to fail, to block until its context ends, or to find Docker unreachable.
+// Every call is recorded, so tests assert order and arguments.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	log "github.com/sirupsen/logrus"
+)
+
+// fakeEndpoint is the fake engine's address in error messages.
+const fakeEndpoint = "unix:///fake/docker.sock"
+
+// errFakeUnreachable is what every call gets while the engine is down: a
+// transport error, not an answer from Docker, so dockerRuntime's retry
+// logic treats it as an outage.
+var errFakeUnreachable = fmt.Errorf("dial unix /fake/docker.sock: %w", syscall.ECONNREFUSED)
+
+// fakeCall is one call made on the fake engine.
+type fakeCall struct {
+	method string
+	// target is the container ID, the container name (create, the
+	// removals by name) or the image (pull, imagePresent).
+	target string
+	grace  time.Duration // stopContainer only
+	at     time.Time
+}
+
+// fakeSignal is a signal the fake delivered to a container's process.
+type fakeSignal struct {
+	name string // "SIGTERM" (the stop signal) or "SIGKILL"
+	at   time.Time
+}
+
+type fakeContainer struct {
+	id     string
+	name   string
+	labels map[string]string
+	state  docker.State
+	// exited is closed once the container no longer runs.
+	exited chan struct{}
+	// ignoresStop makes the process ignore the stop signal: only the
+	// SIGKILL after the grace period ends it.
+	ignoresStop bool
+	// oomAfterInspects delays the OOM verdict: that many inspects after
+	// the exit still show OOMKilled false, as when Docker handles the
+	// kernel's OOM event after the process exit.
+	oomAfterInspects int
+	lateOOM          bool
+	signals          []fakeSignal
+}
+
+type fakeRuntime struct {
+	mu         sync.Mutex
+	containers map[string]*fakeContainer // by ID
+	images     map[string]bool
+	calls      []fakeCall
+	nextID     int
+	// failures are returned, in order, by the next calls of a method.
+	failures map[string][]error
+	// blocked methods wait for their context to end; the channel is
+	// closed when the first such call arrives.
+	blocked map[string]chan struct{}
+	// createDespiteCancel makes a blocked create carry out the creation
+	// anyway when cancelled, as Docker may with a request already sent.
+	createDespiteCancel bool
+	// unreachable fails every call with a transport error; outage is
+	// closed when an outage begins, which breaks the waits in progress.
+	unreachable bool
+	outage      chan struct{}
+	// waitAttempts counts the raw waits, retries included.
+	waitAttempts int
+	// ignoreStopSignal and logs apply to containers created afterwards.
+	ignoreStopSignal bool
+	logs             string
+	// beforeCall, when set, runs at the start of every call, before the
+	// call looks at any state: a test's way to change the engine under
+	// the executor's feet.
+	beforeCall func(method string)
+	// patience rides out outages for waitContainer and inspectPatiently
+	// with dockerRuntime's own retry logic, so the tests exercise the
+	// production timer and not a copy of it.
+	patience *dockerRuntime
+}
+
+func newFakeRuntime() *fakeRuntime {
+	return &fakeRuntime{
+		containers: map[string]*fakeContainer{},
+		images:     map[string]bool{},
+		failures:   map[string][]error{},
+		blocked:    map[string]chan struct{}{},
+		outage:     make(chan struct{}),
+		patience:   &dockerRuntime{endpoint: fakeEndpoint},
+	}
+}
+
+var _ containerRuntime = (*fakeRuntime)(nil)
+
+// --- scripting, for tests ---
+
+// failNext makes the next call of method fail with err.
+func (f *fakeRuntime) failNext(method string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures[method] = append(f.failures[method], err)
+}
+
+// block makes calls of method wait until their context ends; the returned
+// channel is closed when the first one arrives.
+func (f *fakeRuntime) block(method string) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	arrived := make(chan struct{})
+	f.blocked[method] = arrived
+	return arrived
+}
+
+func (f *fakeRuntime) setUnreachable(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if down == f.unreachable {
+		return
+	}
+	f.unreachable = down
+	if down {
+		close(f.outage)
+	} else {
+		f.outage = make(chan struct{})
+	}
+}
+
+func (f *fakeRuntime) addImage(image string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.images[image] = true
+}
+
+// exit ends the container's process with code, as if it exited by itself.
+func (f *fakeRuntime) exit(id string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		c.exitLocked(code)
+	}
+}
+
+// oomKill ends the container as the kernel's OOM killer does. Docker
+// records the verdict at once, or with inspectsBeforeVerdict > 0 only
+// after that many inspects have shown the exit without it.
+func (f *fakeRuntime) oomKill(id string, inspectsBeforeVerdict int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[id]
+	if c == nil {
+		return
+	}
+	c.signals = append(c.signals, fakeSignal{name: "SIGKILL", at: time.Now()})
+	if inspectsBeforeVerdict > 0 {
+		c.lateOOM, c.oomAfterInspects = true, inspectsBeforeVerdict
+	} else {
+		c.state.OOMKilled = true
+	}
+	c.exitLocked(128 + int(syscall.SIGKILL))
+}
+
+func (c *fakeContainer) exitLocked(code int) {
+	if !c.state.Running {
+		return
+	}
+	c.state.Running = false
+	c.state.Pid = 0
+	c.state.ExitCode = code
+	c.state.FinishedAt = time.Now()
+	close(c.exited)
+}
+
+// callLog returns the calls made so far.
+func (f *fakeRuntime) callLog() []fakeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// methods lists the methods called so far, in order.
+func (f *fakeRuntime) methods() []string {
+	var names []string
+	for _, c := range f.callLog() {
+		names = append(names, c.method)
+	}
+	return names
+}
+
+// callsOf returns the calls of one method.
+func (f *fakeRuntime) callsOf(method string) []fakeCall {
+	var matching []fakeCall
+	for _, c := range f.callLog() {
+		if c.method == method {
+			matching = append(matching, c)
+		}
+	}
+	return matching
+}
+
+// containerIDs lists the containers the engine holds.
+func (f *fakeRuntime) containerIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id := range f.containers {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// signalsOf returns the signals delivered to a container, removed or not.
+func (f *fakeRuntime) signalsOf(c *fakeContainer) []fakeSignal {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(c.signals)
+}
+
+// running waits for the task's container to run and returns it.
+func (f *fakeRuntime) running(t *testing.T) *fakeContainer {
+	t.Helper()
+	var found *fakeContainer
+	eventually(t, 5*time.Second, "a running container", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range f.containers {
+			if c.state.Running {
+				found = c
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// --- containerRuntime ---
+
+// enter records a call and applies what the test scripted for it.
+func (f *fakeRuntime) enter(ctx context.Context, method, target string, grace time.Duration) error {
+	if f.beforeCall != nil {
+		f.beforeCall(method)
+	}
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{method: method, target: target, grace: grace, at: time.Now()})
+	if f.unreachable {
+		f.mu.Unlock()
+		return errFakeUnreachable
+	}
+	if queued := f.failures[method]; len(queued) > 0 {
+		f.failures[method] = queued[1:]
+		f.mu.Unlock()
+		return queued[0]
+	}
+	arrived, blocked := f.blocked[method]
+	if blocked {
+		delete(f.blocked, method)
+	}
+	f.mu.Unlock()
+	if blocked {
+		close(arrived)
+		<-ctx.Done()
+		return fmt.Errorf("%s %s: %w", method, target, ctx.Err())
+	}
+	return nil
+}
+
+func (f *fakeRuntime) ping(ctx context.Context) error {
+	if err := f.enter(ctx, "ping", "", 0); err != nil {
+		return fmt.Errorf("the Docker daemon at %s is unreachable: %w", fakeEndpoint, err)
+	}
+	return nil
+}
+
+func (f *fakeRuntime) imagePresent(image string) (bool, error) {
+	if err := f.enter(context.Background(), "imagePresent", image, 0); err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", image, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.images[image], nil
+}
+
+func (f *fakeRuntime) pullImage(ctx context.Context, image string, _ docker.AuthConfiguration, _ time.Duration, _ *pullProgress) error {
+	if err := f.enter(ctx, "pullImage", image, 0); err != nil {
+		return fmt.Errorf("pull %s: %w", image, err)
+	}
+	f.addImage(image)
+	return nil
+}
+
+func (f *fakeRuntime) byNameLocked(name string) *fakeContainer {
+	for _, c := range f.containers {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (f *fakeRuntime) removeStaleContainer(ctx context.Context, name string, owner containerOwner, taskID string, _ *log.Entry) error {
+	if err := f.enter(ctx, "removeStaleContainer", name, 0); err != nil {
+		return fmt.Errorf("look for an earlier container named %s: %w", name, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.byNameLocked(name)
+	if c == nil {
+		return nil
+	}
+	if owner.FrameworkID == "" || c.labels[frameworkIDLabel] != owner.FrameworkID || c.labels[taskIDLabel] != taskID {
+		return fmt.Errorf("a container named %s already exists and is not one of this task's", name)
+	}
+	f.removeLocked(c)
+	return nil
+}
+
+func (f *fakeRuntime) removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, _ *log.Entry) error {
+	if err := f.enter(ctx, "removeOwnContainerNamed", name, 0); err != nil {
+		return fmt.Errorf("look for a container named %s: %w", name, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.byNameLocked(name)
+	if c == nil || c.labels[frameworkIDLabel] != owner.FrameworkID || c.labels[executorIDLabel] != owner.ExecutorID || c.labels[taskIDLabel] != taskID {
+		return nil
+	}
+	f.removeLocked(c)
+	return nil
+}
+
+func (f *fakeRuntime) createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error) {
+	err := f.enter(ctx, "createContainer", opts.Name, 0)
+	if err != nil && !(f.createDespiteCancel && ctx.Err() != nil) {
+		return nil, fmt.Errorf("create container %s: %w", opts.Name, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byNameLocked(opts.Name) != nil {
+		return nil, fmt.Errorf("create container %s: %w", opts.Name, docker.ErrContainerAlreadyExists)
+	}
+	f.nextID++
+	c := &fakeContainer{
+		id:          fmt.Sprintf("c%011d%052d", f.nextID, 0),
+		name:        opts.Name,
+		exited:      make(chan struct{}),
+		ignoresStop: f.ignoreStopSignal,
+	}
+	if opts.Config != nil {
+		c.labels = opts.Config.Labels
+	}
+	f.containers[c.id] = c
+	if err != nil {
+		// Docker created it, but the caller gave up on the answer.
+		return nil, fmt.Errorf("create container %s: %w", opts.Name, err)
+	}
+	return f.snapshotLocked(c), nil
+}
+
+func (f *fakeRuntime) startContainer(ctx context.Context, id string) error {
+	if err := f.enter(ctx, "startContainer", id, 0); err != nil {
+		return fmt.Errorf("start container %s: %w", shortID(id), err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[id]
+	if c == nil {
+		return fmt.Errorf("start container %s: %w", shortID(id), &docker.NoSuchContainer{ID: id})
+	}
+	c.state.Running = true
+	c.state.Pid = 4242
+	c.state.StartedAt = time.Now()
+	return nil
+}
+
+func (f *fakeRuntime) snapshotLocked(c *fakeContainer) *docker.Container {
+	return &docker.Container{
+		ID:              c.id,
+		Name:            "/" + c.name,
+		State:           c.state,
+		Config:          &docker.Config{Labels: c.labels},
+		NetworkSettings: &docker.NetworkSettings{IPAddress: "172.17.0.9"},
+	}
+}
+
+func (f *fakeRuntime) inspectContainer(ctx context.Context, id string) (*docker.Container, error) {
+	if err := f.enter(ctx, "inspectContainer", id, 0); err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	return f.inspectNow(id)
+}
+
+func (f *fakeRuntime) inspectNow(id string) (*docker.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[id]
+	if c == nil {
+		return nil, fmt.Errorf("inspect container %s: %w", shortID(id), &docker.NoSuchContainer{ID: id})
+	}
+	if c.lateOOM && !c.state.Running {
+		if c.oomAfterInspects == 0 {
+			c.state.OOMKilled = true
+		} else {
+			c.oomAfterInspects--
+		}
+	}
+	return f.snapshotLocked(c), nil
+}
+
+func (f *fakeRuntime) waitContainer(ctx context.Context, id string, limit time.Duration, logger *log.Entry) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{method: "waitContainer", target: id, at: time.Now()})
+	f.mu.Unlock()
+	return f.patience.whileUnreachable(ctx, limit, logger, "wait for container "+shortID(id), func() error {
+		f.mu.Lock()
+		f.waitAttempts++
+		if f.unreachable {
+			f.mu.Unlock()
+			return errFakeUnreachable
+		}
+		c := f.containers[id]
+		if c == nil {
+			f.mu.Unlock()
+			return &docker.NoSuchContainer{ID: id}
+		}
+		exited, outage := c.exited, f.outage
+		f.mu.Unlock()
+		select {
+		case <-exited:
+			return nil
+		case <-outage:
+			return errFakeUnreachable
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
+// attempts returns how many raw waits were made.
+func (f *fakeRuntime) attempts() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waitAttempts
+}
+
+func (f *fakeRuntime) inspectPatiently(ctx context.Context, id string, limit time.Duration, logger *log.Entry) (*docker.Container, error) {
+	var container *docker.Container
+	err := f.patience.whileUnreachable(ctx, limit, logger, "inspect container "+shortID(id), func() error {
+		if err := f.enter(ctx, "inspectPatiently", id, 0); err != nil {
+			return err
+		}
+		var err error
+		container, err = f.inspectNow(id)
+		return err
+	})
+	return container, err
+}
+
+func (f *fakeRuntime) stopContainer(ctx context.Context, id string, grace time.Duration) error {
+	if err := f.enter(ctx, "stopContainer", id, grace); err != nil {
+		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	f.mu.Lock()
+	c := f.containers[id]
+	if c == nil {
+		f.mu.Unlock()
+		return fmt.Errorf("stop container %s: %w", shortID(id), &docker.NoSuchContainer{ID: id})
+	}
+	if !c.state.Running {
+		f.mu.Unlock()
+		return nil
+	}
+	c.signals = append(c.signals, fakeSignal{name: "SIGTERM", at: time.Now()})
+	if !c.ignoresStop {
+		c.exitLocked(128 + int(syscall.SIGTERM))
+		f.mu.Unlock()
+		return nil
+	}
+	exited := c.exited
+	f.mu.Unlock()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-exited:
+		return nil
+	case <-timer.C:
+		f.mu.Lock()
+		if c.state.Running {
+			c.signals = append(c.signals, fakeSignal{name: "SIGKILL", at: time.Now()})
+			c.exitLocked(128 + int(syscall.SIGKILL))
+		}
+		f.mu.Unlock()
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop container %s: %w", shortID(id), ctx.Err())
+	}
+}
+
+func (f *fakeRuntime) copyLogs(ctx context.Context, id string, _ time.Time, _ bool, stdout, _ io.Writer) error {
+	if err := f.enter(ctx, "copyLogs", id, 0); err != nil {
+		return fmt.Errorf("copy logs of container %s: %w", shortID(id), err)
+	}
+	f.mu.Lock()
+	logs := f.logs
+	f.mu.Unlock()
+	_, err := io.WriteString(stdout, logs)
+	return err
+}
+
+func (f *fakeRuntime) removeContainer(ctx context.Context, id string) error {
+	if err := f.enter(ctx, "removeContainer", id, 0); err != nil {
+		return fmt.Errorf("remove container %s: %w", shortID(id), err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		f.removeLocked(c)
+	}
+	return nil
+}
+
+// removeLocked is a forced removal: a running container is killed first.
+func (f *fakeRuntime) removeLocked(c *fakeContainer) {
+	if c.state.Running {
+		c.signals = append(c.signals, fakeSignal{name: "SIGKILL", at: time.Now()})
+		c.exitLocked(128 + int(syscall.SIGKILL))
+	}
+	delete(f.containers, c.id)
+}
+
+// errFakeAPI is an answer from Docker refusing a call.
+func errFakeAPI(status int, message string) error {
+	return &docker.Error{Status: status, Message: message}
+}
