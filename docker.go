@@ -91,7 +91,7 @@ type pendingStart struct {
 // knows the daemon's API version. The client is the launch's alone: the
 // version check in go-dockerclient is unsynchronised, so nothing else may
 // use the client until wait has returned.
-func (r *dockerRuntime) prepareStart(ctx context.Context) *pendingStart {
+func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 	p := &pendingStart{done: make(chan struct{})}
 	client, err := docker.NewClientFromEnv()
 	if err != nil {
@@ -285,15 +285,15 @@ func (r *dockerRuntime) createContainer(ctx context.Context, opts docker.CreateC
 	return container, nil
 }
 
-// startContainer starts the container through the client prepareStart
-// readied; wait must have returned nil.
-func (r *dockerRuntime) startContainer(ctx context.Context, start *pendingStart, id string) error {
+// start starts the container through the client prepareStart readied;
+// wait must have returned nil.
+func (p *pendingStart) start(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
-	err := start.client.StartContainerWithContext(id, nil, ctx)
+	err := p.client.StartContainerWithContext(id, nil, ctx)
 	// The client has done its one job: free its connection to the daemon
 	// rather than keep it idle for the life of the task.
-	start.client.HTTPClient.CloseIdleConnections()
+	p.client.HTTPClient.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", shortID(id), err)
 	}

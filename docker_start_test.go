@@ -104,7 +104,7 @@ func TestPreparedStartAsksTheVersionAheadOfTheStart(t *testing.T) {
 	if got, want := f.recorded(), []string{"GET /version", "GET /_ping"}; !slices.Equal(got, want) {
 		t.Fatalf("calls before the start: %q, want %q", got, want)
 	}
-	if err := runtime.startContainer(ctx, start, "0123456789abcdef"); err != nil {
+	if err := start.start(ctx, "0123456789abcdef"); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	if got, want := f.recorded(), []string{"GET /version", "GET /_ping", "POST /containers/0123456789abcdef/start"}; !slices.Equal(got, want) {
@@ -159,7 +159,7 @@ func TestPreparedStartWaitEndsWithTheLaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	start := runtime.prepareStart(ctx)
+	start := runtime.prepareStart(ctx).(*pendingStart)
 	cancel()
 	if err := start.wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("wait = %v, want context.Canceled", err)

@@ -19,8 +19,10 @@ type containerRuntime interface {
 	// imagePuller pulls an image once; retries are pull.go's policy.
 	imagePuller
 
-	// ping checks that the engine answers.
-	ping(ctx context.Context) error
+	// prepareStart readies the start of the launch's container while the
+	// launch's other calls run; its wait reports whether the engine
+	// answers, and its start starts the created container.
+	prepareStart(ctx context.Context) containerStart
 	// imagePresent reports whether the engine already holds the image.
 	imagePresent(image string) (bool, error)
 	// removeStaleContainer frees the name for this task: a container of
@@ -31,7 +33,6 @@ type containerRuntime interface {
 	// its labels say this executor created it for this task.
 	removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error
 	createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error)
-	startContainer(ctx context.Context, id string) error
 	inspectContainer(ctx context.Context, id string) (*docker.Container, error)
 	// waitContainer blocks until the container is no longer running,
 	// riding out an engine outage of up to limit.
@@ -46,4 +47,14 @@ type containerRuntime interface {
 	// removeContainer removes the container, running or not; a missing
 	// one is fine.
 	removeContainer(ctx context.Context, id string) error
+}
+
+// containerStart is the start of one launch's container, readied ahead by
+// prepareStart so that the start itself is a single call.
+type containerStart interface {
+	// wait returns once the engine has answered (nil) or is known to be
+	// unreachable, or ctx ends.
+	wait(ctx context.Context) error
+	// start starts the created container; wait must have returned nil.
+	start(ctx context.Context, id string) error
 }

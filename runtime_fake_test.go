@@ -283,6 +283,24 @@ func (f *fakeRuntime) enter(ctx context.Context, method, target string, grace ti
 	return nil
 }
 
+// prepareStart pings at once, so the call record shows the ping where the
+// real launch issues it: before the checks that run alongside it.
+func (f *fakeRuntime) prepareStart(ctx context.Context) containerStart {
+	return &fakeStart{engine: f, pingErr: f.ping(ctx)}
+}
+
+// fakeStart is a start readied by prepareStart.
+type fakeStart struct {
+	engine  *fakeRuntime
+	pingErr error
+}
+
+func (s *fakeStart) wait(ctx context.Context) error { return s.pingErr }
+
+func (s *fakeStart) start(ctx context.Context, id string) error {
+	return s.engine.startContainer(ctx, id)
+}
+
 func (f *fakeRuntime) ping(ctx context.Context) error {
 	if err := f.enter(ctx, "ping", "", 0); err != nil {
 		return fmt.Errorf("the Docker daemon at %s is unreachable: %w", fakeEndpoint, err)

@@ -305,7 +305,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 	logger.Info("starting the container")
-	if err := runtime.startContainer(ctx, start, created.ID); err != nil {
+	if err := start.start(ctx, created.ID); err != nil {
 		cleanup()
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
