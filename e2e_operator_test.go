@@ -202,7 +202,7 @@ func newHostVaultFixture(t *testing.T) *hostVaultFixture {
 	f.task.PutSecret("secret/app/config", map[string]any{"value": "from-the-task-vault"})
 	f.host.AddUserpass("executor", f.password, "read:secret/app/")
 	f.operatorEnv = withOperatorFile(t,
-		"VAULT_ADDR="+f.host.Addr(), "VAULT_USERNAME=executor", `VAULT_PASSWORD="`+f.password+`"`,
+		"VAULT_ADDR="+f.host.URL(), "VAULT_USERNAME=executor", `VAULT_PASSWORD="`+f.password+`"`,
 		"VAULT_MAX_RETRIES=0", "VAULT_TOKEN_FILE="+f.tokenFile)
 	return f
 }
@@ -250,7 +250,7 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 		t.Parallel()
 		f := newHostVaultFixture(t)
 		taskTokenFile := filepath.Join(t.TempDir(), "task-chosen-token")
-		proc := f.run(t, "from-the-host-vault", "VAULT_ADDR="+f.task.Addr(), "VAULT_TOKEN_FILE="+taskTokenFile, "VAULT_USERNAME=task-user")
+		proc := f.run(t, "from-the-host-vault", "VAULT_ADDR="+f.task.URL(), "VAULT_TOKEN_FILE="+taskTokenFile, "VAULT_USERNAME=task-user")
 		if n := len(f.task.Requests()); n != 0 {
 			t.Errorf("the task's Vault received %d requests", n)
 		}
@@ -275,7 +275,7 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.task.AddToken("hvs.task-own-token", time.Hour, "read:secret/app/")
-		f.run(t, "from-the-task-vault", "VAULT_ADDR="+f.task.Addr(), "VAULT_TOKEN=hvs.task-own-token")
+		f.run(t, "from-the-task-vault", "VAULT_ADDR="+f.task.URL(), "VAULT_TOKEN=hvs.task-own-token")
 		if len(f.task.Requests()) == 0 {
 			t.Errorf("the task's Vault received no request")
 		}

@@ -78,13 +78,13 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption,
 		t.Fatal(err)
 	}
 	settings = []string{
-		withOperatorFile(t, "VAULT_ADDR="+vault.Addr(), "VAULT_USERNAME=executor",
+		withOperatorFile(t, "VAULT_ADDR="+vault.URL(), "VAULT_USERNAME=executor",
 			"VAULT_PASSWORD='"+plantedSecrets["host Vault password"]+"'", "VAULT_TOKEN_FILE="+tokenFile,
 			"VAULT_MAX_RETRIES=0", "DOCKER_CONFIG="+filepath.Join(home, ".docker")),
 		// What the task would like: its own Vault without a token (so the
 		// host's login would go there), Docker Hub's credentials sent to
 		// any registry, and the host's Docker config under its HOME.
-		"VAULT_ADDR=" + chosen.taskVault.Addr(), "EXECUTOR_DOCKER_REPOSITORY=https://index.docker.io/v1/", "HOME=" + home,
+		"VAULT_ADDR=" + chosen.taskVault.URL(), "EXECUTOR_DOCKER_REPOSITORY=https://index.docker.io/v1/", "HOME=" + home,
 	}
 	taskOpts = []taskOption{
 		withEnv("FROM_VAULT", "vault://secret/app/config"),

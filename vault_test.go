@@ -153,7 +153,7 @@ func newVaultFixture(t *testing.T) *vaultFixture {
 	return &vaultFixture{
 		server: server,
 		env: map[string]string{
-			"VAULT_ADDR":           server.Addr(),
+			"VAULT_ADDR":           server.URL(),
 			"VAULT_MAX_RETRIES":    "0",
 			"VAULT_CLIENT_TIMEOUT": "10s",
 		},
@@ -479,7 +479,7 @@ func TestResolveVaultEnvFailures(t *testing.T) {
 		{
 			name: "https to a plain-HTTP server",
 			setup: func(f *vaultFixture) {
-				f.env["VAULT_ADDR"] = strings.Replace(f.server.Addr(), "http://", "https://", 1)
+				f.env["VAULT_ADDR"] = strings.Replace(f.server.URL(), "http://", "https://", 1)
 			},
 			want: prefix + "Vault at https://HOSTPORT unreachable: http: server gave HTTP response to HTTPS client",
 		},
@@ -518,8 +518,8 @@ func TestResolveVaultEnvFailures(t *testing.T) {
 			if resolved != nil || fromVault != nil {
 				t.Errorf("on error got resolved %q, fromVault %q; want nil", resolved, fromVault)
 			}
-			want := strings.ReplaceAll(tc.want, "ADDR", f.server.Addr())
-			want = strings.ReplaceAll(want, "HOSTPORT", strings.TrimPrefix(f.server.Addr(), "http://"))
+			want := strings.ReplaceAll(tc.want, "ADDR", f.server.URL())
+			want = strings.ReplaceAll(want, "HOSTPORT", f.server.Addr())
 			if got := err.Error(); got != want && !(strings.HasSuffix(want, " ") && strings.HasPrefix(got, want)) {
 				t.Errorf("error = %q\nwant    %q", got, want)
 			}
@@ -639,7 +639,7 @@ func TestResolveVaultEnvIgnoresProcessEnvironment(t *testing.T) {
 func lookupTokenTTL(t *testing.T, server *vaulttest.Server, token string) time.Duration {
 	t.Helper()
 	cfg := api.DefaultConfig()
-	cfg.Address = server.Addr()
+	cfg.Address = server.URL()
 	cfg.MaxRetries = 0
 	client, err := api.NewClient(cfg)
 	if err != nil {

@@ -2,7 +2,7 @@
 // like HashiCorp Vault for the endpoints the executor uses: KV v1 and v2
 // reads, the KV mount lookup, token lookup-self and userpass login. Tests
 // drive it through the real github.com/hashicorp/vault/api client by putting
-// Addr() in VAULT_ADDR, in the spirit of net/http/httptest.
+// URL() in VAULT_ADDR, in the spirit of net/http/httptest.
 //
 // Policies are deliberately simpler than Vault's: "root" grants everything,
 // "read:<prefix>" grants reads of every secret whose path, written the way
@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Request is what the server recorded about one request it received. The
@@ -118,9 +120,9 @@ func NewServer(tb testing.TB) *Server {
 // Start starts a server outside of a test (for a local runner); the caller
 // must Close it.
 func Start() (*Server, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := testutil.Listen()
 	if err != nil {
-		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
+		return nil, err
 	}
 	s := &Server{
 		hostPort: listener.Addr().String(),
@@ -163,9 +165,14 @@ func (s *Server) Close() {
 	s.stopServing()
 }
 
-// Addr is the server's URL, for VAULT_ADDR.
-func (s *Server) Addr() string {
+// URL is the server's base URL, for VAULT_ADDR.
+func (s *Server) URL() string {
 	return "http://" + s.hostPort
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string {
+	return s.hostPort
 }
 
 // MountKV mounts a KV secrets engine of the given version (1 or 2) at path.
@@ -310,9 +317,9 @@ func (s *Server) SetDown(down bool) {
 		s.stopServing()
 		return
 	}
-	listener, err := net.Listen("tcp", s.hostPort)
+	listener, err := testutil.Relisten(s.hostPort)
 	if err != nil {
-		msg := fmt.Sprintf("vaulttest: listen again on %s: %v", s.hostPort, err)
+		msg := fmt.Sprintf("vaulttest: %v", err)
 		if s.tb != nil {
 			s.tb.Fatal(msg)
 		}
