@@ -31,7 +31,7 @@ const registryUser = "alice"
 // own: go-dockerclient's first StartContainer records the server version
 // without a lock, so parallel tests must not share one client for it.
 type registryFixture struct {
-	reg      *registrytest.Registry
+	reg      *registrytest.Server
 	password string
 	docker   *docker.Client
 }
@@ -45,7 +45,7 @@ func newRegistryFixture(t *testing.T) *registryFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &registryFixture{reg: registrytest.New(t, map[string]string{registryUser: password}), password: password, docker: client}
+	f := &registryFixture{reg: registrytest.NewServer(t, map[string]string{registryUser: password}), password: password, docker: client}
 	t.Cleanup(func() { removeLocalImagesOf(t, f.addr()) })
 	return f
 }

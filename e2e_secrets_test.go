@@ -34,7 +34,7 @@ var plantedSecrets = map[string]string{
 // credentials must never reach them.
 type secretsFixture struct {
 	taskVault    *vaulttest.Server
-	taskRegistry *registrytest.Registry
+	taskRegistry *registrytest.Server
 }
 
 // secretsEnvironment prepares the operator's Vault (a userpass login, and
@@ -60,7 +60,7 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption,
 	chosen.taskVault.MountKV("secret/", 2)
 	chosen.taskVault.PutSecret("secret/app/config", map[string]any{"value": "the-task-vault-answered"})
 	chosen.taskVault.Watch(plantedSecrets["VAULT_TOKEN"], plantedSecrets["host Vault password"])
-	chosen.taskRegistry = registrytest.New(t, map[string]string{"task-user": "task-password"})
+	chosen.taskRegistry = registrytest.NewServer(t, map[string]string{"task-user": "task-password"})
 
 	home := t.TempDir()
 	auth := base64.StdEncoding.EncodeToString([]byte("deployer:" + plantedSecrets["registry password"]))
