@@ -114,7 +114,7 @@ func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driver
 		ExecutorID:                  cfg.ExecutorID,
 		Directory:                   sandbox,
 		Sandbox:                     sandbox,
-		AgentEndpoint:               agent.Endpoint(),
+		AgentEndpoint:               agent.Addr(),
 		ExecutorShutdownGracePeriod: cfg.ShutdownGracePeriod,
 		Checkpoint:                  cfg.Checkpoint,
 		RecoveryTimeout:             cfg.RecoveryTimeout,

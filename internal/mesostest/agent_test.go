@@ -49,7 +49,7 @@ func TestSubscribeLaunchUpdateAck(t *testing.T) {
 			if len(fi.Capabilities) != 1 || fi.Capabilities[0].GetType() != mesos.FrameworkInfo_Capability_TASK_KILLING_STATE {
 				t.Errorf("framework_info.capabilities = %v", fi.Capabilities)
 			}
-			_, port, _ := net.SplitHostPort(a.Endpoint())
+			_, port, _ := net.SplitHostPort(a.Addr())
 			if ai := sub.AgentInfo; ai.ID == nil || ai.ID.Value != cfg.AgentID || ai.Hostname != cfg.AgentHostname || strconv.Itoa(int(ai.GetPort())) != port {
 				t.Errorf("agent_info = %v", ai)
 			}
@@ -344,7 +344,7 @@ func TestRefuseUnavailable(t *testing.T) {
 
 func TestRefuseConnectionsKeepsThePort(t *testing.T) {
 	a := NewAgent(t, Config{Checkpoint: true})
-	endpoint := a.Endpoint()
+	endpoint := a.Addr()
 	e := newTestExecutor(t, a, mediaTypes[0])
 	s := e.mustSubscribe(nil, nil)
 
@@ -358,8 +358,8 @@ func TestRefuseConnectionsKeepsThePort(t *testing.T) {
 	}
 
 	a.SetRefuse(RefuseNone)
-	if a.Endpoint() != endpoint {
-		t.Fatalf("endpoint moved from %s to %s", endpoint, a.Endpoint())
+	if a.Addr() != endpoint {
+		t.Fatalf("endpoint moved from %s to %s", endpoint, a.Addr())
 	}
 	s2 := e.mustSubscribe(nil, nil)
 	if err := a.Heartbeat(); err != nil {
