@@ -127,16 +127,7 @@ func (a *Agent) LaunchGroup(tasks ...mesos.TaskInfo) error {
 // already delivered, a KILL naming a task this executor never saw. The
 // agent's own bookkeeping is not changed.
 func (a *Agent) InjectEvent(e executor.Event) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return errClosed
-	}
-	if !a.sendLocked(e) {
-		return fmt.Errorf("mesostest: InjectEvent %v: no live subscription", e.Type)
-	}
-	a.logf("%v injected", e.Type)
-	return nil
+	return a.writeEvent(e, "InjectEvent ", "injected")
 }
 
 // admitLocked checks a task the way Launch documents and returns its
@@ -271,15 +262,21 @@ func (a *Agent) SendError(msg string) error {
 }
 
 func (a *Agent) sendEvent(e executor.Event) error {
+	return a.writeEvent(e, "", "sent")
+}
+
+// writeEvent writes e on the live stream; caller prefixes the error and verb
+// ends the log line.
+func (a *Agent) writeEvent(e executor.Event, caller, verb string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return errClosed
 	}
 	if !a.sendLocked(e) {
-		return fmt.Errorf("mesostest: %v: no live subscription", e.Type)
+		return fmt.Errorf("mesostest: %s%v: no live subscription", caller, e.Type)
 	}
-	a.logf("%v sent", e.Type)
+	a.logf("%v %s", e.Type, verb)
 	return nil
 }
 
