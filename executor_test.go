@@ -180,6 +180,22 @@ func (r *driverRun) waitExit(t *testing.T, timeout time.Duration) int {
 	}
 }
 
+// expectExit waits for run to return and fails unless its exit code is want.
+func (r *driverRun) expectExit(t *testing.T, timeout time.Duration, want int) {
+	t.Helper()
+	if code := r.waitExit(t, timeout); code != want {
+		t.Fatalf("exit code %d, want %d", code, want)
+	}
+}
+
+// waitSubscribed waits for the driver's first subscription.
+func (r *driverRun) waitSubscribed(t *testing.T) {
+	t.Helper()
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // task waits for the driver to launch a task.
 func (r *driverRun) task(t *testing.T) *fakeTask {
 	t.Helper()
@@ -257,16 +273,12 @@ func TestDriverRepeatedLaunchOfTheRunningTaskIsIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "task-a", mesos.TASK_KILLED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 }
 
 func TestDriverLaunchGroupIsFailedAndTheExecutorExits(t *testing.T) {
 	r := startDriver(t, mesostest.Config{}, driverOptions{})
-	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
-		t.Fatal(err)
-	}
+	r.waitSubscribed(t)
 	if err := r.agent.LaunchGroup(r.agent.NewTask("group-1"), r.agent.NewTask("group-2")); err != nil {
 		t.Fatal(err)
 	}
@@ -296,9 +308,7 @@ func TestDriverLaunchGroupBesideARunningTaskLeavesItRunning(t *testing.T) {
 	}
 	running.exit <- mesos.TASK_FINISHED
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 }
 
 // mesosFrameCap is mesos-go's default cap on one RecordIO frame of the
@@ -314,9 +324,7 @@ func TestDriverUndecodableLaunchExitsNonZero(t *testing.T) {
 	if err := r.agent.Launch(task); err != nil {
 		t.Fatal(err)
 	}
-	if code := r.waitExit(t, 5*time.Second); code != exitFailure {
-		t.Fatalf("exit code %d, want %d", code, exitFailure)
-	}
+	r.expectExit(t, 5*time.Second, exitFailure)
 	r.noFurtherLaunch(t)
 	if logs := r.logs.String(); !strings.Contains(logs, "could not decode an event") || !strings.Contains(logs, "4 MiB") {
 		t.Errorf("the log does not say why the executor gave up:\n%s", logs)
@@ -349,9 +357,7 @@ func TestDriverUndecodableLaunchBesideARunningTaskKeepsIt(t *testing.T) {
 	}
 	running.exit <- mesos.TASK_FINISHED
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 }
 
 // healthFlood sends n health verdicts, alternating, once away is closed.
@@ -414,9 +420,7 @@ func TestDriverCoalescesQueuedHealthUpdates(t *testing.T) {
 	}
 	running.exit <- mesos.TASK_FINISHED
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d", code)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 
 	var verdicts []string
 	for _, u := range r.agent.Accepted("task-a") {
@@ -460,15 +464,11 @@ func killEvent(taskID string) executor.Event {
 func TestDriverKillForAnUnknownTask(t *testing.T) {
 	t.Run("before any launch", func(t *testing.T) {
 		r := startDriver(t, mesostest.Config{}, driverOptions{})
-		if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
-			t.Fatal(err)
-		}
+		r.waitSubscribed(t)
 		r.inject(t, killEvent("ghost"))
 		r.waitState(t, "ghost", mesos.TASK_KILLED)
 		// Nothing will ever run here: the executor ends with that update.
-		if code := r.waitExit(t, 5*time.Second); code != exitOK {
-			t.Fatalf("exit code %d, want %d", code, exitOK)
-		}
+		r.expectExit(t, 5*time.Second, exitOK)
 		r.noFurtherLaunch(t)
 	})
 	t.Run("beside the running task", func(t *testing.T) {
@@ -483,23 +483,17 @@ func TestDriverKillForAnUnknownTask(t *testing.T) {
 		}
 		running.exit <- mesos.TASK_FINISHED
 		r.waitState(t, "task-a", mesos.TASK_FINISHED)
-		if code := r.waitExit(t, 5*time.Second); code != exitOK {
-			t.Fatalf("exit code %d, want %d", code, exitOK)
-		}
+		r.expectExit(t, 5*time.Second, exitOK)
 	})
 }
 
 func TestDriverShutdownBeforeLaunchExitsAtOnce(t *testing.T) {
 	r := startDriver(t, mesostest.Config{}, driverOptions{})
-	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
-		t.Fatal(err)
-	}
+	r.waitSubscribed(t)
 	if err := r.agent.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 	if updates := r.agent.Updates(); len(updates) != 0 {
 		t.Fatalf("%d updates sent with no task", len(updates))
 	}
@@ -516,9 +510,7 @@ func TestDriverShutdownAfterLaunchStopsWithinTheGracePeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "task-a", mesos.TASK_KILLED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 	stops := running.stopRequests()
 	if len(stops) != 1 || stops[0].cause != causeShutdown {
 		t.Fatalf("stop requests %+v, want one for the SHUTDOWN", stops)
@@ -572,9 +564,7 @@ func TestDriverReplaysUnacknowledgedUpdatesInOrder(t *testing.T) {
 	}
 	running.exit <- mesos.TASK_FINISHED
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 }
 
 func TestDriverAckTimeoutBoundsTheExit(t *testing.T) {
