@@ -195,6 +195,17 @@ func (f *vaultFixture) countRequests(path string) int {
 	return n
 }
 
+// countMountLookups counts the KV mount lookups Vault received.
+func (f *vaultFixture) countMountLookups() int {
+	n := 0
+	for _, r := range f.server.Requests() {
+		if strings.HasPrefix(r.Path, "/v1/sys/internal/ui/mounts/") {
+			n++
+		}
+	}
+	return n
+}
+
 func TestResolveVaultEnvReadsKVv1AndKVv2(t *testing.T) {
 	t.Parallel()
 	f := newVaultFixture(t)
@@ -290,13 +301,7 @@ func TestResolveVaultEnvReadsEachSecretAndMountOnce(t *testing.T) {
 	if n := f.countRequests("/v1/secret/data/app/api"); n != 1 {
 		t.Errorf("reads of secret/app/api = %d, want 1", n)
 	}
-	lookups := 0
-	for _, r := range f.server.Requests() {
-		if strings.HasPrefix(r.Path, "/v1/sys/internal/ui/mounts/") {
-			lookups++
-		}
-	}
-	if lookups != 1 {
+	if lookups := f.countMountLookups(); lookups != 1 {
 		t.Errorf("mount lookups = %d, want 1 for two secrets on one mount", lookups)
 	}
 }
@@ -348,13 +353,7 @@ func TestResolveVaultEnvAssumesKVv1WithoutMountLookup(t *testing.T) {
 	if want := []string{"LEGACY=" + testV1Value, "OTHER=other"}; !reflect.DeepEqual(resolved, want) {
 		t.Errorf("resolved = %q, want %q", resolved, want)
 	}
-	lookups := 0
-	for _, r := range f.server.Requests() {
-		if strings.HasPrefix(r.Path, "/v1/sys/internal/ui/mounts/") {
-			lookups++
-		}
-	}
-	if lookups != 1 {
+	if lookups := f.countMountLookups(); lookups != 1 {
 		t.Errorf("mount lookups = %d, want 1 (a 404 means the server has none)", lookups)
 	}
 }
