@@ -329,25 +329,8 @@ type taskOption func(*mesos.TaskInfo)
 func newDockerTask(t *testing.T, agent *mesostest.Agent, image string, opts ...taskOption) mesos.TaskInfo {
 	t.Helper()
 	id := uniqueTaskID(t)
-	cfg := agent.Config()
-	task := mesos.TaskInfo{
-		Name:    "test-" + id,
-		TaskID:  mesos.TaskID{Value: id},
-		AgentID: mesos.AgentID{Value: cfg.AgentID},
-		Executor: &mesos.ExecutorInfo{
-			ExecutorID:  mesos.ExecutorID{Value: cfg.ExecutorID},
-			FrameworkID: &mesos.FrameworkID{Value: cfg.FrameworkID},
-			Command:     &mesos.CommandInfo{Value: strPtr("executor.sh")},
-		},
-		Container: &mesos.ContainerInfo{
-			Type:   mesos.ContainerInfo_DOCKER.Enum(),
-			Docker: &mesos.ContainerInfo_DockerInfo{Image: image, Network: mesos.ContainerInfo_DockerInfo_HOST.Enum()},
-		},
-		Resources: []mesos.Resource{
-			scalarResource("cpus", 0.1),
-			scalarResource("mem", 64),
-		},
-	}
+	task := agent.NewDockerTask(id, image)
+	task.Name = "test-" + id
 	for _, opt := range opts {
 		opt(&task)
 	}

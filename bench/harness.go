@@ -185,31 +185,10 @@ func indent(s, prefix string) string {
 // command in the executor.ShellCommand label, host network, executor
 // environment on the ExecutorInfo, and the bench label on the container.
 func (h *harness) benchTask(agent *mesostest.Agent, taskID, command string, env map[string]string) mesos.TaskInfo {
-	cfg := agent.Config()
 	str := func(s string) *string { return &s }
-	task := mesos.TaskInfo{
-		Name:    taskID,
-		TaskID:  mesos.TaskID{Value: taskID},
-		AgentID: mesos.AgentID{Value: cfg.AgentID},
-		Executor: &mesos.ExecutorInfo{
-			ExecutorID:  mesos.ExecutorID{Value: cfg.ExecutorID},
-			FrameworkID: &mesos.FrameworkID{Value: cfg.FrameworkID},
-			Command:     &mesos.CommandInfo{Value: str("executor.sh")},
-		},
-		Container: &mesos.ContainerInfo{
-			Type: mesos.ContainerInfo_DOCKER.Enum(),
-			Docker: &mesos.ContainerInfo_DockerInfo{
-				Image:      h.image,
-				Network:    mesos.ContainerInfo_DockerInfo_HOST.Enum(),
-				Parameters: []mesos.Parameter{{Key: "label", Value: benchLabel + "=" + h.runID}},
-			},
-		},
-		Resources: []mesos.Resource{
-			{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 0.1}},
-			{Name: "mem", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 64}},
-		},
-		Labels: &mesos.Labels{Labels: []mesos.Label{{Key: "executor.ShellCommand", Value: str(command)}}},
-	}
+	task := agent.NewDockerTask(taskID, h.image)
+	task.Container.Docker.Parameters = []mesos.Parameter{{Key: "label", Value: benchLabel + "=" + h.runID}}
+	task.Labels = &mesos.Labels{Labels: []mesos.Label{{Key: "executor.ShellCommand", Value: str(command)}}}
 	if len(env) > 0 {
 		vars := &mesos.Environment{}
 		for name, value := range env {

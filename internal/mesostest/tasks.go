@@ -59,6 +59,31 @@ func (a *Agent) NewTask(taskID string) mesos.TaskInfo {
 	}
 }
 
+// NewDockerTask returns a custom-executor task running image, shaped the
+// way Singularity builds them for a Docker executor: the executor started
+// as executor.sh, a DOCKER container on the host network, 0.1 cpus and
+// 64 MB of memory. Callers add the command, labels and environment.
+func (a *Agent) NewDockerTask(taskID, image string) mesos.TaskInfo {
+	return mesos.TaskInfo{
+		Name:    taskID,
+		TaskID:  mesos.TaskID{Value: taskID},
+		AgentID: mesos.AgentID{Value: a.cfg.AgentID},
+		Executor: &mesos.ExecutorInfo{
+			ExecutorID:  mesos.ExecutorID{Value: a.cfg.ExecutorID},
+			FrameworkID: &mesos.FrameworkID{Value: a.cfg.FrameworkID},
+			Command:     &mesos.CommandInfo{Value: ptr("executor.sh")},
+		},
+		Container: &mesos.ContainerInfo{
+			Type:   mesos.ContainerInfo_DOCKER.Enum(),
+			Docker: &mesos.ContainerInfo_DockerInfo{Image: image, Network: mesos.ContainerInfo_DockerInfo_HOST.Enum()},
+		},
+		Resources: []mesos.Resource{
+			{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 0.1}},
+			{Name: "mem", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 64}},
+		},
+	}
+}
+
 // Launch hands a task to the executor, as the agent does for a RUN_TASK from
 // the master. The task becomes STAGING and is sent as LAUNCH on the live
 // stream, or queued and sent right after the next SUBSCRIBED while the
