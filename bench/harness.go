@@ -155,6 +155,26 @@ func (r *execRun) abort() {
 	r.agent.Close()
 }
 
+// awaitEnd waits for the task's container to die, then for the executor to
+// exit after the terminal update's acknowledgement, and finishes the run; it
+// gives when the container died and how long the exit took after the ACK.
+func (h *harness) awaitEnd(r *execRun, taskID string, terminal mesostest.Update) (time.Time, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
+	if err != nil {
+		return time.Time{}, 0, r.failure(err)
+	}
+	ackExit, err := r.ackToExit(terminal)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	if err := r.finish(taskID); err != nil {
+		return time.Time{}, 0, err
+	}
+	return dieAt, ackExit, nil
+}
+
 // failure decorates err with the agent's view and the executor's last log
 // lines, so that a failed run says why.
 func (r *execRun) failure(err error) error {

@@ -212,17 +212,8 @@ func (h *harness) launchKillOnce(i int, record bool, sidecarURL string, proxy *d
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
+	dieAt, ackExit, err := h.awaitEnd(r, taskID, killed)
 	if err != nil {
-		return r.failure(err)
-	}
-	ackExit, err := r.ackToExit(killed)
-	if err != nil {
-		return err
-	}
-	if err := r.finish(taskID); err != nil {
 		return err
 	}
 	if record && bd != nil && proxy != nil {
@@ -274,17 +265,8 @@ func (h *harness) runExits(n int, sidecarURL string, proxy *dockerProxy, bd *bre
 		if !strings.Contains(terminal.Status.GetMessage(), fmt.Sprintf("status %d", code)) {
 			return r.failure(fmt.Errorf("terminal message %q does not name exit status %d", terminal.Status.GetMessage(), code))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		dieAt, err := h.dies.wait(ctx, containerNameFor(taskID))
+		dieAt, ackExit, err := h.awaitEnd(r, taskID, terminal)
 		if err != nil {
-			return r.failure(err)
-		}
-		ackExit, err := r.ackToExit(terminal)
-		if err != nil {
-			return err
-		}
-		if err := r.finish(taskID); err != nil {
 			return err
 		}
 		if bd != nil && proxy != nil {
