@@ -209,6 +209,16 @@ func newHostVaultFixture(t *testing.T) *hostVaultFixture {
 
 // run launches a task whose FROM_VAULT must resolve to want, with the
 // given task settings, and waits for it to finish.
+// cacheHostToken makes the operator's token file hold a token the host's
+// Vault accepts, as a previous login would have left it.
+func (f *hostVaultFixture) cacheHostToken(t *testing.T) {
+	t.Helper()
+	f.host.AddToken(f.cachedToken, time.Hour, "read:secret/app/")
+	if err := os.WriteFile(f.tokenFile, []byte(f.cachedToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (f *hostVaultFixture) run(t *testing.T, want string, taskSettings ...string) *executorProcess {
 	t.Helper()
 	agent := newAgent(t, mesostest.Config{})
@@ -270,10 +280,7 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 		t.Parallel()
 		f := newHostVaultFixture(t)
 		// A valid host token is cached: it must not be sent either.
-		f.host.AddToken(f.cachedToken, time.Hour, "read:secret/app/")
-		if err := os.WriteFile(f.tokenFile, []byte(f.cachedToken+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		f.cacheHostToken(t)
 		f.task.AddToken("hvs.task-own-token", time.Hour, "read:secret/app/")
 		f.run(t, "from-the-task-vault", "VAULT_ADDR="+f.task.URL(), "VAULT_TOKEN=hvs.task-own-token")
 		if len(f.task.Requests()) == 0 {
@@ -288,10 +295,7 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 	t.Run("task brings its own token for the operator's Vault", func(t *testing.T) {
 		t.Parallel()
 		f := newHostVaultFixture(t)
-		f.host.AddToken(f.cachedToken, time.Hour, "read:secret/app/")
-		if err := os.WriteFile(f.tokenFile, []byte(f.cachedToken+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		f.cacheHostToken(t)
 		f.host.AddToken("hvs.task-own-token", time.Hour, "read:secret/app/")
 		f.run(t, "from-the-host-vault", "VAULT_TOKEN=hvs.task-own-token")
 		if f.host.Logins() != 0 {
