@@ -159,10 +159,7 @@ func TestMalformedOperatorFileFailsTheTask(t *testing.T) {
 	const password = "operator-password-never-shown-7741"
 	operatorFile := withOperatorFile(t, "VAULT_ADDR=http://127.0.0.1:1", "VAULT_PASSWORD="+password+" oops")
 	agent, task, proc := startTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand("true")}, operatorFile)
-	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-	if final.GetState() != mesos.TASK_FAILED {
-		t.Fatalf("final %s %q, want TASK_FAILED", final.GetState(), final.GetMessage())
-	}
+	final := expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FAILED)
 	path := strings.TrimPrefix(operatorFile, testOperatorEnvVar+"=")
 	for _, want := range []string{path, "line 2", "VAULT_PASSWORD"} {
 		if !strings.Contains(final.GetMessage(), want) {
@@ -229,10 +226,7 @@ func (f *hostVaultFixture) run(t *testing.T, want string, taskSettings ...string
 	task := newDockerTask(t, agent, testImage, opts...)
 	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, append(taskSettings, f.operatorEnv)...)
-	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-	if final.GetState() != mesos.TASK_FINISHED {
-		t.Fatalf("final %s %q, want TASK_FINISHED with FROM_VAULT from %s", final.GetState(), final.GetMessage(), want)
-	}
+	expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FINISHED)
 	proc.waitExit(t, 30*time.Second)
 	for _, secret := range []string{f.password, f.cachedToken} {
 		if strings.Contains(proc.output(), secret) {

@@ -224,10 +224,7 @@ func assertNoCredentialLeak(t *testing.T, proc *executorProcess, agent *mesostes
 
 func assertFinished(t *testing.T, agent *mesostest.Agent, taskID string) {
 	t.Helper()
-	final := waitTerminal(t, agent, taskID, 90*time.Second)
-	if final.GetState() != mesos.TASK_FINISHED {
-		t.Fatalf("final %s %q, want TASK_FINISHED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, taskID, 90*time.Second, mesos.TASK_FINISHED)
 }
 
 // assertLaunchFailed waits for the pull failure and checks its message.

@@ -507,3 +507,19 @@ func startRunningTask(t *testing.T, cfg mesostest.Config, image string, opts []t
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	return agent, task, proc
 }
+
+// expectFinal waits for the task's terminal update and fails the test
+// unless it is in state want with a message that contains every one of
+// mentions.
+func expectFinal(t *testing.T, agent *mesostest.Agent, taskID string, timeout time.Duration, want mesos.TaskState, mentions ...string) mesos.TaskStatus {
+	t.Helper()
+	final := waitTerminal(t, agent, taskID, timeout)
+	ok := final.GetState() == want
+	for _, mention := range mentions {
+		ok = ok && strings.Contains(final.GetMessage(), mention)
+	}
+	if !ok {
+		t.Fatalf("final %s %q, want %s mentioning %q", final.GetState(), final.GetMessage(), want, mentions)
+	}
+	return final
+}
