@@ -1,5 +1,11 @@
 package main
 
+// executor.go owns the conversation with the agent (the Mesos v1 executor
+// API): subscribing and resubscribing with what is not yet acknowledged,
+// dispatching events (LAUNCH, KILL, SHUTDOWN, ACKNOWLEDGED…) and deciding
+// when the process may exit. Queuing and delivering status updates is
+// outbox.go's; running the task is task.go's.
+
 import (
 	"bufio"
 	"context"
