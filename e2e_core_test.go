@@ -197,10 +197,7 @@ func TestShutdownStopsTheTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectFinal(t, agent, task.TaskID.Value, 20*time.Second, mesos.TASK_KILLED)
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d after SHUTDOWN, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestSigtermToExecutorStopsTheTask(t *testing.T) {
@@ -211,10 +208,7 @@ func TestSigtermToExecutorStopsTheTask(t *testing.T) {
 	if final.GetState() != mesos.TASK_KILLED || !strings.Contains(final.GetMessage(), "SIGTERM") && !strings.Contains(final.GetMessage(), "terminated") {
 		t.Fatalf("final %s %q, want TASK_KILLED naming the signal", final.GetState(), final.GetMessage())
 	}
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestSecondLaunchIsRefused(t *testing.T) {

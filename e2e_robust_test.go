@@ -20,10 +20,7 @@ func TestSighupToExecutorStopsTheTask(t *testing.T) {
 	// executor.sh forwards SIGHUP (a closing terminal, some supervisors).
 	proc.signal(t, syscall.SIGHUP)
 	expectFinal(t, agent, task.TaskID.Value, 20*time.Second, mesos.TASK_KILLED, "SIGHUP")
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestShutdownWithinAShortGracePeriodWhileSidecarRefuses(t *testing.T) {
@@ -41,10 +38,7 @@ func TestShutdownWithinAShortGracePeriodWhileSidecarRefuses(t *testing.T) {
 	// The agent destroys the executor when the grace period is over; the
 	// terminal update must be there by then (a small margin for the test).
 	expectFinal(t, agent, task.TaskID.Value, grace+500*time.Millisecond, mesos.TASK_KILLED)
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestKillWithGraceZeroDoesNotDrain(t *testing.T) {

@@ -265,10 +265,7 @@ func TestExecutorShForwardsSigterm(t *testing.T) {
 	agent, task, proc := startWrappedTask(t)
 	proc.signal(t, syscall.SIGTERM)
 	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_KILLED)
-	if code := proc.waitExit(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectCleanExit(t, proc, task.TaskID.Value, 20*time.Second)
 }
 
 func TestExecutorShCleansUpAfterAKilledExecutor(t *testing.T) {

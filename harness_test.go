@@ -523,3 +523,13 @@ func expectFinal(t *testing.T, agent *mesostest.Agent, taskID string, timeout ti
 	}
 	return final
 }
+
+// expectCleanExit waits for the executor to exit 0 and checks that it left
+// no container of the task behind.
+func expectCleanExit(t *testing.T, proc *executorProcess, taskID string, timeout time.Duration) {
+	t.Helper()
+	if code := proc.waitExit(t, timeout); code != 0 {
+		t.Fatalf("executor exit code %d, want 0", code)
+	}
+	assertNoContainer(t, taskID)
+}
