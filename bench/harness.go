@@ -155,6 +155,24 @@ func (r *execRun) abort() {
 	r.agent.Close()
 }
 
+// runSidecarTask launches a task whose TASK_HOST is the host the Sidecar
+// emulator reports, waits for it to run and gives the first 12 digits of
+// its container's ID, the ID Sidecar knows it by.
+func (h *harness) runSidecarTask(r *execRun, taskID, command string) (string, error) {
+	task := h.benchTask(r.agent, taskID, command, map[string]string{"TASK_HOST": sidecarHostName})
+	if _, err := r.launchAt(task); err != nil {
+		return "", err
+	}
+	if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
+		return "", err
+	}
+	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: containerNameFor(taskID)})
+	if err != nil {
+		return "", r.failure(err)
+	}
+	return c.ID[:12], nil
+}
+
 // awaitEnd waits for the task's container to die, then for the executor to
 // exit after the terminal update's acknowledgement, and finishes the run; it
 // gives when the container died and how long the exit took after the ACK.
