@@ -188,6 +188,18 @@ func (r *driverRun) expectExit(t *testing.T, timeout time.Duration, want int) {
 	}
 }
 
+// finishUntouched checks that the running task was never asked to stop,
+// lets it finish, and expects the executor to exit cleanly.
+func (r *driverRun) finishUntouched(t *testing.T, running *fakeTask, taskID string) {
+	t.Helper()
+	if stops := running.stopRequests(); len(stops) != 0 {
+		t.Fatalf("the running task was asked to stop: %+v", stops)
+	}
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, taskID, mesos.TASK_FINISHED)
+	r.expectExit(t, 5*time.Second, exitOK)
+}
+
 // waitSubscribed waits for the driver's first subscription.
 func (r *driverRun) waitSubscribed(t *testing.T) {
 	t.Helper()
@@ -303,12 +315,7 @@ func TestDriverLaunchGroupBesideARunningTaskLeavesItRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "group-1", mesos.TASK_FAILED)
-	if stops := running.stopRequests(); len(stops) != 0 {
-		t.Fatalf("the running task was asked to stop: %+v", stops)
-	}
-	running.exit <- mesos.TASK_FINISHED
-	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	r.expectExit(t, 5*time.Second, exitOK)
+	r.finishUntouched(t, running, "task-a")
 }
 
 // mesosFrameCap is mesos-go's default cap on one RecordIO frame of the
@@ -352,12 +359,7 @@ func TestDriverUndecodableLaunchBesideARunningTaskKeepsIt(t *testing.T) {
 	// The new SUBSCRIBE did not list the unreadable task: the agent
 	// reports it lost, and the running task is untouched.
 	r.waitState(t, "huge-task", mesos.TASK_LOST)
-	if stops := running.stopRequests(); len(stops) != 0 {
-		t.Fatalf("the running task was asked to stop: %+v", stops)
-	}
-	running.exit <- mesos.TASK_FINISHED
-	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	r.expectExit(t, 5*time.Second, exitOK)
+	r.finishUntouched(t, running, "task-a")
 }
 
 // healthFlood sends n health verdicts, alternating, once away is closed.
@@ -478,12 +480,7 @@ func TestDriverKillForAnUnknownTask(t *testing.T) {
 		r.waitState(t, "task-a", mesos.TASK_RUNNING)
 		r.inject(t, killEvent("ghost"))
 		r.waitState(t, "ghost", mesos.TASK_KILLED)
-		if stops := running.stopRequests(); len(stops) != 0 {
-			t.Fatalf("a KILL for another task stopped the running one: %+v", stops)
-		}
-		running.exit <- mesos.TASK_FINISHED
-		r.waitState(t, "task-a", mesos.TASK_FINISHED)
-		r.expectExit(t, 5*time.Second, exitOK)
+		r.finishUntouched(t, running, "task-a")
 	})
 }
 
