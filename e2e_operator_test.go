@@ -308,8 +308,7 @@ func TestTaskCannotChooseWhereHostDockerCredentialsGo(t *testing.T) {
 	image := f.publish(t, "team/app:1", "one")
 	// Credentials for the registry, stored where the task would like the
 	// executor to look, and under another registry's name.
-	taskHome := t.TempDir()
-	writeFile(t, filepath.Join(taskHome, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	taskHome := f.homeWithCredentials(t, f.password)
 	mirrorConfig := t.TempDir()
 	writeFile(t, filepath.Join(mirrorConfig, "config.json"), configJSON(pair("https://mirror.example/v1/", authEntry(registryUser, f.password))))
 	emptyConfig := t.TempDir()
@@ -364,8 +363,7 @@ func TestSandboxCredentialLinkNotFollowed(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	hostHome := t.TempDir()
-	writeFile(t, filepath.Join(hostHome, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	hostHome := f.homeWithCredentials(t, f.password)
 	sandbox := t.TempDir()
 	mustSymlink(t, filepath.Join(hostHome, ".docker"), filepath.Join(sandbox, ".docker"))
 

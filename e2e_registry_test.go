@@ -59,6 +59,15 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
+// homeWithCredentials is a new home directory whose .docker/config.json
+// holds password for registryUser on the fixture's registry.
+func (f *registryFixture) homeWithCredentials(t *testing.T, password string) string {
+	t.Helper()
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, password))))
+	return home
+}
+
 func (f *registryFixture) addr() string { return f.reg.Addr() }
 
 func (f *registryFixture) auth() docker.AuthConfiguration {
@@ -256,8 +265,7 @@ func TestPullWithHostCredentials(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 	sandbox := t.TempDir()
 	writeFile(t, filepath.Join(sandbox, ".docker", "config.json"), "{not json")
 
@@ -281,8 +289,7 @@ func TestPullWithSandboxDockercfgBeforeHostConfig(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, "pw-host-wrong"))))
+	home := f.homeWithCredentials(t, "pw-host-wrong")
 	// What the Mesos fetcher leaves in the sandbox for a .dockercfg URI.
 	sandbox := t.TempDir()
 	writeFile(t, filepath.Join(sandbox, ".dockercfg"), legacyDockercfg(pair("https://"+f.addr()+"/v1/", authEntry(registryUser, f.password))))
@@ -316,8 +323,7 @@ func TestPullWithWrongCredentialsFailsWithoutRetrying(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, "pw-wrong-one"))))
+	home := f.homeWithCredentials(t, "pw-wrong-one")
 
 	agent, task, proc := launchPull(t, image, markerCheck("one"), t.TempDir(), home, nil, "EXECUTOR_PULL_RETRIES=3")
 	assertLaunchFailed(t, agent, task.TaskID.Value, "unauthorized", image, "registry "+f.addr(), "credentials used")
@@ -350,8 +356,7 @@ func TestPullOfMissingTagFailsWithoutRetrying(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 
 	agent, task, proc := launchPull(t, f.addr()+"/team/app:2", markerCheck("one"), t.TempDir(), home, nil, "EXECUTOR_PULL_RETRIES=3")
 	assertLaunchFailed(t, agent, task.TaskID.Value, "manifest unknown", f.addr()+"/team/app:2")
@@ -374,8 +379,7 @@ func TestForcePullGetsTheRepushedImage(t *testing.T) {
 	if err := dockerClient.TagImage(first, docker.TagImageOptions{Repo: f.addr() + "/team/app", Tag: "1", Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 	image := f.addr() + "/team/app:1"
 
 	t.Run("without force_pull_image the local image runs", func(t *testing.T) {
@@ -405,8 +409,7 @@ func TestPullByDigest(t *testing.T) {
 	if _, err := dockerClient.InspectImage(id); !errors.Is(err, docker.ErrNoSuchImage) {
 		t.Fatalf("the image is still present locally (%v)", err)
 	}
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 
 	agent, task, proc := launchPull(t, f.addr()+"/team/app@"+digest, markerCheck("one"), t.TempDir(), home, nil)
 	assertFinished(t, agent, task.TaskID.Value)
@@ -457,8 +460,7 @@ func TestStalledDownloadIsRetriedUntilTheDeadline(t *testing.T) {
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
 	f.reg.StallBlobDownloads()
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 
 	agent, task, proc := launchPull(t, image, markerCheck("one"), t.TempDir(), home, nil,
 		"EXECUTOR_PULL_INACTIVITY_TIMEOUT=1s", "EXECUTOR_PULL_TIMEOUT=4s", "EXECUTOR_PULL_RETRIES=20")
