@@ -232,10 +232,7 @@ func TestBadInputFailsTheTask(t *testing.T) {
 				settings = append(slices.Clone(settings), withOperatorFile(t, tc.operator...))
 			}
 			proc := startExecutor(t, agent, settings...)
-			final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-			if final.GetState() != mesos.TASK_FAILED {
-				t.Fatalf("final state %s %q, want TASK_FAILED", final.GetState(), final.GetMessage())
-			}
+			final := expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FAILED)
 			if final.GetReason() != tc.reason {
 				t.Errorf("reason %s, want %s", final.GetReason(), tc.reason)
 			}

@@ -26,10 +26,7 @@ func TestTaskFinishes(t *testing.T) {
 	t.Parallel()
 	agent, task, proc := startTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(`sh -c 'echo hello from the task'`)})
 
-	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-	if final.GetState() != mesos.TASK_FINISHED {
-		t.Fatalf("final state %s (%q), want TASK_FINISHED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FINISHED)
 	if code := proc.waitExit(t, 10*time.Second); code != 0 {
 		t.Fatalf("executor exit code %d, want 0", code)
 	}
@@ -59,10 +56,7 @@ func TestTaskFailsWithLogsCopied(t *testing.T) {
 	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent)
 
-	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "container exited with status 3") {
-		t.Fatalf("final %s %q, want TASK_FAILED with exit status 3", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FAILED, "container exited with status 3")
 	if code := proc.waitExit(t, 10*time.Second); code != 0 {
 		t.Fatalf("executor exit code %d, want 0: the executor did its job", code)
 	}
@@ -84,10 +78,7 @@ func TestKillTermRespectingContainer(t *testing.T) {
 
 	start := time.Now()
 	mustKill(t, agent, task.TaskID.Value, nil)
-	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
-	if final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_KILLED)
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
 		t.Fatalf("a container that exits on SIGTERM took %s to be killed: SIGKILL timeout used instead of SIGTERM", elapsed)
 	}
@@ -142,10 +133,7 @@ func TestKillPolicyOfKillEventOverridesTask(t *testing.T) {
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 	start := time.Now()
 	mustKill(t, agent, task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
-	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
-	if final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s, want TASK_KILLED", final.GetState())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 20*time.Second, mesos.TASK_KILLED)
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
 		t.Fatalf("KILL with a zero grace period took %s: the task's 30s kill_policy was used", elapsed)
 	}
@@ -208,14 +196,8 @@ func TestShutdownStopsTheTask(t *testing.T) {
 	if err := agent.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
-	if final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
-	}
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d after SHUTDOWN, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectFinal(t, agent, task.TaskID.Value, 20*time.Second, mesos.TASK_KILLED)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestSigtermToExecutorStopsTheTask(t *testing.T) {
@@ -226,10 +208,7 @@ func TestSigtermToExecutorStopsTheTask(t *testing.T) {
 	if final.GetState() != mesos.TASK_KILLED || !strings.Contains(final.GetMessage(), "SIGTERM") && !strings.Contains(final.GetMessage(), "terminated") {
 		t.Fatalf("final %s %q, want TASK_KILLED naming the signal", final.GetState(), final.GetMessage())
 	}
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestSecondLaunchIsRefused(t *testing.T) {

@@ -180,10 +180,7 @@ func TestDockerOutageWhileRunningIsRiddenOut(t *testing.T) {
 	proxy.restore()
 
 	requestExit(t, proc, 0)
-	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
-	if final.GetState() != mesos.TASK_FINISHED {
-		t.Fatalf("final %s %q, want TASK_FINISHED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_FINISHED)
 	proc.waitExit(t, 20*time.Second)
 	assertNoContainer(t, task.TaskID.Value)
 }
@@ -203,10 +200,7 @@ func TestDockerOutageContainerExitsMeanwhile(t *testing.T) {
 	noTerminalYet(t, agent, task.TaskID.Value)
 	proxy.restore()
 
-	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
-	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "exited with status 5") {
-		t.Fatalf("final %s %q, want the real outcome: TASK_FAILED with status 5", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_FAILED, "exited with status 5")
 	proc.waitExit(t, 20*time.Second)
 	assertNoContainer(t, task.TaskID.Value)
 }
@@ -227,10 +221,7 @@ func TestDockerOutageDuringStop(t *testing.T) {
 	noTerminalYet(t, agent, task.TaskID.Value)
 	proxy.restore()
 
-	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
-	if final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_KILLED)
 	proc.waitExit(t, 20*time.Second)
 	assertNoContainer(t, task.TaskID.Value)
 }
@@ -240,10 +231,7 @@ func TestDockerUnreachablePastTheBoundFailsTheTask(t *testing.T) {
 	proxy := newDockerProxy(t)
 	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(exitOnDemand)}, proxy.dockerHost(t), "EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT=2s")
 	proxy.cut()
-	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
-	if final.GetState() != mesos.TASK_FAILED || !strings.Contains(final.GetMessage(), "unreachable") {
-		t.Fatalf("final %s %q, want TASK_FAILED saying Docker is unreachable", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_FAILED, "unreachable")
 	if code := proc.waitExit(t, 30*time.Second); code == 0 {
 		t.Errorf("executor exited 0 after losing Docker")
 	}

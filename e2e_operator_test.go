@@ -159,10 +159,7 @@ func TestMalformedOperatorFileFailsTheTask(t *testing.T) {
 	const password = "operator-password-never-shown-7741"
 	operatorFile := withOperatorFile(t, "VAULT_ADDR=http://127.0.0.1:1", "VAULT_PASSWORD="+password+" oops")
 	agent, task, proc := startTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand("true")}, operatorFile)
-	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-	if final.GetState() != mesos.TASK_FAILED {
-		t.Fatalf("final %s %q, want TASK_FAILED", final.GetState(), final.GetMessage())
-	}
+	final := expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FAILED)
 	path := strings.TrimPrefix(operatorFile, testOperatorEnvVar+"=")
 	for _, want := range []string{path, "line 2", "VAULT_PASSWORD"} {
 		if !strings.Contains(final.GetMessage(), want) {
@@ -202,13 +199,23 @@ func newHostVaultFixture(t *testing.T) *hostVaultFixture {
 	f.task.PutSecret("secret/app/config", map[string]any{"value": "from-the-task-vault"})
 	f.host.AddUserpass("executor", f.password, "read:secret/app/")
 	f.operatorEnv = withOperatorFile(t,
-		"VAULT_ADDR="+f.host.Addr(), "VAULT_USERNAME=executor", `VAULT_PASSWORD="`+f.password+`"`,
+		"VAULT_ADDR="+f.host.URL(), "VAULT_USERNAME=executor", `VAULT_PASSWORD="`+f.password+`"`,
 		"VAULT_MAX_RETRIES=0", "VAULT_TOKEN_FILE="+f.tokenFile)
 	return f
 }
 
 // run launches a task whose FROM_VAULT must resolve to want, with the
 // given task settings, and waits for it to finish.
+// cacheHostToken makes the operator's token file hold a token the host's
+// Vault accepts, as a previous login would have left it.
+func (f *hostVaultFixture) cacheHostToken(t *testing.T) {
+	t.Helper()
+	f.host.AddToken(f.cachedToken, time.Hour, "read:secret/app/")
+	if err := os.WriteFile(f.tokenFile, []byte(f.cachedToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (f *hostVaultFixture) run(t *testing.T, want string, taskSettings ...string) *executorProcess {
 	t.Helper()
 	agent := newAgent(t, mesostest.Config{})
@@ -219,10 +226,7 @@ func (f *hostVaultFixture) run(t *testing.T, want string, taskSettings ...string
 	task := newDockerTask(t, agent, testImage, opts...)
 	mustLaunch(t, agent, task)
 	proc := startExecutor(t, agent, append(taskSettings, f.operatorEnv)...)
-	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
-	if final.GetState() != mesos.TASK_FINISHED {
-		t.Fatalf("final %s %q, want TASK_FINISHED with FROM_VAULT from %s", final.GetState(), final.GetMessage(), want)
-	}
+	expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FINISHED)
 	proc.waitExit(t, 30*time.Second)
 	for _, secret := range []string{f.password, f.cachedToken} {
 		if strings.Contains(proc.output(), secret) {
@@ -250,7 +254,7 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 		t.Parallel()
 		f := newHostVaultFixture(t)
 		taskTokenFile := filepath.Join(t.TempDir(), "task-chosen-token")
-		proc := f.run(t, "from-the-host-vault", "VAULT_ADDR="+f.task.Addr(), "VAULT_TOKEN_FILE="+taskTokenFile, "VAULT_USERNAME=task-user")
+		proc := f.run(t, "from-the-host-vault", "VAULT_ADDR="+f.task.URL(), "VAULT_TOKEN_FILE="+taskTokenFile, "VAULT_USERNAME=task-user")
 		if n := len(f.task.Requests()); n != 0 {
 			t.Errorf("the task's Vault received %d requests", n)
 		}
@@ -270,12 +274,9 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 		t.Parallel()
 		f := newHostVaultFixture(t)
 		// A valid host token is cached: it must not be sent either.
-		f.host.AddToken(f.cachedToken, time.Hour, "read:secret/app/")
-		if err := os.WriteFile(f.tokenFile, []byte(f.cachedToken+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		f.cacheHostToken(t)
 		f.task.AddToken("hvs.task-own-token", time.Hour, "read:secret/app/")
-		f.run(t, "from-the-task-vault", "VAULT_ADDR="+f.task.Addr(), "VAULT_TOKEN=hvs.task-own-token")
+		f.run(t, "from-the-task-vault", "VAULT_ADDR="+f.task.URL(), "VAULT_TOKEN=hvs.task-own-token")
 		if len(f.task.Requests()) == 0 {
 			t.Errorf("the task's Vault received no request")
 		}
@@ -288,10 +289,7 @@ func TestHostVaultCredentialsOnlyGoToTheOperatorsVault(t *testing.T) {
 	t.Run("task brings its own token for the operator's Vault", func(t *testing.T) {
 		t.Parallel()
 		f := newHostVaultFixture(t)
-		f.host.AddToken(f.cachedToken, time.Hour, "read:secret/app/")
-		if err := os.WriteFile(f.tokenFile, []byte(f.cachedToken+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		f.cacheHostToken(t)
 		f.host.AddToken("hvs.task-own-token", time.Hour, "read:secret/app/")
 		f.run(t, "from-the-host-vault", "VAULT_TOKEN=hvs.task-own-token")
 		if f.host.Logins() != 0 {
@@ -310,8 +308,7 @@ func TestTaskCannotChooseWhereHostDockerCredentialsGo(t *testing.T) {
 	image := f.publish(t, "team/app:1", "one")
 	// Credentials for the registry, stored where the task would like the
 	// executor to look, and under another registry's name.
-	taskHome := t.TempDir()
-	writeFile(t, filepath.Join(taskHome, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	taskHome := f.homeWithCredentials(t, f.password)
 	mirrorConfig := t.TempDir()
 	writeFile(t, filepath.Join(mirrorConfig, "config.json"), configJSON(pair("https://mirror.example/v1/", authEntry(registryUser, f.password))))
 	emptyConfig := t.TempDir()
@@ -366,8 +363,7 @@ func TestSandboxCredentialLinkNotFollowed(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	hostHome := t.TempDir()
-	writeFile(t, filepath.Join(hostHome, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	hostHome := f.homeWithCredentials(t, f.password)
 	sandbox := t.TempDir()
 	mustSymlink(t, filepath.Join(hostHome, ".docker"), filepath.Join(sandbox, ".docker"))
 

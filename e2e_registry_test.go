@@ -31,7 +31,7 @@ const registryUser = "alice"
 // own: go-dockerclient's first StartContainer records the server version
 // without a lock, so parallel tests must not share one client for it.
 type registryFixture struct {
-	reg      *registrytest.Registry
+	reg      *registrytest.Server
 	password string
 	docker   *docker.Client
 }
@@ -45,7 +45,7 @@ func newRegistryFixture(t *testing.T) *registryFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &registryFixture{reg: registrytest.New(t, map[string]string{registryUser: password}), password: password, docker: client}
+	f := &registryFixture{reg: registrytest.NewServer(t, map[string]string{registryUser: password}), password: password, docker: client}
 	t.Cleanup(func() { removeLocalImagesOf(t, f.addr()) })
 	return f
 }
@@ -57,6 +57,15 @@ func randomHex(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// homeWithCredentials is a new home directory whose .docker/config.json
+// holds password for registryUser on the fixture's registry.
+func (f *registryFixture) homeWithCredentials(t *testing.T, password string) string {
+	t.Helper()
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, password))))
+	return home
 }
 
 func (f *registryFixture) addr() string { return f.reg.Addr() }
@@ -224,10 +233,7 @@ func assertNoCredentialLeak(t *testing.T, proc *executorProcess, agent *mesostes
 
 func assertFinished(t *testing.T, agent *mesostest.Agent, taskID string) {
 	t.Helper()
-	final := waitTerminal(t, agent, taskID, 90*time.Second)
-	if final.GetState() != mesos.TASK_FINISHED {
-		t.Fatalf("final %s %q, want TASK_FINISHED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, taskID, 90*time.Second, mesos.TASK_FINISHED)
 }
 
 // assertLaunchFailed waits for the pull failure and checks its message.
@@ -259,8 +265,7 @@ func TestPullWithHostCredentials(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 	sandbox := t.TempDir()
 	writeFile(t, filepath.Join(sandbox, ".docker", "config.json"), "{not json")
 
@@ -284,8 +289,7 @@ func TestPullWithSandboxDockercfgBeforeHostConfig(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, "pw-host-wrong"))))
+	home := f.homeWithCredentials(t, "pw-host-wrong")
 	// What the Mesos fetcher leaves in the sandbox for a .dockercfg URI.
 	sandbox := t.TempDir()
 	writeFile(t, filepath.Join(sandbox, ".dockercfg"), legacyDockercfg(pair("https://"+f.addr()+"/v1/", authEntry(registryUser, f.password))))
@@ -319,8 +323,7 @@ func TestPullWithWrongCredentialsFailsWithoutRetrying(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, "pw-wrong-one"))))
+	home := f.homeWithCredentials(t, "pw-wrong-one")
 
 	agent, task, proc := launchPull(t, image, markerCheck("one"), t.TempDir(), home, nil, "EXECUTOR_PULL_RETRIES=3")
 	assertLaunchFailed(t, agent, task.TaskID.Value, "unauthorized", image, "registry "+f.addr(), "credentials used")
@@ -353,8 +356,7 @@ func TestPullOfMissingTagFailsWithoutRetrying(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	f.publish(t, "team/app:1", "one")
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 
 	agent, task, proc := launchPull(t, f.addr()+"/team/app:2", markerCheck("one"), t.TempDir(), home, nil, "EXECUTOR_PULL_RETRIES=3")
 	assertLaunchFailed(t, agent, task.TaskID.Value, "manifest unknown", f.addr()+"/team/app:2")
@@ -377,8 +379,7 @@ func TestForcePullGetsTheRepushedImage(t *testing.T) {
 	if err := dockerClient.TagImage(first, docker.TagImageOptions{Repo: f.addr() + "/team/app", Tag: "1", Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 	image := f.addr() + "/team/app:1"
 
 	t.Run("without force_pull_image the local image runs", func(t *testing.T) {
@@ -408,8 +409,7 @@ func TestPullByDigest(t *testing.T) {
 	if _, err := dockerClient.InspectImage(id); !errors.Is(err, docker.ErrNoSuchImage) {
 		t.Fatalf("the image is still present locally (%v)", err)
 	}
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 
 	agent, task, proc := launchPull(t, f.addr()+"/team/app@"+digest, markerCheck("one"), t.TempDir(), home, nil)
 	assertFinished(t, agent, task.TaskID.Value)
@@ -460,8 +460,7 @@ func TestStalledDownloadIsRetriedUntilTheDeadline(t *testing.T) {
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
 	f.reg.StallBlobDownloads()
-	home := t.TempDir()
-	writeFile(t, filepath.Join(home, ".docker", "config.json"), configJSON(pair(f.addr(), authEntry(registryUser, f.password))))
+	home := f.homeWithCredentials(t, f.password)
 
 	agent, task, proc := launchPull(t, image, markerCheck("one"), t.TempDir(), home, nil,
 		"EXECUTOR_PULL_INACTIVITY_TIMEOUT=1s", "EXECUTOR_PULL_TIMEOUT=4s", "EXECUTOR_PULL_RETRIES=20")

@@ -19,14 +19,8 @@ func TestSighupToExecutorStopsTheTask(t *testing.T) {
 	agent, task, proc := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand(termRespecting)})
 	// executor.sh forwards SIGHUP (a closing terminal, some supervisors).
 	proc.signal(t, syscall.SIGHUP)
-	final := waitTerminal(t, agent, task.TaskID.Value, 20*time.Second)
-	if final.GetState() != mesos.TASK_KILLED || !strings.Contains(final.GetMessage(), "SIGHUP") {
-		t.Fatalf("final %s %q, want TASK_KILLED naming SIGHUP", final.GetState(), final.GetMessage())
-	}
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectFinal(t, agent, task.TaskID.Value, 20*time.Second, mesos.TASK_KILLED, "SIGHUP")
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestShutdownWithinAShortGracePeriodWhileSidecarRefuses(t *testing.T) {
@@ -43,14 +37,8 @@ func TestShutdownWithinAShortGracePeriodWhileSidecarRefuses(t *testing.T) {
 	}
 	// The agent destroys the executor when the grace period is over; the
 	// terminal update must be there by then (a small margin for the test).
-	final := waitTerminal(t, agent, task.TaskID.Value, grace+500*time.Millisecond)
-	if final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
-	}
-	if code := proc.waitExit(t, 10*time.Second); code != 0 {
-		t.Fatalf("executor exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectFinal(t, agent, task.TaskID.Value, grace+500*time.Millisecond, mesos.TASK_KILLED)
+	expectCleanExit(t, proc, task.TaskID.Value, 10*time.Second)
 }
 
 func TestKillWithGraceZeroDoesNotDrain(t *testing.T) {
@@ -79,10 +67,7 @@ func TestKillStopsDrainingAtOnceWhenSidecarRefuses(t *testing.T) {
 		[]taskOption{withShellCommand(termRespecting), withKillPolicy(time.Second)},
 		"EXECUTOR_SIDECAR_DRAINING_DURATION="+draining.String(), "EXECUTOR_SIDECAR_RETRY_DELAY=1s", "EXECUTOR_SIDECAR_RETRY_COUNT=5")
 	mustKill(t, agent, task.TaskID.Value, nil)
-	final := waitTerminal(t, agent, task.TaskID.Value, draining/2)
-	if final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
-	}
+	expectFinal(t, agent, task.TaskID.Value, draining/2, mesos.TASK_KILLED)
 	if !strings.Contains(proc.output(), "connection refused") {
 		t.Errorf("the executor did not say Sidecar refused the drain")
 	}

@@ -34,7 +34,7 @@ var plantedSecrets = map[string]string{
 // credentials must never reach them.
 type secretsFixture struct {
 	taskVault    *vaulttest.Server
-	taskRegistry *registrytest.Registry
+	taskRegistry *registrytest.Server
 }
 
 // secretsEnvironment prepares the operator's Vault (a userpass login, and
@@ -60,7 +60,7 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption,
 	chosen.taskVault.MountKV("secret/", 2)
 	chosen.taskVault.PutSecret("secret/app/config", map[string]any{"value": "the-task-vault-answered"})
 	chosen.taskVault.Watch(plantedSecrets["VAULT_TOKEN"], plantedSecrets["host Vault password"])
-	chosen.taskRegistry = registrytest.New(t, map[string]string{"task-user": "task-password"})
+	chosen.taskRegistry = registrytest.NewServer(t, map[string]string{"task-user": "task-password"})
 
 	home := t.TempDir()
 	auth := base64.StdEncoding.EncodeToString([]byte("deployer:" + plantedSecrets["registry password"]))
@@ -78,13 +78,13 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption,
 		t.Fatal(err)
 	}
 	settings = []string{
-		withOperatorFile(t, "VAULT_ADDR="+vault.Addr(), "VAULT_USERNAME=executor",
+		withOperatorFile(t, "VAULT_ADDR="+vault.URL(), "VAULT_USERNAME=executor",
 			"VAULT_PASSWORD='"+plantedSecrets["host Vault password"]+"'", "VAULT_TOKEN_FILE="+tokenFile,
 			"VAULT_MAX_RETRIES=0", "DOCKER_CONFIG="+filepath.Join(home, ".docker")),
 		// What the task would like: its own Vault without a token (so the
 		// host's login would go there), Docker Hub's credentials sent to
 		// any registry, and the host's Docker config under its HOME.
-		"VAULT_ADDR=" + chosen.taskVault.Addr(), "EXECUTOR_DOCKER_REPOSITORY=https://index.docker.io/v1/", "HOME=" + home,
+		"VAULT_ADDR=" + chosen.taskVault.URL(), "EXECUTOR_DOCKER_REPOSITORY=https://index.docker.io/v1/", "HOME=" + home,
 	}
 	taskOpts = []taskOption{
 		withEnv("FROM_VAULT", "vault://secret/app/config"),

@@ -41,7 +41,7 @@ func TestVaultSecretReachesContainerButNoLog(t *testing.T) {
 				withEnv("BILLING_API", "vault://legacy/billing/api"),
 				withEnv("PLAIN", "not-a-secret"))
 			mustLaunch(t, agent, task)
-			proc := startExecutor(t, agent, "VAULT_ADDR="+vault.Addr(), "VAULT_TOKEN="+token, "VAULT_MAX_RETRIES=0",
+			proc := startExecutor(t, agent, "VAULT_ADDR="+vault.URL(), "VAULT_TOKEN="+token, "VAULT_MAX_RETRIES=0",
 				"EXECUTOR_DEBUG=true", "EXECUTOR_LOG_FORMAT="+format)
 			waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
@@ -82,7 +82,7 @@ func TestVaultFailureFailsTheLaunch(t *testing.T) {
 	task := newDockerTask(t, agent, testImage, withShellCommand("true"),
 		withEnv("DB_PASSWORD", "vault://secret/missing/db?key=password"))
 	mustLaunch(t, agent, task)
-	proc := startExecutor(t, agent, "VAULT_ADDR="+vault.Addr(), "VAULT_TOKEN=hvs.reader", "VAULT_MAX_RETRIES=0",
+	proc := startExecutor(t, agent, "VAULT_ADDR="+vault.URL(), "VAULT_TOKEN=hvs.reader", "VAULT_MAX_RETRIES=0",
 		"VAULT_TOKEN_FILE="+filepath.Join(t.TempDir(), "token"))
 	final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
 	if final.GetState() != mesos.TASK_FAILED || final.GetReason() != mesos.REASON_CONTAINER_LAUNCH_FAILED {

@@ -248,30 +248,29 @@ func executorChild(t *testing.T, wrapperPID int) int {
 	return child
 }
 
-func TestExecutorShForwardsSigterm(t *testing.T) {
-	t.Parallel()
+// startWrappedTask runs a SIGTERM-respecting task through executor.sh and
+// waits for it to be running.
+func startWrappedTask(t *testing.T) (*mesostest.Agent, mesos.TaskInfo, *executorProcess) {
+	t.Helper()
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
 	mustLaunch(t, agent, task)
 	proc := startWrapper(t, agent, testWrapper(t, executorBinary))
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	return agent, task, proc
+}
+
+func TestExecutorShForwardsSigterm(t *testing.T) {
+	t.Parallel()
+	agent, task, proc := startWrappedTask(t)
 	proc.signal(t, syscall.SIGTERM)
-	if final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second); final.GetState() != mesos.TASK_KILLED {
-		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
-	}
-	if code := proc.waitExit(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	assertNoContainer(t, task.TaskID.Value)
+	expectFinal(t, agent, task.TaskID.Value, 30*time.Second, mesos.TASK_KILLED)
+	expectCleanExit(t, proc, task.TaskID.Value, 20*time.Second)
 }
 
 func TestExecutorShCleansUpAfterAKilledExecutor(t *testing.T) {
 	t.Parallel()
-	agent := newAgent(t, mesostest.Config{})
-	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
-	mustLaunch(t, agent, task)
-	proc := startWrapper(t, agent, testWrapper(t, executorBinary))
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	_, task, proc := startWrappedTask(t)
 	child := executorChild(t, proc.cmd.Process.Pid)
 	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -114,7 +114,7 @@ func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driver
 		ExecutorID:                  cfg.ExecutorID,
 		Directory:                   sandbox,
 		Sandbox:                     sandbox,
-		AgentEndpoint:               agent.Endpoint(),
+		AgentEndpoint:               agent.Addr(),
 		ExecutorShutdownGracePeriod: cfg.ShutdownGracePeriod,
 		Checkpoint:                  cfg.Checkpoint,
 		RecoveryTimeout:             cfg.RecoveryTimeout,
@@ -177,6 +177,34 @@ func (r *driverRun) waitExit(t *testing.T, timeout time.Duration) int {
 	case <-time.After(timeout):
 		t.Fatalf("the driver did not exit within %s", timeout)
 		return -1
+	}
+}
+
+// expectExit waits for run to return and fails unless its exit code is want.
+func (r *driverRun) expectExit(t *testing.T, timeout time.Duration, want int) {
+	t.Helper()
+	if code := r.waitExit(t, timeout); code != want {
+		t.Fatalf("exit code %d, want %d", code, want)
+	}
+}
+
+// finishUntouched checks that the running task was never asked to stop,
+// lets it finish, and expects the executor to exit cleanly.
+func (r *driverRun) finishUntouched(t *testing.T, running *fakeTask, taskID string) {
+	t.Helper()
+	if stops := running.stopRequests(); len(stops) != 0 {
+		t.Fatalf("the running task was asked to stop: %+v", stops)
+	}
+	running.exit <- mesos.TASK_FINISHED
+	r.waitState(t, taskID, mesos.TASK_FINISHED)
+	r.expectExit(t, 5*time.Second, exitOK)
+}
+
+// waitSubscribed waits for the driver's first subscription.
+func (r *driverRun) waitSubscribed(t *testing.T) {
+	t.Helper()
+	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -257,16 +285,12 @@ func TestDriverRepeatedLaunchOfTheRunningTaskIsIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "task-a", mesos.TASK_KILLED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 }
 
 func TestDriverLaunchGroupIsFailedAndTheExecutorExits(t *testing.T) {
 	r := startDriver(t, mesostest.Config{}, driverOptions{})
-	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
-		t.Fatal(err)
-	}
+	r.waitSubscribed(t)
 	if err := r.agent.LaunchGroup(r.agent.NewTask("group-1"), r.agent.NewTask("group-2")); err != nil {
 		t.Fatal(err)
 	}
@@ -291,14 +315,7 @@ func TestDriverLaunchGroupBesideARunningTaskLeavesItRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "group-1", mesos.TASK_FAILED)
-	if stops := running.stopRequests(); len(stops) != 0 {
-		t.Fatalf("the running task was asked to stop: %+v", stops)
-	}
-	running.exit <- mesos.TASK_FINISHED
-	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.finishUntouched(t, running, "task-a")
 }
 
 // mesosFrameCap is mesos-go's default cap on one RecordIO frame of the
@@ -314,9 +331,7 @@ func TestDriverUndecodableLaunchExitsNonZero(t *testing.T) {
 	if err := r.agent.Launch(task); err != nil {
 		t.Fatal(err)
 	}
-	if code := r.waitExit(t, 5*time.Second); code != exitFailure {
-		t.Fatalf("exit code %d, want %d", code, exitFailure)
-	}
+	r.expectExit(t, 5*time.Second, exitFailure)
 	r.noFurtherLaunch(t)
 	if logs := r.logs.String(); !strings.Contains(logs, "could not decode an event") || !strings.Contains(logs, "4 MiB") {
 		t.Errorf("the log does not say why the executor gave up:\n%s", logs)
@@ -344,14 +359,7 @@ func TestDriverUndecodableLaunchBesideARunningTaskKeepsIt(t *testing.T) {
 	// The new SUBSCRIBE did not list the unreadable task: the agent
 	// reports it lost, and the running task is untouched.
 	r.waitState(t, "huge-task", mesos.TASK_LOST)
-	if stops := running.stopRequests(); len(stops) != 0 {
-		t.Fatalf("the running task was asked to stop: %+v", stops)
-	}
-	running.exit <- mesos.TASK_FINISHED
-	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.finishUntouched(t, running, "task-a")
 }
 
 // healthFlood sends n health verdicts, alternating, once away is closed.
@@ -414,9 +422,7 @@ func TestDriverCoalescesQueuedHealthUpdates(t *testing.T) {
 	}
 	running.exit <- mesos.TASK_FINISHED
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d", code)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 
 	var verdicts []string
 	for _, u := range r.agent.Accepted("task-a") {
@@ -460,15 +466,11 @@ func killEvent(taskID string) executor.Event {
 func TestDriverKillForAnUnknownTask(t *testing.T) {
 	t.Run("before any launch", func(t *testing.T) {
 		r := startDriver(t, mesostest.Config{}, driverOptions{})
-		if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
-			t.Fatal(err)
-		}
+		r.waitSubscribed(t)
 		r.inject(t, killEvent("ghost"))
 		r.waitState(t, "ghost", mesos.TASK_KILLED)
 		// Nothing will ever run here: the executor ends with that update.
-		if code := r.waitExit(t, 5*time.Second); code != exitOK {
-			t.Fatalf("exit code %d, want %d", code, exitOK)
-		}
+		r.expectExit(t, 5*time.Second, exitOK)
 		r.noFurtherLaunch(t)
 	})
 	t.Run("beside the running task", func(t *testing.T) {
@@ -478,28 +480,17 @@ func TestDriverKillForAnUnknownTask(t *testing.T) {
 		r.waitState(t, "task-a", mesos.TASK_RUNNING)
 		r.inject(t, killEvent("ghost"))
 		r.waitState(t, "ghost", mesos.TASK_KILLED)
-		if stops := running.stopRequests(); len(stops) != 0 {
-			t.Fatalf("a KILL for another task stopped the running one: %+v", stops)
-		}
-		running.exit <- mesos.TASK_FINISHED
-		r.waitState(t, "task-a", mesos.TASK_FINISHED)
-		if code := r.waitExit(t, 5*time.Second); code != exitOK {
-			t.Fatalf("exit code %d, want %d", code, exitOK)
-		}
+		r.finishUntouched(t, running, "task-a")
 	})
 }
 
 func TestDriverShutdownBeforeLaunchExitsAtOnce(t *testing.T) {
 	r := startDriver(t, mesostest.Config{}, driverOptions{})
-	if err := r.agent.WaitForSubscriptions(testContext(t, 5*time.Second), 1); err != nil {
-		t.Fatal(err)
-	}
+	r.waitSubscribed(t)
 	if err := r.agent.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 	if updates := r.agent.Updates(); len(updates) != 0 {
 		t.Fatalf("%d updates sent with no task", len(updates))
 	}
@@ -516,9 +507,7 @@ func TestDriverShutdownAfterLaunchStopsWithinTheGracePeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState(t, "task-a", mesos.TASK_KILLED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 	stops := running.stopRequests()
 	if len(stops) != 1 || stops[0].cause != causeShutdown {
 		t.Fatalf("stop requests %+v, want one for the SHUTDOWN", stops)
@@ -572,9 +561,7 @@ func TestDriverReplaysUnacknowledgedUpdatesInOrder(t *testing.T) {
 	}
 	running.exit <- mesos.TASK_FINISHED
 	r.waitState(t, "task-a", mesos.TASK_FINISHED)
-	if code := r.waitExit(t, 5*time.Second); code != exitOK {
-		t.Fatalf("exit code %d, want %d", code, exitOK)
-	}
+	r.expectExit(t, 5*time.Second, exitOK)
 }
 
 func TestDriverAckTimeoutBoundsTheExit(t *testing.T) {

@@ -331,25 +331,8 @@ type taskOption func(*mesos.TaskInfo)
 func newDockerTask(t *testing.T, agent *mesostest.Agent, image string, opts ...taskOption) mesos.TaskInfo {
 	t.Helper()
 	id := uniqueTaskID(t)
-	cfg := agent.Config()
-	task := mesos.TaskInfo{
-		Name:    "test-" + id,
-		TaskID:  mesos.TaskID{Value: id},
-		AgentID: mesos.AgentID{Value: cfg.AgentID},
-		Executor: &mesos.ExecutorInfo{
-			ExecutorID:  mesos.ExecutorID{Value: cfg.ExecutorID},
-			FrameworkID: &mesos.FrameworkID{Value: cfg.FrameworkID},
-			Command:     &mesos.CommandInfo{Value: strPtr("executor.sh")},
-		},
-		Container: &mesos.ContainerInfo{
-			Type:   mesos.ContainerInfo_DOCKER.Enum(),
-			Docker: &mesos.ContainerInfo_DockerInfo{Image: image, Network: mesos.ContainerInfo_DockerInfo_HOST.Enum()},
-		},
-		Resources: []mesos.Resource{
-			scalarResource("cpus", 0.1),
-			scalarResource("mem", 64),
-		},
-	}
+	task := agent.NewDockerTask(id, image)
+	task.Name = "test-" + id
 	for _, opt := range opts {
 		opt(&task)
 	}
@@ -553,4 +536,30 @@ func waitForTraps(t *testing.T, task mesos.TaskInfo) {
 		err := dockerClient.Logs(docker.LogsOptions{Container: containers[0].ID, OutputStream: &out, ErrorStream: io.Discard, Stdout: true, Stderr: true})
 		return err == nil && strings.Contains(out.String(), "started")
 	})
+}
+
+// expectFinal waits for the task's terminal update and fails the test
+// unless it is in state want with a message that contains every one of
+// mentions.
+func expectFinal(t *testing.T, agent *mesostest.Agent, taskID string, timeout time.Duration, want mesos.TaskState, mentions ...string) mesos.TaskStatus {
+	t.Helper()
+	final := waitTerminal(t, agent, taskID, timeout)
+	ok := final.GetState() == want
+	for _, mention := range mentions {
+		ok = ok && strings.Contains(final.GetMessage(), mention)
+	}
+	if !ok {
+		t.Fatalf("final %s %q, want %s mentioning %q", final.GetState(), final.GetMessage(), want, mentions)
+	}
+	return final
+}
+
+// expectCleanExit waits for the executor to exit 0 and checks that it left
+// no container of the task behind.
+func expectCleanExit(t *testing.T, proc *executorProcess, taskID string, timeout time.Duration) {
+	t.Helper()
+	if code := proc.waitExit(t, timeout); code != 0 {
+		t.Fatalf("executor exit code %d, want 0", code)
+	}
+	assertNoContainer(t, taskID)
 }

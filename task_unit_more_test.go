@@ -103,7 +103,7 @@ func startDriverWithRunner(t *testing.T, engine *fakeRuntime, cfg mesostest.Conf
 	mesosCfg := config.Config{
 		FrameworkID: cfg.FrameworkID, ExecutorID: cfg.ExecutorID,
 		Directory: sandbox, Sandbox: sandbox,
-		AgentEndpoint:               agent.Endpoint(),
+		AgentEndpoint:               agent.Addr(),
 		ExecutorShutdownGracePeriod: cfg.ShutdownGracePeriod,
 		SubscriptionBackoffMax:      cfg.SubscriptionBackoffMax,
 	}

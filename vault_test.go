@@ -153,7 +153,7 @@ func newVaultFixture(t *testing.T) *vaultFixture {
 	return &vaultFixture{
 		server: server,
 		env: map[string]string{
-			"VAULT_ADDR":           server.Addr(),
+			"VAULT_ADDR":           server.URL(),
 			"VAULT_MAX_RETRIES":    "0",
 			"VAULT_CLIENT_TIMEOUT": "10s",
 		},
@@ -189,6 +189,17 @@ func (f *vaultFixture) countRequests(path string) int {
 	n := 0
 	for _, r := range f.server.Requests() {
 		if r.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+// countMountLookups counts the KV mount lookups Vault received.
+func (f *vaultFixture) countMountLookups() int {
+	n := 0
+	for _, r := range f.server.Requests() {
+		if strings.HasPrefix(r.Path, "/v1/sys/internal/ui/mounts/") {
 			n++
 		}
 	}
@@ -290,13 +301,7 @@ func TestResolveVaultEnvReadsEachSecretAndMountOnce(t *testing.T) {
 	if n := f.countRequests("/v1/secret/data/app/api"); n != 1 {
 		t.Errorf("reads of secret/app/api = %d, want 1", n)
 	}
-	lookups := 0
-	for _, r := range f.server.Requests() {
-		if strings.HasPrefix(r.Path, "/v1/sys/internal/ui/mounts/") {
-			lookups++
-		}
-	}
-	if lookups != 1 {
+	if lookups := f.countMountLookups(); lookups != 1 {
 		t.Errorf("mount lookups = %d, want 1 for two secrets on one mount", lookups)
 	}
 }
@@ -348,13 +353,7 @@ func TestResolveVaultEnvAssumesKVv1WithoutMountLookup(t *testing.T) {
 	if want := []string{"LEGACY=" + testV1Value, "OTHER=other"}; !reflect.DeepEqual(resolved, want) {
 		t.Errorf("resolved = %q, want %q", resolved, want)
 	}
-	lookups := 0
-	for _, r := range f.server.Requests() {
-		if strings.HasPrefix(r.Path, "/v1/sys/internal/ui/mounts/") {
-			lookups++
-		}
-	}
-	if lookups != 1 {
+	if lookups := f.countMountLookups(); lookups != 1 {
 		t.Errorf("mount lookups = %d, want 1 (a 404 means the server has none)", lookups)
 	}
 }
@@ -479,7 +478,7 @@ func TestResolveVaultEnvFailures(t *testing.T) {
 		{
 			name: "https to a plain-HTTP server",
 			setup: func(f *vaultFixture) {
-				f.env["VAULT_ADDR"] = strings.Replace(f.server.Addr(), "http://", "https://", 1)
+				f.env["VAULT_ADDR"] = strings.Replace(f.server.URL(), "http://", "https://", 1)
 			},
 			want: prefix + "Vault at https://HOSTPORT unreachable: http: server gave HTTP response to HTTPS client",
 		},
@@ -518,8 +517,8 @@ func TestResolveVaultEnvFailures(t *testing.T) {
 			if resolved != nil || fromVault != nil {
 				t.Errorf("on error got resolved %q, fromVault %q; want nil", resolved, fromVault)
 			}
-			want := strings.ReplaceAll(tc.want, "ADDR", f.server.Addr())
-			want = strings.ReplaceAll(want, "HOSTPORT", strings.TrimPrefix(f.server.Addr(), "http://"))
+			want := strings.ReplaceAll(tc.want, "ADDR", f.server.URL())
+			want = strings.ReplaceAll(want, "HOSTPORT", f.server.Addr())
 			if got := err.Error(); got != want && !(strings.HasSuffix(want, " ") && strings.HasPrefix(got, want)) {
 				t.Errorf("error = %q\nwant    %q", got, want)
 			}
@@ -639,7 +638,7 @@ func TestResolveVaultEnvIgnoresProcessEnvironment(t *testing.T) {
 func lookupTokenTTL(t *testing.T, server *vaulttest.Server, token string) time.Duration {
 	t.Helper()
 	cfg := api.DefaultConfig()
-	cfg.Address = server.Addr()
+	cfg.Address = server.URL()
 	cfg.MaxRetries = 0
 	client, err := api.NewClient(cfg)
 	if err != nil {

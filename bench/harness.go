@@ -159,6 +159,44 @@ func (r *execRun) abort() {
 	r.agent.Close()
 }
 
+// runSidecarTask launches a task whose TASK_HOST is the host the Sidecar
+// emulator reports, waits for it to run and gives the first 12 digits of
+// its container's ID, the ID Sidecar knows it by.
+func (h *harness) runSidecarTask(r *execRun, taskID, command string) (string, error) {
+	task := h.benchTask(r.agent, taskID, command, map[string]string{"TASK_HOST": sidecarHostName})
+	if _, err := r.launchAt(task); err != nil {
+		return "", err
+	}
+	if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
+		return "", err
+	}
+	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
+	if err != nil {
+		return "", r.failure(err)
+	}
+	return c.ID[:12], nil
+}
+
+// awaitEnd waits for the task's container to die, then for the executor to
+// exit after the terminal update's acknowledgement, and finishes the run; it
+// gives when the container died and how long the exit took after the ACK.
+func (h *harness) awaitEnd(r *execRun, taskID string, terminal mesostest.Update) (time.Time, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dieAt, err := h.dies.wait(ctx, r.containerName(taskID))
+	if err != nil {
+		return time.Time{}, 0, r.failure(err)
+	}
+	ackExit, err := r.ackToExit(terminal)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	if err := r.finish(taskID); err != nil {
+		return time.Time{}, 0, err
+	}
+	return dieAt, ackExit, nil
+}
+
 // failure decorates err with the agent's view and the executor's last log
 // lines, so that a failed run says why.
 func (r *execRun) failure(err error) error {
@@ -189,31 +227,10 @@ func indent(s, prefix string) string {
 // command in the executor.ShellCommand label, host network, executor
 // environment on the ExecutorInfo, and the bench label on the container.
 func (h *harness) benchTask(agent *mesostest.Agent, taskID, command string, env map[string]string) mesos.TaskInfo {
-	cfg := agent.Config()
 	str := func(s string) *string { return &s }
-	task := mesos.TaskInfo{
-		Name:    taskID,
-		TaskID:  mesos.TaskID{Value: taskID},
-		AgentID: mesos.AgentID{Value: cfg.AgentID},
-		Executor: &mesos.ExecutorInfo{
-			ExecutorID:  mesos.ExecutorID{Value: cfg.ExecutorID},
-			FrameworkID: &mesos.FrameworkID{Value: cfg.FrameworkID},
-			Command:     &mesos.CommandInfo{Value: str("executor.sh")},
-		},
-		Container: &mesos.ContainerInfo{
-			Type: mesos.ContainerInfo_DOCKER.Enum(),
-			Docker: &mesos.ContainerInfo_DockerInfo{
-				Image:      h.image,
-				Network:    mesos.ContainerInfo_DockerInfo_HOST.Enum(),
-				Parameters: []mesos.Parameter{{Key: "label", Value: benchTaskLabel + "=" + h.runID}},
-			},
-		},
-		Resources: []mesos.Resource{
-			{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 0.1}},
-			{Name: "mem", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 64}},
-		},
-		Labels: &mesos.Labels{Labels: []mesos.Label{{Key: "executor.ShellCommand", Value: str(command)}}},
-	}
+	task := agent.NewDockerTask(taskID, h.image)
+	task.Container.Docker.Parameters = []mesos.Parameter{{Key: "label", Value: benchTaskLabel + "=" + h.runID}}
+	task.Labels = &mesos.Labels{Labels: []mesos.Label{{Key: "executor.ShellCommand", Value: str(command)}}}
 	if len(env) > 0 {
 		vars := &mesos.Environment{}
 		for name, value := range env {

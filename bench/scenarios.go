@@ -212,17 +212,8 @@ func (h *harness) launchKillOnce(i int, record bool, sidecarURL string, proxy *d
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dieAt, err := h.dies.wait(ctx, r.containerName(taskID))
+	dieAt, ackExit, err := h.awaitEnd(r, taskID, killed)
 	if err != nil {
-		return r.failure(err)
-	}
-	ackExit, err := r.ackToExit(killed)
-	if err != nil {
-		return err
-	}
-	if err := r.finish(taskID); err != nil {
 		return err
 	}
 	if record && bd != nil && proxy != nil {
@@ -274,17 +265,8 @@ func (h *harness) runExits(n int, sidecarURL string, proxy *dockerProxy, bd *bre
 		if !strings.Contains(terminal.Status.GetMessage(), fmt.Sprintf("status %d", code)) {
 			return r.failure(fmt.Errorf("terminal message %q does not name exit status %d", terminal.Status.GetMessage(), code))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		dieAt, err := h.dies.wait(ctx, r.containerName(taskID))
+		dieAt, ackExit, err := h.awaitEnd(r, taskID, terminal)
 		if err != nil {
-			return r.failure(err)
-		}
-		ackExit, err := r.ackToExit(terminal)
-		if err != nil {
-			return err
-		}
-		if err := r.finish(taskID); err != nil {
 			return err
 		}
 		if bd != nil && proxy != nil {
@@ -365,18 +347,10 @@ func (h *harness) runHealth(n int, interval time.Duration) (*healthResult, error
 		return nil, err
 	}
 	defer r.abort()
-	task := h.benchTask(r.agent, taskID, termRespecting, map[string]string{"TASK_HOST": sidecarHostName})
-	if _, err := r.launchAt(task); err != nil {
-		return nil, err
-	}
-	if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
-		return nil, err
-	}
-	c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
+	id12, err := h.runSidecarTask(r, taskID, termRespecting)
 	if err != nil {
-		return nil, r.failure(err)
+		return nil, err
 	}
-	id12 := c.ID[:12]
 	sidecar.SetService(sidecarHostName, id12, sidecartest.StatusAlive)
 
 	healthUpdates := func() []mesostest.Update {
@@ -549,18 +523,11 @@ func (h *harness) runIdle(configs []idleConfig, window time.Duration, profileDir
 		}
 		run := &idleRun{r: r, sidecar: sidecar, taskID: taskID, res: &idleResult{idleConfig: cfg, Window: window}}
 		runs = append(runs, run)
-		task := h.benchTask(r.agent, taskID, idleCommand, map[string]string{"TASK_HOST": sidecarHostName})
-		if _, err := r.launchAt(task); err != nil {
-			return nil, err
-		}
-		if _, err := r.waitState(taskID, mesos.TASK_RUNNING, 60*time.Second); err != nil {
-			return nil, err
-		}
-		c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)})
+		id12, err := h.runSidecarTask(r, taskID, idleCommand)
 		if err != nil {
-			return nil, r.failure(err)
+			return nil, err
 		}
-		sidecar.SetService(sidecarHostName, c.ID[:12], sidecartest.StatusAlive)
+		sidecar.SetService(sidecarHostName, id12, sidecartest.StatusAlive)
 	}
 	// Steady state: each has reported the container healthy once.
 	for _, run := range runs {

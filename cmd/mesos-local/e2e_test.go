@@ -372,7 +372,7 @@ func TestVaultExample(t *testing.T) {
 	vault.MountKV("secret/", 2)
 	vault.PutSecret("secret/demo/db", map[string]any{"password": password})
 	vault.AddToken(token, time.Hour, "read:secret/demo/")
-	r := startLocal(t, []string{"examples/vault-secret.json"}, "VAULT_ADDR="+vault.Addr(), "VAULT_TOKEN="+token, "VAULT_MAX_RETRIES=0")
+	r := startLocal(t, []string{"examples/vault-secret.json"}, "VAULT_ADDR="+vault.URL(), "VAULT_TOKEN="+token, "VAULT_MAX_RETRIES=0")
 	if code := r.wait(t, 60*time.Second); code != exitFinished {
 		t.Errorf("exit code %d, want %d", code, exitFinished)
 	}

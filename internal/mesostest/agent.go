@@ -9,6 +9,12 @@
 // The protocol it follows is described in
 // shared/reference/mesos-executor-api.md; section numbers in comments refer
 // to that document.
+//
+// The names follow the other test servers (vaulttest, registrytest): a
+// constructor that starts it for one test, Start outside of tests, URL,
+// Addr and Close. The constructor is NewAgent, not NewServer: the agent is
+// the active side of the protocol (it launches, kills and acknowledges),
+// and the executor is the one that connects to it.
 package mesostest
 
 import (
@@ -23,6 +29,8 @@ import (
 
 	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Config describes the agent, the framework and the executor it emulates.
@@ -181,9 +189,9 @@ func Start(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := testutil.Listen()
 	if err != nil {
-		return nil, fmt.Errorf("mesostest: listen: %w", err)
+		return nil, fmt.Errorf("mesostest: %w", err)
 	}
 	a := &Agent{
 		cfg:         cfg,
@@ -268,10 +276,11 @@ func (a *Agent) Close() {
 	a.handlerWG.Wait()
 }
 
-// Endpoint is the agent's address, the value for MESOS_AGENT_ENDPOINT.
-func (a *Agent) Endpoint() string { return a.addr }
+// Addr is the agent's host:port, the value for MESOS_AGENT_ENDPOINT.
+func (a *Agent) Addr() string { return a.addr }
 
-// URL is the executor API URL built from Endpoint.
+// URL is the executor API URL: Addr's http:// URL with the path
+// /api/v1/executor (unlike httptest's URL, which is the bare base URL).
 func (a *Agent) URL() string { return "http://" + a.addr + "/api/v1/executor" }
 
 // Config returns the effective configuration, IDs and defaults filled in.
@@ -377,9 +386,9 @@ func (a *Agent) SetRefuse(mode RefuseMode) {
 		closeListener, a.listener = a.listener, nil
 	}
 	if old == RefuseConnections && mode != RefuseConnections {
-		ln, err := net.Listen("tcp", a.addr)
+		ln, err := testutil.Relisten(a.addr)
 		if err != nil {
-			a.internalErrs = append(a.internalErrs, fmt.Sprintf("listen again on %s: %v", a.addr, err))
+			a.internalErrs = append(a.internalErrs, err.Error())
 		} else {
 			a.listener = ln
 			a.serve(ln)

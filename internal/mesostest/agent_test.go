@@ -49,7 +49,7 @@ func TestSubscribeLaunchUpdateAck(t *testing.T) {
 			if len(fi.Capabilities) != 1 || fi.Capabilities[0].GetType() != mesos.FrameworkInfo_Capability_TASK_KILLING_STATE {
 				t.Errorf("framework_info.capabilities = %v", fi.Capabilities)
 			}
-			_, port, _ := net.SplitHostPort(a.Endpoint())
+			_, port, _ := net.SplitHostPort(a.Addr())
 			if ai := sub.AgentInfo; ai.ID == nil || ai.ID.Value != cfg.AgentID || ai.Hostname != cfg.AgentHostname || strconv.Itoa(int(ai.GetPort())) != port {
 				t.Errorf("agent_info = %v", ai)
 			}
@@ -128,13 +128,7 @@ func TestSubscribeLaunchUpdateAck(t *testing.T) {
 func TestDuplicateAndPostTerminalUpdates(t *testing.T) {
 	for _, mt := range mediaTypes {
 		t.Run(string(mt), func(t *testing.T) {
-			a := NewAgent(t, Config{})
-			e := newTestExecutor(t, a, mt)
-			if err := a.Launch(a.NewTask("t1")); err != nil {
-				t.Fatal(err)
-			}
-			s := e.mustSubscribe(nil, nil)
-			s.expect(t, executor.Event_LAUNCH)
+			a, e, s := launchedTask(t, Config{}, mt)
 
 			finished := e.status("t1", mesos.TASK_FINISHED)
 			e.mustUpdate(finished)
@@ -172,13 +166,7 @@ func TestDuplicateAndPostTerminalUpdates(t *testing.T) {
 }
 
 func TestAgentIDMismatchIsDroppedWithoutAck(t *testing.T) {
-	a := NewAgent(t, Config{})
-	e := newTestExecutor(t, a, mediaTypes[0])
-	if err := a.Launch(a.NewTask("t1")); err != nil {
-		t.Fatal(err)
-	}
-	s := e.mustSubscribe(nil, nil)
-	s.expect(t, executor.Event_LAUNCH)
+	a, e, s := launchedTask(t, Config{}, mediaTypes[0])
 
 	wrong := e.status("t1", mesos.TASK_RUNNING)
 	wrong.AgentID = &mesos.AgentID{Value: "some-other-agent"}
@@ -206,13 +194,7 @@ func TestAgentIDMismatchIsDroppedWithoutAck(t *testing.T) {
 }
 
 func TestWithheldAcks(t *testing.T) {
-	a := NewAgent(t, Config{})
-	e := newTestExecutor(t, a, mediaTypes[0])
-	if err := a.Launch(a.NewTask("t1")); err != nil {
-		t.Fatal(err)
-	}
-	s := e.mustSubscribe(nil, nil)
-	s.expect(t, executor.Event_LAUNCH)
+	a, e, s := launchedTask(t, Config{}, mediaTypes[0])
 
 	a.SetWithholdAcks(true)
 	running := e.status("t1", mesos.TASK_RUNNING)
@@ -344,7 +326,7 @@ func TestRefuseUnavailable(t *testing.T) {
 
 func TestRefuseConnectionsKeepsThePort(t *testing.T) {
 	a := NewAgent(t, Config{Checkpoint: true})
-	endpoint := a.Endpoint()
+	endpoint := a.Addr()
 	e := newTestExecutor(t, a, mediaTypes[0])
 	s := e.mustSubscribe(nil, nil)
 
@@ -358,8 +340,8 @@ func TestRefuseConnectionsKeepsThePort(t *testing.T) {
 	}
 
 	a.SetRefuse(RefuseNone)
-	if a.Endpoint() != endpoint {
-		t.Fatalf("endpoint moved from %s to %s", endpoint, a.Endpoint())
+	if a.Addr() != endpoint {
+		t.Fatalf("endpoint moved from %s to %s", endpoint, a.Addr())
 	}
 	s2 := e.mustSubscribe(nil, nil)
 	if err := a.Heartbeat(); err != nil {
@@ -448,13 +430,7 @@ func TestExecutorTerminated(t *testing.T) {
 // An UPDATE answered 202 is processed before a later termination, as the
 // agent handles them in order.
 func TestExecutorTerminatedAfterPendingUpdate(t *testing.T) {
-	a := NewAgent(t, Config{})
-	e := newTestExecutor(t, a, mediaTypes[0])
-	if err := a.Launch(a.NewTask("t1")); err != nil {
-		t.Fatal(err)
-	}
-	s := e.mustSubscribe(nil, nil)
-	s.expect(t, executor.Event_LAUNCH)
+	a, e, _ := launchedTask(t, Config{}, mediaTypes[0])
 	e.mustUpdate(e.status("t1", mesos.TASK_FINISHED))
 	a.ExecutorTerminated("Abnormal executor termination: exit 1")
 	acc := a.Accepted("t1")
@@ -517,13 +493,7 @@ func TestKillQueuedTask(t *testing.T) {
 }
 
 func TestKillNeedsALiveSubscription(t *testing.T) {
-	a := NewAgent(t, Config{Checkpoint: true})
-	e := newTestExecutor(t, a, mediaTypes[0])
-	if err := a.Launch(a.NewTask("t1")); err != nil {
-		t.Fatal(err)
-	}
-	s := e.mustSubscribe(nil, nil)
-	s.expect(t, executor.Event_LAUNCH)
+	a, _, s := launchedTask(t, Config{Checkpoint: true}, mediaTypes[0])
 	a.DropConnection()
 	s.waitEnd(t)
 	if err := a.Kill("t1", nil); err == nil {
@@ -627,13 +597,7 @@ func TestSecondSubscribeReplacesStream(t *testing.T) {
 // An executor that closes its own stream stays RUNNING for the agent (only
 // process exit counts), so calls are still accepted, but ACKs are lost.
 func TestExecutorClosesItsStream(t *testing.T) {
-	a := NewAgent(t, Config{})
-	e := newTestExecutor(t, a, mediaTypes[0])
-	if err := a.Launch(a.NewTask("t1")); err != nil {
-		t.Fatal(err)
-	}
-	s := e.mustSubscribe(nil, nil)
-	s.expect(t, executor.Event_LAUNCH)
+	a, e, s := launchedTask(t, Config{}, mediaTypes[0])
 	s.close()
 	if err := a.waitNoLiveStream(waitCtx(t)); err != nil {
 		t.Fatal(err)
@@ -651,13 +615,7 @@ func TestExecutorClosesItsStream(t *testing.T) {
 }
 
 func TestWaitForUpdatesReadsTheStreamOfUpdatesInOrder(t *testing.T) {
-	a := NewAgent(t, Config{})
-	e := newTestExecutor(t, a, mediaTypes[0])
-	if err := a.Launch(a.NewTask("t1")); err != nil {
-		t.Fatal(err)
-	}
-	s := e.mustSubscribe(nil, nil)
-	s.expect(t, executor.Event_LAUNCH)
+	a, e, s := launchedTask(t, Config{}, mediaTypes[0])
 
 	// Nothing yet: the wait ends with the context.
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -80,9 +80,9 @@ func TestEnvironmentWithCheckpointing(t *testing.T) {
 		"MESOS_EXECUTOR_ID":                    cfg.ExecutorID,
 		"MESOS_DIRECTORY":                      "/tmp/sandbox",
 		"MESOS_SANDBOX":                        "/tmp/sandbox",
-		"MESOS_AGENT_ENDPOINT":                 a.Endpoint(),
+		"MESOS_AGENT_ENDPOINT":                 a.Addr(),
 		"MESOS_SLAVE_ID":                       cfg.AgentID,
-		"MESOS_SLAVE_PID":                      "slave(1)@" + a.Endpoint(),
+		"MESOS_SLAVE_PID":                      "slave(1)@" + a.Addr(),
 		"MESOS_CHECKPOINT":                     "1",
 		"MESOS_HTTP_COMMAND_EXECUTOR":          "0",
 		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "90secs",
@@ -104,7 +104,7 @@ func TestEnvironmentWithCheckpointing(t *testing.T) {
 		ExecutorID:                  cfg.ExecutorID,
 		Directory:                   "/tmp/sandbox",
 		Sandbox:                     "/tmp/sandbox",
-		AgentEndpoint:               a.Endpoint(),
+		AgentEndpoint:               a.Addr(),
 		ExecutorShutdownGracePeriod: 90 * time.Second,
 		Checkpoint:                  true,
 		RecoveryTimeout:             15 * time.Minute,
@@ -127,7 +127,7 @@ func TestEnvironmentWithoutCheckpointing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.FromEnv: %v", err)
 	}
-	if got.Checkpoint || got.ExecutorShutdownGracePeriod != 5*time.Second || got.AgentEndpoint != a.Endpoint() {
+	if got.Checkpoint || got.ExecutorShutdownGracePeriod != 5*time.Second || got.AgentEndpoint != a.Addr() {
 		t.Errorf("config.FromEnv() = %+v", got)
 	}
 }

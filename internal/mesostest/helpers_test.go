@@ -285,3 +285,17 @@ func (a *Agent) waitNoLiveStream(ctx context.Context) error {
 	return a.waitFor(ctx, func() bool { return a.liveStreamLocked() == nil },
 		func() string { return "stream still live" })
 }
+
+// launchedTask starts an agent with cfg, queues task "t1" and subscribes an
+// executor speaking mt, which receives the task's LAUNCH.
+func launchedTask(t *testing.T, cfg Config, mt encoding.MediaType) (*Agent, *testExecutor, *subscription) {
+	t.Helper()
+	a := NewAgent(t, cfg)
+	e := newTestExecutor(t, a, mt)
+	if err := a.Launch(a.NewTask("t1")); err != nil {
+		t.Fatal(err)
+	}
+	s := e.mustSubscribe(nil, nil)
+	s.expect(t, executor.Event_LAUNCH)
+	return a, e, s
+}

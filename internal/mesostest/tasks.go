@@ -59,6 +59,31 @@ func (a *Agent) NewTask(taskID string) mesos.TaskInfo {
 	}
 }
 
+// NewDockerTask returns a custom-executor task running image, shaped the
+// way Singularity builds them for a Docker executor: the executor started
+// as executor.sh, a DOCKER container on the host network, 0.1 cpus and
+// 64 MB of memory. Callers add the command, labels and environment.
+func (a *Agent) NewDockerTask(taskID, image string) mesos.TaskInfo {
+	return mesos.TaskInfo{
+		Name:    taskID,
+		TaskID:  mesos.TaskID{Value: taskID},
+		AgentID: mesos.AgentID{Value: a.cfg.AgentID},
+		Executor: &mesos.ExecutorInfo{
+			ExecutorID:  mesos.ExecutorID{Value: a.cfg.ExecutorID},
+			FrameworkID: &mesos.FrameworkID{Value: a.cfg.FrameworkID},
+			Command:     &mesos.CommandInfo{Value: ptr("executor.sh")},
+		},
+		Container: &mesos.ContainerInfo{
+			Type:   mesos.ContainerInfo_DOCKER.Enum(),
+			Docker: &mesos.ContainerInfo_DockerInfo{Image: image, Network: mesos.ContainerInfo_DockerInfo_HOST.Enum()},
+		},
+		Resources: []mesos.Resource{
+			{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 0.1}},
+			{Name: "mem", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 64}},
+		},
+	}
+}
+
 // Launch hands a task to the executor, as the agent does for a RUN_TASK from
 // the master. The task becomes STAGING and is sent as LAUNCH on the live
 // stream, or queued and sent right after the next SUBSCRIBED while the
@@ -127,16 +152,7 @@ func (a *Agent) LaunchGroup(tasks ...mesos.TaskInfo) error {
 // already delivered, a KILL naming a task this executor never saw. The
 // agent's own bookkeeping is not changed.
 func (a *Agent) InjectEvent(e executor.Event) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return errClosed
-	}
-	if !a.sendLocked(e) {
-		return fmt.Errorf("mesostest: InjectEvent %v: no live subscription", e.Type)
-	}
-	a.logf("%v injected", e.Type)
-	return nil
+	return a.writeEvent(e, "InjectEvent ", "injected")
 }
 
 // admitLocked checks a task the way Launch documents and returns its
@@ -271,15 +287,21 @@ func (a *Agent) SendError(msg string) error {
 }
 
 func (a *Agent) sendEvent(e executor.Event) error {
+	return a.writeEvent(e, "", "sent")
+}
+
+// writeEvent writes e on the live stream; caller prefixes the error and verb
+// ends the log line.
+func (a *Agent) writeEvent(e executor.Event, caller, verb string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return errClosed
 	}
 	if !a.sendLocked(e) {
-		return fmt.Errorf("mesostest: %v: no live subscription", e.Type)
+		return fmt.Errorf("mesostest: %s%v: no live subscription", caller, e.Type)
 	}
-	a.logf("%v sent", e.Type)
+	a.logf("%v %s", e.Type, verb)
 	return nil
 }
 

@@ -251,7 +251,7 @@ func TestPaths(t *testing.T) {
 		"/slave(1)/api/v1/executor": 202,
 		"/api/v1/scheduler":         404,
 	} {
-		resp, err := rawClient.Post("http://"+a.Endpoint()+path, ctJSON, strings.NewReader(string(body)))
+		resp, err := rawClient.Post("http://"+a.Addr()+path, ctJSON, strings.NewReader(string(body)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -397,7 +397,7 @@ func TestCallOnSubscriptionConnection(t *testing.T) {
 	a := NewAgent(t, Config{})
 	a.AllowViolations()
 	b := newCallBuilder(a)
-	conn, err := net.Dial("tcp", a.Endpoint())
+	conn, err := net.Dial("tcp", a.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}

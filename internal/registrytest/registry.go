@@ -9,7 +9,7 @@
 // downloads can be made to stall to emulate a registry that hangs mid-pull.
 //
 // The registry logs every request through logrus's standard logger, which
-// it offers no way to replace; New discards that logger's output so test
+// it offers no way to replace; NewServer discards that logger's output so test
 // output stays readable. Hooks and levels are left alone.
 package registrytest
 
@@ -19,7 +19,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +31,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 
 	// The htpasswd access controller and the in-memory storage driver
 	// register themselves by name.
@@ -49,8 +50,8 @@ type Request struct {
 	Time   time.Time
 }
 
-// Registry is a running registry. Its methods are safe for concurrent use.
-type Registry struct {
+// Server is a running registry. Its methods are safe for concurrent use.
+type Server struct {
 	addr   string
 	app    *handlers.App
 	server *http.Server
@@ -65,9 +66,9 @@ type Registry struct {
 
 var quietRegistryLogs sync.Once
 
-// New starts a registry that accepts the given users (name → password) and
-// refuses anonymous access. It stops when the test ends.
-func New(t testing.TB, users map[string]string) *Registry {
+// NewServer starts a registry that accepts the given users (name →
+// password) and refuses anonymous access. It stops when the test ends.
+func NewServer(t testing.TB, users map[string]string) *Server {
 	t.Helper()
 	quietRegistryLogs.Do(func() { logrus.SetOutput(io.Discard) })
 	htpasswdPath := filepath.Join(t.TempDir(), "htpasswd")
@@ -86,11 +87,11 @@ func New(t testing.TB, users map[string]string) *Registry {
 		}},
 	}
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := testutil.Listen()
 	if err != nil {
 		t.Fatalf("registrytest: %v", err)
 	}
-	r := &Registry{
+	r := &Server{
 		addr:    listener.Addr().String(),
 		app:     handlers.NewApp(context.Background(), cfg),
 		done:    make(chan struct{}),
@@ -119,12 +120,15 @@ func writeHtpasswd(path string, users map[string]string) error {
 	return os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
+// URL is the registry's base URL; its API is under /v2/.
+func (r *Server) URL() string { return "http://" + r.addr }
+
 // Addr is the registry's host:port, the prefix of its image names.
-func (r *Registry) Addr() string { return r.addr }
+func (r *Server) Addr() string { return r.addr }
 
 // Close stops the registry and releases stalled downloads. Safe to call
 // more than once.
-func (r *Registry) Close() {
+func (r *Server) Close() {
 	r.mu.Lock()
 	select {
 	case <-r.release:
@@ -140,21 +144,21 @@ func (r *Registry) Close() {
 // StallBlobDownloads makes every later blob download send its headers and
 // a few bytes and then hang until the client gives up or the registry is
 // closed, like a registry whose storage backend stopped answering.
-func (r *Registry) StallBlobDownloads() {
+func (r *Server) StallBlobDownloads() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stallBlobs = true
 }
 
 // StalledDownloads is how many blob downloads were stalled so far.
-func (r *Registry) StalledDownloads() int {
+func (r *Server) StalledDownloads() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.stalled
 }
 
 // Requests returns every request received so far, oldest first.
-func (r *Registry) Requests() []Request {
+func (r *Server) Requests() []Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Request(nil), r.requests...)
@@ -163,7 +167,7 @@ func (r *Registry) Requests() []Request {
 // ManifestRequests counts the manifest requests (HEAD or GET) for one
 // repository, e.g. "team/app": one per pull attempt that reached the
 // registry with credentials it accepted or refused.
-func (r *Registry) ManifestRequests(repository string) int {
+func (r *Server) ManifestRequests(repository string) int {
 	prefix := "/v2/" + repository + "/manifests/"
 	count := 0
 	for _, req := range r.Requests() {
@@ -175,7 +179,7 @@ func (r *Registry) ManifestRequests(repository string) int {
 }
 
 // ServeHTTP records the request and hands it to the registry.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	user, _, _ := req.BasicAuth()
 	recorder := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	var writer http.ResponseWriter = recorder
@@ -188,7 +192,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 }
 
-func (r *Registry) shouldStall(req *http.Request) bool {
+func (r *Server) shouldStall(req *http.Request) bool {
 	if req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/blobs/sha256:") {
 		return false
 	}

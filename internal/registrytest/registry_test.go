@@ -28,8 +28,8 @@ func get(t *testing.T, url, user, password string) *http.Response {
 }
 
 func TestAuthenticationIsRequired(t *testing.T) {
-	reg := New(t, map[string]string{"alice": "s3cret"})
-	base := "http://" + reg.Addr() + "/v2/"
+	reg := NewServer(t, map[string]string{"alice": "s3cret"})
+	base := reg.URL() + "/v2/"
 	for _, tc := range []struct {
 		user, password string
 		want           int
@@ -58,11 +58,11 @@ func TestAuthenticationIsRequired(t *testing.T) {
 }
 
 // uploadBlob pushes content as a blob of repository in one request.
-func uploadBlob(t *testing.T, reg *Registry, repository string, content []byte) string {
+func uploadBlob(t *testing.T, reg *Server, repository string, content []byte) string {
 	t.Helper()
 	sum := sha256.Sum256(content)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	req, _ := http.NewRequest(http.MethodPost, "http://"+reg.Addr()+"/v2/"+repository+"/blobs/uploads/", nil)
+	req, _ := http.NewRequest(http.MethodPost, reg.URL()+"/v2/"+repository+"/blobs/uploads/", nil)
 	req.SetBasicAuth("alice", "s3cret")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -78,7 +78,7 @@ func uploadBlob(t *testing.T, reg *Registry, repository string, content []byte) 
 		separator = "&"
 	}
 	if !strings.HasPrefix(location, "http") {
-		location = "http://" + reg.Addr() + location
+		location = reg.URL() + location
 	}
 	req, _ = http.NewRequest(http.MethodPut, location+separator+"digest="+digest, bytes.NewReader(content))
 	req.SetBasicAuth("alice", "s3cret")
@@ -94,10 +94,10 @@ func uploadBlob(t *testing.T, reg *Registry, repository string, content []byte) 
 }
 
 func TestStalledBlobDownload(t *testing.T) {
-	reg := New(t, map[string]string{"alice": "s3cret"})
+	reg := NewServer(t, map[string]string{"alice": "s3cret"})
 	content := bytes.Repeat([]byte("layer "), 1000)
 	digest := uploadBlob(t, reg, "team/app", content)
-	blobURL := "http://" + reg.Addr() + "/v2/team/app/blobs/" + digest
+	blobURL := reg.URL() + "/v2/team/app/blobs/" + digest
 
 	resp := get(t, blobURL, "alice", "s3cret")
 	body, err := io.ReadAll(resp.Body)
@@ -130,12 +130,12 @@ func TestStalledBlobDownload(t *testing.T) {
 }
 
 func TestCloseReleasesStalledDownloads(t *testing.T) {
-	reg := New(t, map[string]string{"alice": "s3cret"})
+	reg := NewServer(t, map[string]string{"alice": "s3cret"})
 	digest := uploadBlob(t, reg, "team/app", bytes.Repeat([]byte("x"), 4096))
 	reg.StallBlobDownloads()
 	done := make(chan error, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+reg.Addr()+"/v2/team/app/blobs/"+digest, nil)
+		req, _ := http.NewRequest(http.MethodGet, reg.URL()+"/v2/team/app/blobs/"+digest, nil)
 		req.SetBasicAuth("alice", "s3cret")
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {

@@ -2,7 +2,7 @@
 // like HashiCorp Vault for the endpoints the executor uses: KV v1 and v2
 // reads, the KV mount lookup, token lookup-self and userpass login. Tests
 // drive it through the real github.com/hashicorp/vault/api client by putting
-// Addr() in VAULT_ADDR, in the spirit of net/http/httptest.
+// URL() in VAULT_ADDR, in the spirit of net/http/httptest.
 //
 // Policies are deliberately simpler than Vault's: "root" grants everything,
 // "read:<prefix>" grants reads of every secret whose path, written the way
@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Request is what the server recorded about one request it received. The
@@ -118,9 +120,9 @@ func NewServer(tb testing.TB) *Server {
 // Start starts a server outside of a test (for a local runner); the caller
 // must Close it.
 func Start() (*Server, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := testutil.Listen()
 	if err != nil {
-		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
+		return nil, err
 	}
 	s := &Server{
 		hostPort: listener.Addr().String(),
@@ -163,9 +165,14 @@ func (s *Server) Close() {
 	s.stopServing()
 }
 
-// Addr is the server's URL, for VAULT_ADDR.
-func (s *Server) Addr() string {
+// URL is the server's base URL, for VAULT_ADDR.
+func (s *Server) URL() string {
 	return "http://" + s.hostPort
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string {
+	return s.hostPort
 }
 
 // MountKV mounts a KV secrets engine of the given version (1 or 2) at path.
@@ -310,9 +317,9 @@ func (s *Server) SetDown(down bool) {
 		s.stopServing()
 		return
 	}
-	listener, err := net.Listen("tcp", s.hostPort)
+	listener, err := testutil.Relisten(s.hostPort)
 	if err != nil {
-		msg := fmt.Sprintf("vaulttest: listen again on %s: %v", s.hostPort, err)
+		msg := fmt.Sprintf("vaulttest: %v", err)
 		if s.tb != nil {
 			s.tb.Fatal(msg)
 		}
@@ -472,30 +479,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, user string) {
 	token := "hvs." + randomString(24)
 	entry := s.addTokenLocked(token, ttl, account.policies, "userpass-"+user, "auth/userpass/login/"+user, map[string]string{"username": user})
 	policies := append(append([]string(nil), entry.policies...), "default")
-	writeJSON(w, http.StatusOK, map[string]any{
-		"request_id":     uuid.NewString(),
-		"lease_id":       "",
-		"renewable":      false,
-		"lease_duration": 0,
-		"data":           nil,
-		"wrap_info":      nil,
-		"warnings":       nil,
-		"auth": map[string]any{
-			"client_token":    token,
-			"accessor":        entry.accessor,
-			"policies":        policies,
-			"token_policies":  policies,
-			"metadata":        entry.meta,
-			"lease_duration":  int64(ttl / time.Second),
-			"renewable":       true,
-			"entity_id":       uuid.NewString(),
-			"token_type":      "service",
-			"orphan":          true,
-			"mfa_requirement": nil,
-			"num_uses":        0,
-		},
-		"mount_type": "",
+	response := envelope(nil, map[string]any{
+		"client_token":    token,
+		"accessor":        entry.accessor,
+		"policies":        policies,
+		"token_policies":  policies,
+		"metadata":        entry.meta,
+		"lease_duration":  int64(ttl / time.Second),
+		"renewable":       true,
+		"entity_id":       uuid.NewString(),
+		"token_type":      "service",
+		"orphan":          true,
+		"mfa_requirement": nil,
+		"num_uses":        0,
 	})
+	response["mount_type"] = ""
+	writeJSON(w, http.StatusOK, response)
 }
 
 // parseTTL accepts what Vault accepts for a duration field: a number of
@@ -536,34 +535,25 @@ func (s *Server) lookupSelf(w http.ResponseWriter, token string, entry *tokenEnt
 	if entry.meta != nil {
 		meta = entry.meta
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"request_id":     uuid.NewString(),
-		"lease_id":       "",
-		"renewable":      false,
-		"lease_duration": 0,
-		"wrap_info":      nil,
-		"warnings":       nil,
-		"auth":           nil,
-		"data": map[string]any{
-			"accessor":         entry.accessor,
-			"creation_time":    entry.issued.Unix(),
-			"creation_ttl":     int64(entry.ttl / time.Second),
-			"display_name":     entry.displayName,
-			"entity_id":        "",
-			"expire_time":      expireTime,
-			"explicit_max_ttl": 0,
-			"id":               token,
-			"issue_time":       entry.issued.Format(time.RFC3339Nano),
-			"meta":             meta,
-			"num_uses":         0,
-			"orphan":           true,
-			"path":             entry.loginPath,
-			"policies":         append(append([]string(nil), entry.policies...), "default"),
-			"renewable":        entry.ttl > 0,
-			"ttl":              ttlLeft,
-			"type":             "service",
-		},
-	})
+	writeJSON(w, http.StatusOK, envelope(map[string]any{
+		"accessor":         entry.accessor,
+		"creation_time":    entry.issued.Unix(),
+		"creation_ttl":     int64(entry.ttl / time.Second),
+		"display_name":     entry.displayName,
+		"entity_id":        "",
+		"expire_time":      expireTime,
+		"explicit_max_ttl": 0,
+		"id":               token,
+		"issue_time":       entry.issued.Format(time.RFC3339Nano),
+		"meta":             meta,
+		"num_uses":         0,
+		"orphan":           true,
+		"path":             entry.loginPath,
+		"policies":         append(append([]string(nil), entry.policies...), "default"),
+		"renewable":        entry.ttl > 0,
+		"ttl":              ttlLeft,
+		"type":             "service",
+	}, nil))
 }
 
 func (s *Server) mountInfo(w http.ResponseWriter, path string, entry *tokenEntry) {
@@ -581,34 +571,25 @@ func (s *Server) mountInfo(w http.ResponseWriter, path string, entry *tokenEntry
 	if mount.version == 2 {
 		options = map[string]any{"version": "2"}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"request_id":     uuid.NewString(),
-		"lease_id":       "",
-		"renewable":      false,
-		"lease_duration": 0,
-		"wrap_info":      nil,
-		"warnings":       nil,
-		"auth":           nil,
-		"data": map[string]any{
-			"path":                    mount.path,
-			"type":                    "kv",
-			"options":                 options,
-			"description":             "key/value secret storage",
-			"accessor":                "kv_" + strings.ReplaceAll(strings.TrimSuffix(mount.path, "/"), "/", "_"),
-			"local":                   false,
-			"seal_wrap":               false,
-			"external_entropy_access": false,
-			"uuid":                    uuid.NewString(),
-			"plugin_version":          "",
-			"running_plugin_version":  "v0.24.0+builtin",
-			"running_sha256":          "",
-			"config": map[string]any{
-				"default_lease_ttl": kvDefaultLeaseSeconds,
-				"max_lease_ttl":     kvDefaultLeaseSeconds,
-				"force_no_cache":    false,
-			},
+	writeJSON(w, http.StatusOK, envelope(map[string]any{
+		"path":                    mount.path,
+		"type":                    "kv",
+		"options":                 options,
+		"description":             "key/value secret storage",
+		"accessor":                "kv_" + strings.ReplaceAll(strings.TrimSuffix(mount.path, "/"), "/", "_"),
+		"local":                   false,
+		"seal_wrap":               false,
+		"external_entropy_access": false,
+		"uuid":                    uuid.NewString(),
+		"plugin_version":          "",
+		"running_plugin_version":  "v0.24.0+builtin",
+		"running_sha256":          "",
+		"config": map[string]any{
+			"default_lease_ttl": kvDefaultLeaseSeconds,
+			"max_lease_ttl":     kvDefaultLeaseSeconds,
+			"force_no_cache":    false,
 		},
-	})
+	}, nil))
 }
 
 func (s *Server) readSecret(w http.ResponseWriter, path string, entry *tokenEntry) {
@@ -634,11 +615,9 @@ func (s *Server) readSecret(w http.ResponseWriter, path string, entry *tokenEntr
 	inner, ok := strings.CutPrefix(rest, "data/")
 	if !ok || inner == "" {
 		// Vault answers v1-shaped paths on a v2 mount with a warning and no data.
-		writeJSON(w, http.StatusNotFound, map[string]any{
-			"request_id": uuid.NewString(), "lease_id": "", "renewable": false, "lease_duration": 0,
-			"data": nil, "wrap_info": nil, "auth": nil,
-			"warnings": []string{"Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation."},
-		})
+		response := envelope(nil, nil)
+		response["warnings"] = []string{"Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation."}
+		writeJSON(w, http.StatusNotFound, response)
 		return
 	}
 	if !entry.mayRead(mount.path + inner) {
@@ -675,16 +654,24 @@ func (s *Server) readSecret(w http.ResponseWriter, path string, entry *tokenEntr
 }
 
 func secretResponse(leaseSeconds int, data map[string]any) map[string]any {
+	response := envelope(data, nil)
+	response["lease_duration"] = leaseSeconds
+	response["mount_type"] = "kv"
+	return response
+}
+
+// envelope is the body Vault wraps every answer in: data for reads and
+// lookups, auth for logins, no lease.
+func envelope(data map[string]any, auth map[string]any) map[string]any {
 	return map[string]any{
 		"request_id":     uuid.NewString(),
 		"lease_id":       "",
 		"renewable":      false,
-		"lease_duration": leaseSeconds,
+		"lease_duration": 0,
 		"data":           data,
 		"wrap_info":      nil,
 		"warnings":       nil,
-		"auth":           nil,
-		"mount_type":     "kv",
+		"auth":           auth,
 	}
 }
 

@@ -26,7 +26,7 @@ func newClient(t *testing.T, s *Server, token string) *api.Client {
 	if cfg.Error != nil {
 		t.Fatalf("vault config: %v", cfg.Error)
 	}
-	cfg.Address = s.Addr()
+	cfg.Address = s.URL()
 	cfg.MaxRetries = 0
 	cfg.Timeout = 10 * time.Second
 	client, err := api.NewClient(cfg)
@@ -238,7 +238,7 @@ func TestRequiresVaultRequestHeader(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
 	s.AddToken(rootToken, 0, "root")
-	req, err := http.NewRequest(http.MethodGet, s.Addr()+"/v1/auth/token/lookup-self", nil)
+	req, err := http.NewRequest(http.MethodGet, s.URL()+"/v1/auth/token/lookup-self", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestSetDownRefusesAndReopensOnSamePort(t *testing.T) {
 	if _, err := client.Auth().Token().LookupSelf(); err != nil {
 		t.Fatalf("before: %v", err)
 	}
-	addr := s.Addr()
+	addr := s.URL()
 
 	s.SetDown(true)
 	_, err := client.Auth().Token().LookupSelf()
@@ -286,8 +286,8 @@ func TestSetDownRefusesAndReopensOnSamePort(t *testing.T) {
 	}
 
 	s.SetDown(false)
-	if s.Addr() != addr {
-		t.Errorf("address changed from %s to %s", addr, s.Addr())
+	if s.URL() != addr {
+		t.Errorf("address changed from %s to %s", addr, s.URL())
 	}
 	if _, err := client.Auth().Token().LookupSelf(); err != nil {
 		t.Errorf("after reopening: %v", err)
@@ -353,7 +353,7 @@ func TestWatchNotesWatchedValuesWithoutKeepingThem(t *testing.T) {
 
 func rawGet(t *testing.T, s *Server, path, token string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.Addr()+path, nil)
+	req, err := http.NewRequest(http.MethodGet, s.URL()+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
