@@ -89,7 +89,7 @@ func (p *recordingDockerProxy) recorded() []string {
 func TestLaunchMakesOnlyTheDockerCallsItNeeds(t *testing.T) {
 	proxy := newRecordingDockerProxy(t)
 	agent, task, _ := startRunningTask(t, mesostest.Config{}, testImage,
-		[]taskOption{withShellCommand("sleep 30")}, "DOCKER_HOST=unix://"+proxy.path)
+		[]taskOption{withShellCommand("sleep 30")}, withOperatorFile(t, "DOCKER_HOST=unix://"+proxy.path))
 	calls := proxy.recorded()
 
 	startAt := slices.IndexFunc(calls, func(c string) bool {

@@ -270,6 +270,10 @@ func TestSidecarServiceRouteHealthy(t *testing.T) {
 		t.Errorf("health updates %v, want exactly one healthy report", got)
 	}
 	r.assertOnlyServiceRoute(t)
+	// A poll is seen when it arrives and counted in the stats once served.
+	eventually(t, 10*time.Second, "the emulator to count 10 served service documents", func() bool {
+		return r.sidecar.Stats(sidecartest.RouteService).Requests >= 10
+	})
 	sv := r.sidecar.Stats(sidecartest.RouteService)
 	t.Logf("%d service document requests, %d bytes each on average", sv.Requests, sv.Bytes/int64(max(sv.Requests, 1)))
 	if per := sv.Bytes / int64(max(sv.Requests, 1)); sv.Requests < 10 || per > 4<<10 {

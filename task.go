@@ -478,11 +478,17 @@ func (t *taskRunner) watchHealth(containerID string, labels map[string]string, l
 		return h
 	}
 	h.watcher = newSidecarWatcher(t.deps.settings, containerID, t.sidecarHostKeys(), logger)
-	h.watcher.useServiceRoute(labels)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() {
 		defer close(h.done)
+		if labels == nil {
+			// The launch inspects the started container only where it has
+			// addresses to report; the labels Sidecar names the service by
+			// (the image's included) are read here, off the launch's path.
+			labels = t.containerLabels(ctx, containerID, logger)
+		}
+		h.watcher.useServiceRoute(labels)
 		err := h.watcher.Run(ctx, func(healthy bool, detail string) {
 			select {
 			case h.changes <- healthChange{healthy: healthy, detail: detail}:
@@ -494,6 +500,17 @@ func (t *taskRunner) watchHealth(containerID string, labels map[string]string, l
 		}
 	}()
 	return h
+}
+
+// containerLabels reads the container's labels as Docker reports them, or
+// nil when Docker cannot say: the watcher then asks state.json.
+func (t *taskRunner) containerLabels(ctx context.Context, containerID string, logger *log.Entry) map[string]string {
+	container, err := t.deps.docker.inspectContainer(ctx, containerID)
+	if err != nil {
+		logger.WithError(err).Warn("could not read the container's labels for Sidecar's per-service route")
+		return nil
+	}
+	return dockerLabels(container)
 }
 
 // stop ends the polling and waits for it; safe to call many times.
