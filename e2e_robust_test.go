@@ -47,7 +47,7 @@ func TestKillWithGraceZeroDoesNotDrain(t *testing.T) {
 	r := runWithSidecar(t, termIgnoring, func(r *sidecarRun) {
 		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
 	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=" + draining.String()})
-	mustKill(t, r.agent, r.task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
+	r.kill(t, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
 	final := waitTerminal(t, r.agent, r.task.TaskID.Value, draining-time.Second)
 	if final.GetState() != mesos.TASK_KILLED {
 		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())
