@@ -281,6 +281,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("exit code %d, want 0 for a healthy task stopped by -timeout with -timeout-ok", code)
 	}
 	output := r.output.String()
+	// The task's life as the executor reported it, in order.
 	assertLinesInOrder(t, output,
 		`^mesos-local: task web-server-\d+-[0-9a-f]{4} from examples/web-server.json$`,
 		`^  sandbox +`+regexp.QuoteMeta(r.sandbox)+`$`,
@@ -288,11 +289,21 @@ func TestDemo(t *testing.T) {
 		`^  executor stderr +`+regexp.QuoteMeta(filepath.Join(r.sandbox, "stderr"))+`$`,
 		`^ +\+\d+\.\d{3}s  TASK_STARTING `,
 		`^ +\+\d+\.\d{3}s  TASK_RUNNING +message="container [0-9a-f]{12} is running"$`,
-		`^ +\+\d+\.\d{3}s  sidecar +service web-server, container [0-9a-f]{12}: ALIVE`,
-		`^ +\+\d+\.\d{3}s  TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED  healthy=true  message=".*ALIVE"$`,
+		`^ +\+\d+\.\d{3}s  TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED  healthy=true  message="service [0-9a-f]{12} on Sidecar host \\"[^"\\]+\\" is ALIVE"$`,
 		`^ +\+\d+\.\d{3}s  kill +-timeout 8s reached: sending KILL`,
 		`^ +\+\d+\.\d{3}s  TASK_KILLED +message="killed by the scheduler`,
 		`^  exit code +0 `,
+	)
+	// The embedded Sidecar's side of it: it lists the container the
+	// executor started, ALIVE, and the executor reports it healthy because
+	// of that, so the Sidecar's line comes before the health update. It
+	// finds the container by polling Docker, which may show it running
+	// before the executor's TASK_RUNNING is printed: the two are not
+	// ordered.
+	running := regexp.MustCompile(`(?m)  TASK_RUNNING +message="container ([0-9a-f]{12}) is running"$`).FindStringSubmatch(output)[1]
+	assertLinesInOrder(t, output,
+		`^ +\+\d+\.\d{3}s  sidecar +service web-server, container `+running+`: ALIVE on host \S+$`,
+		`^ +\+\d+\.\d{3}s  TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED  healthy=true  message="service `+running+` on Sidecar host `,
 	)
 	if strings.Contains(output, "TASK_FAILED") {
 		t.Error("a TASK_FAILED was printed")
