@@ -352,13 +352,18 @@ func TestFailingJobExample(t *testing.T) {
 
 func TestUnhealthyExample(t *testing.T) {
 	t.Parallel()
-	r := startLocal(t, []string{"-unhealthy-after", "2s", "examples/unhealthy-service.json"})
+	// The executor's first Sidecar poll comes 1s (EXECUTOR_SIDECAR_BACKOFF)
+	// after its TASK_RUNNING, and the embedded Sidecar may list the container
+	// ALIVE before that update: -unhealthy-after must leave that first poll
+	// time to see ALIVE on a loaded machine, or the healthy=true update
+	// never comes.
+	r := startLocal(t, []string{"-unhealthy-after", "5s", "examples/unhealthy-service.json"})
 	if code := r.wait(t, 60*time.Second); code != exitFailed {
 		t.Errorf("exit code %d, want %d", code, exitFailed)
 	}
 	assertLinesInOrder(t, r.output.String(),
 		`TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED  healthy=true `,
-		`sidecar +service unhealthy-service, container [0-9a-f]{12}: UNHEALTHY \(-unhealthy-after 2s\)$`,
+		`sidecar +service unhealthy-service, container [0-9a-f]{12}: UNHEALTHY \(-unhealthy-after 5s\)$`,
 		`TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED  healthy=false `,
 		// EXECUTOR_SIDECAR_MAX_FAILS=2 from the task's executor environment.
 		`TASK_FAILED +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED  healthy=false  message="Sidecar reported the container unhealthy 2 times in a row`,
