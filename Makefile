@@ -5,7 +5,8 @@ BINARY      := bin/sidecar-executor
 MESOS_LOCAL := bin/mesos-local
 # The demo: the web-server example for a few seconds, then KILL. -timeout-ok
 # makes that end exit 0 if the task was running and healthy when killed.
-# cmd/mesos-local's end-to-end test runs these same arguments.
+# cmd/mesos-local's end-to-end test runs these same arguments, with a longer
+# -timeout for loaded machines.
 DEMO_ARGS   := -timeout 8s -timeout-ok examples/web-server.json
 TEST_IMAGE  := sidecar-executor/busybox:1.35
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2

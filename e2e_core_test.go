@@ -14,7 +14,9 @@ import (
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
 )
 
-// Commands run by the test image's busybox.
+// Commands run by the test image's busybox. Both print trapSetLine once
+// their trap is set: a test that stops them waits for it (waitRunning,
+// startRunningTask), for until then the shell, PID 1, ignores SIGTERM.
 const (
 	// termRespecting exits promptly on SIGTERM.
 	termRespecting = `sh -c 'trap "echo got TERM; exit 0" TERM; echo started; while true; do sleep 0.05; done'`
@@ -130,7 +132,7 @@ func TestKillPolicyOfKillEventOverridesTask(t *testing.T) {
 	task := newDockerTask(t, agent, testImage, withShellCommand(termIgnoring), withKillPolicy(30*time.Second))
 	mustLaunch(t, agent, task)
 	startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	waitRunning(t, agent, task, 60*time.Second)
 	start := time.Now()
 	mustKill(t, agent, task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
 	expectFinal(t, agent, task.TaskID.Value, 20*time.Second, mesos.TASK_KILLED)
@@ -218,7 +220,7 @@ func TestSecondLaunchIsRefused(t *testing.T) {
 	second := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
 	mustLaunch(t, agent, first)
 	startExecutor(t, agent)
-	waitState(t, agent, first.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	waitRunning(t, agent, first, 60*time.Second)
 	mustLaunch(t, agent, second)
 	refused := waitTerminal(t, agent, second.TaskID.Value, 20*time.Second)
 	if refused.GetState() != mesos.TASK_FAILED || !strings.Contains(refused.GetMessage(), first.TaskID.Value) {
@@ -267,7 +269,7 @@ func TestReconnectWithCheckpointing(t *testing.T) {
 	mustLaunch(t, agent, task)
 	agent.SetWithholdAcks(true)
 	proc := startExecutor(t, agent)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	waitRunning(t, agent, task, 60*time.Second)
 	before := inspectTaskContainer(t, task.TaskID.Value)
 	if before == nil || !before.State.Running {
 		t.Fatal("container not running")

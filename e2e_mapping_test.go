@@ -86,7 +86,7 @@ func TestTaskInfoMappingOnRealDocker(t *testing.T) {
 		// NET_ADMIN is outside Docker's default set: the admission policy
 		// needs the operator's word for it.
 		withOperatorFile(t, "EXECUTOR_ALLOWED_CAPABILITIES=NET_ADMIN"))
-	running := waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	running := waitRunning(t, agent, task, 60*time.Second)
 
 	container := inspectTaskContainer(t, task.TaskID.Value)
 	if container == nil {

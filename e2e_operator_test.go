@@ -118,6 +118,7 @@ func TestOperatorFileAllowsPrivileged(t *testing.T) {
 		if container == nil || !container.HostConfig.Privileged {
 			t.Errorf("the running container is not privileged")
 		}
+		waitForTrap(t, task.TaskID.Value, 30*time.Second)
 		mustKill(t, agent, task.TaskID.Value, nil)
 	}
 	waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)

@@ -284,7 +284,7 @@ func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
 		task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting), withHostPathVolume(otherTask, "/other"))
 		mustLaunch(t, agent, task)
 		startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, withOperatorFile(t, "EXECUTOR_ALLOWED_HOST_PATHS="+filepath.Dir(otherTask))))
-		waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+		waitRunning(t, agent, task, 60*time.Second)
 		container := inspectTaskContainer(t, task.TaskID.Value)
 		if container == nil {
 			t.Fatal("no container")
@@ -343,6 +343,7 @@ func TestAdmissionOperatorSettingsAdmit(t *testing.T) {
 				t.Fatalf("refused despite %s: %q", tc.setting, update.Status.GetMessage())
 			}
 			if update.Status.GetState() == mesos.TASK_RUNNING {
+				waitForTrap(t, task.TaskID.Value, 30*time.Second)
 				mustKill(t, agent, task.TaskID.Value, nil)
 				waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
 			}

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
 	"github.com/sidecar-executor/sidecar-executor/internal/registrytest"
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 const registryUser = "alice"
@@ -416,16 +416,11 @@ func TestPullByDigest(t *testing.T) {
 	assertOutput(t, proc, `msg="image pulled"`, digest)
 }
 
-// closedPort is an address on which nothing listens.
+// closedPort is an address that refuses connections for the whole test
+// (see testutil.RefusedAddr).
 func closedPort(t *testing.T) string {
 	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := listener.Addr().String()
-	listener.Close()
-	return addr
+	return testutil.RefusedAddr(t)
 }
 
 func TestPullRetriesWhileTheRegistryIsDown(t *testing.T) {

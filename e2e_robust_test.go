@@ -25,9 +25,13 @@ func TestSighupToExecutorStopsTheTask(t *testing.T) {
 
 func TestShutdownWithinAShortGracePeriodWhileSidecarRefuses(t *testing.T) {
 	t.Parallel()
-	const grace = 3 * time.Second
+	// Short, yet room for the Docker calls of the stop (SIGTERM, 1s, SIGKILL,
+	// wait, logs, remove), which on a loaded machine took longer than the
+	// 2.5s a 3s grace left them, leaving the container behind.
+	const grace = 6 * time.Second
 	// Sidecar's URL is a closed port (the harness default); draining is on
-	// and the container ignores SIGTERM: everything that can take time does.
+	// (for longer than the grace period) and the container ignores SIGTERM:
+	// everything that can take time does.
 	agent, task, proc := startRunningTask(t, mesostest.Config{ShutdownGracePeriod: grace}, testImage,
 		[]taskOption{withShellCommand(termIgnoring)},
 		"EXECUTOR_SIDECAR_DRAINING_DURATION=10s", "EXECUTOR_SIDECAR_RETRY_DELAY=1s", "EXECUTOR_SIDECAR_RETRY_COUNT=5",
@@ -47,7 +51,7 @@ func TestKillWithGraceZeroDoesNotDrain(t *testing.T) {
 	r := runWithSidecar(t, termIgnoring, func(r *sidecarRun) {
 		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
 	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=" + draining.String()})
-	mustKill(t, r.agent, r.task.TaskID.Value, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
+	r.kill(t, &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: 0}})
 	final := waitTerminal(t, r.agent, r.task.TaskID.Value, draining-time.Second)
 	if final.GetState() != mesos.TASK_KILLED {
 		t.Fatalf("final %s %q, want TASK_KILLED", final.GetState(), final.GetMessage())

@@ -142,7 +142,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 				mustLaunch(t, agent, task)
 				proc := startExecutor(t, agent, settings...)
 				if path.kill {
-					waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+					waitRunning(t, agent, task, 60*time.Second)
 					mustKill(t, agent, task.TaskID.Value, nil)
 				}
 				final := waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)

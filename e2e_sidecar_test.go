@@ -99,9 +99,19 @@ func (r *sidecarRun) waitPolls(t *testing.T, n int) {
 	}
 }
 
+// kill sends KILL for the task, with an optional kill policy, once a
+// container with a SIGTERM trap has set it (see waitRunning).
+func (r *sidecarRun) kill(t *testing.T, policy *mesos.KillPolicy) {
+	t.Helper()
+	if announcesTrap(r.task) {
+		waitForTrap(t, r.task.TaskID.Value, 30*time.Second)
+	}
+	mustKill(t, r.agent, r.task.TaskID.Value, policy)
+}
+
 func (r *sidecarRun) killAndWait(t *testing.T) mesos.TaskStatus {
 	t.Helper()
-	mustKill(t, r.agent, r.task.TaskID.Value, nil)
+	r.kill(t, nil)
 	return waitTerminal(t, r.agent, r.task.TaskID.Value, 30*time.Second)
 }
 
@@ -370,7 +380,7 @@ func TestSidecarDrainBeforeStop(t *testing.T) {
 	r := runWithSidecar(t, termRespecting, func(r *sidecarRun) {
 		r.sidecar.SetService(sidecarHost, r.id12(), sidecarAlive)
 	}, []string{"EXECUTOR_SIDECAR_DRAINING_DURATION=" + draining.String()})
-	mustKill(t, r.agent, r.task.TaskID.Value, nil)
+	r.kill(t, nil)
 	drain, err := r.sidecar.WaitForDrain(testContext(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -451,7 +461,7 @@ func TestSidecarHugeStateKeepsMemoryBounded(t *testing.T) {
 	sandbox := t.TempDir()
 	proc := startExecutorIn(t, agent, sandbox, plainExecutorBinary(t),
 		executorEnv(agent, sandbox, sidecarSettings(sidecar, "EXECUTOR_SIDECAR_MAX_FAILS=1", "EXECUTOR_HTTP_TIMEOUT=10s")...))
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	waitRunning(t, agent, task, 60*time.Second)
 	container := inspectTaskContainer(t, task.TaskID.Value)
 	sidecar.SetService(sidecarHost, shortID(container.ID), sidecarAlive)
 	sidecar.SetHugeSize(50 << 20)

@@ -43,7 +43,7 @@ func TestVaultSecretReachesContainerButNoLog(t *testing.T) {
 			mustLaunch(t, agent, task)
 			proc := startExecutor(t, agent, "VAULT_ADDR="+vault.URL(), "VAULT_TOKEN="+token, "VAULT_MAX_RETRIES=0",
 				"EXECUTOR_DEBUG=true", "EXECUTOR_LOG_FORMAT="+format)
-			waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+			waitRunning(t, agent, task, 60*time.Second)
 
 			container := inspectTaskContainer(t, task.TaskID.Value)
 			for _, want := range []string{"DB_PASSWORD=" + dbPassword, "BILLING_API=" + apiKey, "PLAIN=not-a-secret"} {

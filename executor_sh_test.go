@@ -256,7 +256,7 @@ func startWrappedTask(t *testing.T) (*mesostest.Agent, mesos.TaskInfo, *executor
 	task := newDockerTask(t, agent, testImage, withShellCommand(termRespecting))
 	mustLaunch(t, agent, task)
 	proc := startWrapper(t, agent, testWrapper(t, executorBinary))
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	waitRunning(t, agent, task, 60*time.Second)
 	return agent, task, proc
 }
 

@@ -10,11 +10,9 @@ package main
 // test there, or fails it under CI=true and in make test.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -502,40 +500,73 @@ func startTask(t *testing.T, cfg mesostest.Config, image string, opts []taskOpti
 	return agent, task, startExecutor(t, agent, settings...)
 }
 
-// startRunningTask is startTask, then waits for TASK_RUNNING.
+// startRunningTask is startTask, then waitRunning: TASK_RUNNING and, for
+// the commands with a SIGTERM trap, the trap set.
 func startRunningTask(t *testing.T, cfg mesostest.Config, image string, opts []taskOption, settings ...string) (*mesostest.Agent, mesos.TaskInfo, *executorProcess) {
 	t.Helper()
 	agent, task, proc := startTask(t, cfg, image, opts, settings...)
-	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
-	waitForTraps(t, task)
+	waitRunning(t, agent, task, 60*time.Second)
 	return agent, task, proc
 }
 
-// waitForTraps waits, for the commands that trap SIGTERM (termRespecting,
-// termIgnoring), until the container says it has set its trap. TASK_RUNNING
-// means Docker started the container, not that its shell has got that far,
-// and a SIGTERM before the trap is lost: the shell is PID 1, which the
-// kernel spares signals it has no handler for.
-func waitForTraps(t *testing.T, task mesos.TaskInfo) {
+// trapSetLine is the line termRespecting and termIgnoring print once their
+// SIGTERM trap is set.
+const trapSetLine = "started"
+
+// announcesTrap tells whether the task runs one of the commands that print
+// trapSetLine after setting their SIGTERM trap.
+func announcesTrap(task mesos.TaskInfo) bool {
+	for _, l := range task.GetLabels().GetLabels() {
+		if l.Key == "executor.ShellCommand" && (l.GetValue() == termRespecting || l.GetValue() == termIgnoring) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitRunning waits for TASK_RUNNING and then, for a task whose command
+// sets a SIGTERM trap (termRespecting, termIgnoring), for the container to
+// say the trap is set. TASK_RUNNING only means Docker started the
+// container: its shell, PID 1, may not have run the trap yet, and PID 1
+// ignores the signals it has no handler for, so a KILL sent in between
+// meets a container that cannot hear SIGTERM.
+func waitRunning(t *testing.T, agent *mesostest.Agent, task mesos.TaskInfo, timeout time.Duration) mesos.TaskStatus {
 	t.Helper()
-	var command string
-	for _, label := range task.GetLabels().GetLabels() {
-		if label.Key == "executor.ShellCommand" {
-			command = label.GetValue()
-		}
+	status := waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, timeout)
+	if announcesTrap(task) {
+		waitForTrap(t, task.TaskID.Value, 30*time.Second)
 	}
-	if command != termRespecting && command != termIgnoring {
-		return
-	}
-	eventually(t, 30*time.Second, "the container to set its SIGTERM trap", func() bool {
-		containers := taskContainers(task.TaskID.Value)
-		if len(containers) != 1 {
-			return false
+	return status
+}
+
+// waitForTrap polls the task's container's logs until it has printed
+// trapSetLine, failing the test if the container stops first or the
+// deadline passes.
+func waitForTrap(t *testing.T, taskID string, timeout time.Duration) {
+	t.Helper()
+	requireDocker(t)
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		c := inspectTaskContainer(t, taskID)
+		if c != nil {
+			var logs syncBuffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := dockerClient.Logs(docker.LogsOptions{Context: ctx, Container: c.ID, OutputStream: &logs, ErrorStream: &logs, Stdout: true, Stderr: true})
+			cancel()
+			last = logs.String()
+			if err == nil && slices.Contains(strings.Split(last, "\n"), trapSetLine) {
+				return
+			}
+			if !c.State.Running {
+				t.Fatalf("the container of task %s stopped (%s) before saying its SIGTERM trap is set; its output: %q", taskID, c.State.StateString(), last)
+			}
 		}
-		var out bytes.Buffer
-		err := dockerClient.Logs(docker.LogsOptions{Container: containers[0].ID, OutputStream: &out, ErrorStream: io.Discard, Stdout: true, Stderr: true})
-		return err == nil && strings.Contains(out.String(), "started")
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("the container of task %s did not say %q (its SIGTERM trap is set) within %s; its output: %q", taskID, trapSetLine, timeout, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // expectFinal waits for the task's terminal update and fails the test

@@ -51,9 +51,11 @@ func (s *embeddedSidecar) run(ctx context.Context) {
 		s.say("sidecar", "container %s has the label %s=false: not listed", id12, discoverLabel)
 		return
 	}
+	// Said before it is served: the executor cannot report what it saw
+	// before the line that explains it is printed.
+	s.say("sidecar", "service %s, container %s: ALIVE on host %s", s.serviceName, id12, s.host)
 	s.server.SetService(s.host, id12, sidecartest.StatusAlive,
 		sidecartest.WithName(s.serviceName), sidecartest.WithImage(s.image), sidecartest.WithPorts(s.sidecarPorts()...))
-	s.say("sidecar", "service %s, container %s: ALIVE on host %s", s.serviceName, id12, s.host)
 	if s.unhealthyAfter <= 0 {
 		return
 	}
@@ -61,9 +63,9 @@ func (s *embeddedSidecar) run(ctx context.Context) {
 	defer timer.Stop()
 	select {
 	case <-timer.C:
+		s.say("sidecar", "service %s, container %s: UNHEALTHY (-unhealthy-after %s)", s.serviceName, id12, s.unhealthyAfter)
 		s.server.SetService(s.host, id12, sidecartest.StatusUnhealthy,
 			sidecartest.WithName(s.serviceName), sidecartest.WithImage(s.image), sidecartest.WithPorts(s.sidecarPorts()...))
-		s.say("sidecar", "service %s, container %s: UNHEALTHY (-unhealthy-after %s)", s.serviceName, id12, s.unhealthyAfter)
 	case <-ctx.Done():
 	}
 }

@@ -27,8 +27,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Request is what the server recorded about one request it received. The
@@ -61,6 +59,7 @@ type Server struct {
 	serveDone           chan struct{}
 	closed              bool
 	down                bool
+	reserved            io.Closer // holds the port while down
 	sealed              bool
 	mountLookupDisabled bool
 	mounts              map[string]*kvMount
@@ -120,9 +119,9 @@ func NewServer(tb testing.TB) *Server {
 // Start starts a server outside of a test (for a local runner); the caller
 // must Close it.
 func Start() (*Server, error) {
-	listener, err := testutil.Listen()
+	listener, err := listen("127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
 	}
 	s := &Server{
 		hostPort: listener.Addr().String(),
@@ -163,6 +162,10 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	s.stopServing()
+	if s.reserved != nil {
+		_ = s.reserved.Close()
+		s.reserved = nil
+	}
 }
 
 // URL is the server's base URL, for VAULT_ADDR.
@@ -305,7 +308,9 @@ func (s *Server) ExpireToken(token string) {
 }
 
 // SetDown closes the listener so that clients get "connection refused"
-// (true), or listens again on the same port (false).
+// (true), or listens again on the same port (false). While the server is
+// down its port stays bound (on Linux), so that no other process can
+// listen there and answer in its place: the refusal is certain.
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -314,18 +319,32 @@ func (s *Server) SetDown(down bool) {
 	}
 	s.down = down
 	if down {
+		reserved, err := reservePort(s.hostPort)
+		if err != nil {
+			s.fail(fmt.Sprintf("vaulttest: hold %s while down: %v", s.hostPort, err))
+			return
+		}
+		s.reserved = reserved
 		s.stopServing()
 		return
 	}
-	listener, err := testutil.Relisten(s.hostPort)
+	// The reservation holds the port, and this listener shares it
+	// (SO_REUSEPORT) before the reservation lets go: no retries needed.
+	listener, err := listen(s.hostPort)
 	if err != nil {
-		msg := fmt.Sprintf("vaulttest: %v", err)
-		if s.tb != nil {
-			s.tb.Fatal(msg)
-		}
-		panic(msg)
+		s.fail(fmt.Sprintf("vaulttest: listen again on %s: %v", s.hostPort, err))
+		return
 	}
+	_ = s.reserved.Close()
+	s.reserved = nil
 	s.serve(listener)
+}
+
+func (s *Server) fail(msg string) {
+	if s.tb != nil {
+		s.tb.Fatal(msg)
+	}
+	panic(msg)
 }
 
 // SetSealed makes every request answer 503 "Vault is sealed".

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -283,6 +285,14 @@ func TestSetDownRefusesAndReopensOnSamePort(t *testing.T) {
 	_, err := client.Auth().Token().LookupSelf()
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("while down: err = %v, want connection refused", err)
+	}
+	// The port stays held: no one else can listen there meanwhile and
+	// answer (or reset) in the server's place.
+	if runtime.GOOS == "linux" {
+		if l, err := net.Listen("tcp", strings.TrimPrefix(addr, "http://")); err == nil {
+			l.Close()
+			t.Fatal("while down, another listener could take the server's port")
+		}
 	}
 
 	s.SetDown(false)
