@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -347,41 +346,13 @@ func (s *serviceScanner) scanInstance(match *serviceMatch, n int, id12 string, c
 	return nil
 }
 
-// readStatus reads a Status value into f, as stateScanner.scanService does.
+// readStatus reads a Status value into f (see readStatus).
 func (s *serviceScanner) readStatus(f *hostFinding) error {
-	if kind := s.dec.PeekKind(); kind != '0' {
-		f.problem, f.kind = problemStatusNotNumber, kind
-		return s.dec.SkipValue()
-	}
-	number, err := s.dec.ReadValue()
-	if err != nil {
-		return err
-	}
-	status, err := strconv.ParseInt(string(number), 10, 64)
-	switch {
-	case errors.Is(err, strconv.ErrRange) || err == nil && int64(int(status)) != status:
-		f.problem, f.number = problemStatusOutOfRange, numberStart(number)
-	case err != nil:
-		f.problem, f.number = problemStatusNotInteger, numberStart(number)
-	default:
-		f.status = int(status)
-	}
-	return nil
+	return readStatus(&s.dec, f)
 }
 
 // readString reads a string (a member name or value), unescaped; the bytes
 // are valid until the next read.
 func (s *serviceScanner) readString() ([]byte, error) {
-	value, err := s.dec.ReadValue()
-	if err != nil {
-		return nil, err
-	}
-	raw := value[1 : len(value)-1]
-	for _, c := range raw {
-		if c == '\\' || c >= utf8.RuneSelf {
-			s.name, _ = jsontext.AppendUnquote(s.name[:0], value)
-			return s.name, nil
-		}
-	}
-	return raw, nil
+	return readJSONString(&s.dec, &s.name)
 }
