@@ -36,6 +36,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Fault is a misbehaviour the server applies to requests until it is cleared
@@ -87,9 +89,6 @@ const (
 	defaultHostname  = "sidecartest-host"
 	defaultSlowDelay = 5 * time.Second
 	defaultHugeSize  = 50 << 20
-	// reopenTimeout bounds the wait for the port to become free again
-	// when FaultClosed is cleared.
-	reopenTimeout = 2 * time.Second
 )
 
 var statusNames = [...]string{"ALIVE", "TOMBSTONE", "UNHEALTHY", "UNKNOWN", "DRAINING"}
@@ -206,9 +205,9 @@ func Start() (*Server, error) {
 }
 
 func start(tb testing.TB) (*Server, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := testutil.Listen()
 	if err != nil {
-		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
+		return nil, err
 	}
 	now := time.Now().UTC()
 	s := &Server{
@@ -453,26 +452,20 @@ func (s *Server) SetFault(f Fault) {
 		s.httpServer = nil
 	case f != FaultClosed && previous == FaultClosed:
 		if err := s.reopenLocked(); err != nil {
-			s.reportf("sidecartest: reopen %s after FaultClosed: %v", s.addr, err)
+			s.reportf("sidecartest: after FaultClosed: %v", err)
 		}
 	}
 }
 
-// reopenLocked listens on the old address again. The port was ours a moment
-// ago, so it is normally free at once; the loop covers a slow release.
+// reopenLocked listens on the old address again (testutil.Relisten covers a
+// slow release of the port).
 func (s *Server) reopenLocked() error {
-	deadline := time.Now().Add(reopenTimeout)
-	for {
-		listener, err := net.Listen("tcp", s.addr)
-		if err == nil {
-			s.serveLocked(listener)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
+	listener, err := testutil.Relisten(s.addr)
+	if err != nil {
+		return err
 	}
+	s.serveLocked(listener)
+	return nil
 }
 
 func (s *Server) reportf(format string, args ...any) {
