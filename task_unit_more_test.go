@@ -140,22 +140,8 @@ func startDriverWithRunner(t *testing.T, engine *fakeRuntime, cfg mesostest.Conf
 			runner.Stop(stopRequest{cause: causeKill, grace: 0, message: "test over"})
 		}
 		mu.Unlock()
-		r.d.finish(exitFailure)
-		select {
-		case <-r.code:
-		case <-time.After(10 * time.Second):
-			t.Errorf("the driver did not end after finish")
-		}
-		done := make(chan struct{})
-		go func() {
-			runners.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("a task runner did not end")
-		}
+		finishDriver(t, r.d, r.code)
+		waitGroupWithin(t, &runners, "a task runner did not end")
 		if t.Failed() {
 			t.Logf("executor log:\n%s", r.logs.String())
 		}
@@ -165,14 +151,7 @@ func startDriverWithRunner(t *testing.T, engine *fakeRuntime, cfg mesostest.Conf
 
 func (r *driverWithRunner) waitExit(t *testing.T) int {
 	t.Helper()
-	select {
-	case code := <-r.code:
-		r.code <- code
-		return code
-	case <-time.After(5 * time.Second):
-		t.Fatal("the executor did not exit")
-		return -1
-	}
+	return waitExitCode(t, r.code, 5*time.Second)
 }
 
 func unitAgentTask(agent *mesostest.Agent, id string) mesos.TaskInfo {
