@@ -23,8 +23,7 @@ import (
 func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
 	sidecar := sidecartest.NewServer(t)
 	sidecar.SetHostname("agent-host")
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	info := unitTaskInfo()
 	info.Labels = nil // Sidecar on
 	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
@@ -63,8 +62,7 @@ func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
 
 func TestTaskUnitStopIsRetriedWhenDockerRefusesIt(t *testing.T) {
 	// The stopper waits a second before retrying: the slowest test here.
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.failNext("stopContainer", errFakeAPI(500, "cannot stop container: permission denied"))
 	u := startUnitTask(t, engine, unitConfig{})
 	engine.running(t)
@@ -165,8 +163,7 @@ func unitAgentTask(agent *mesostest.Agent, id string) mesos.TaskInfo {
 }
 
 func TestExecutorUnitKillThroughTheDriver(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	r := startDriverWithRunner(t, engine, mesostest.Config{})
 	if err := r.agent.Launch(unitAgentTask(r.agent, "task-a")); err != nil {
 		t.Fatal(err)
@@ -192,8 +189,7 @@ func TestExecutorUnitKillThroughTheDriver(t *testing.T) {
 
 func TestExecutorUnitSignalStopsTheTaskWithinTheGracePeriod(t *testing.T) {
 	const period = 3 * time.Second
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.ignoreStopSignal = true
 	r := startDriverWithRunner(t, engine, mesostest.Config{ShutdownGracePeriod: period})
 	if err := r.agent.Launch(unitAgentTask(r.agent, "task-a")); err != nil {
