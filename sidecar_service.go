@@ -210,11 +210,8 @@ func (s *serviceScanner) scan(name, id12 string, candidates []string) (serviceMa
 	if _, err := s.dec.ReadToken(); err != nil {
 		return match, serviceNotValid(err)
 	}
-	switch _, err := s.dec.ReadToken(); {
-	case err == nil:
-		return match, errors.New("service document has data after its closing brace: another JSON value")
-	case err != io.EOF:
-		return match, fmt.Errorf("service document has data after its closing brace: %w", err)
+	if err := checkNothingAfter(&s.dec, "service document"); err != nil {
+		return match, err
 	}
 	if !haveServices {
 		return match, errors.New("service document has no Services field")

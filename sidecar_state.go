@@ -331,11 +331,8 @@ func (s *stateScanner) scan(hostKeys []string, id12 string) (serviceLookup, erro
 	if _, err := s.dec.ReadToken(); err != nil {
 		return result, badEnding(err)
 	}
-	switch _, err := s.dec.ReadToken(); {
-	case err == nil:
-		return result, errors.New("state document has data after its closing brace: another JSON value")
-	case err != io.EOF:
-		return result, fmt.Errorf("state document has data after its closing brace: %w", err)
+	if err := checkNothingAfter(&s.dec, "state document"); err != nil {
+		return result, err
 	}
 	if !haveServers {
 		return result, errors.New("state document has no Servers field")
@@ -613,6 +610,19 @@ func readStatus(dec *jsontext.Decoder, f *hostFinding) error {
 		f.problem, f.number = problemStatusNotInteger, numberStart(number)
 	default:
 		f.status = int(status)
+	}
+	return nil
+}
+
+// checkNothingAfter reads on after a document's closing brace and reports
+// what it finds there, which is anything but the end of the body; doc names
+// the document in the error.
+func checkNothingAfter(dec *jsontext.Decoder, doc string) error {
+	switch _, err := dec.ReadToken(); {
+	case err == nil:
+		return errors.New(doc + " has data after its closing brace: another JSON value")
+	case err != io.EOF:
+		return fmt.Errorf("%s has data after its closing brace: %w", doc, err)
 	}
 	return nil
 }
