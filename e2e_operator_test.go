@@ -340,11 +340,7 @@ func TestTaskCannotChooseWhereHostDockerCredentialsGo(t *testing.T) {
 			proc := startExecutorIn(t, agent, sandbox, executorBinary, executorEnv(agent, sandbox, settings...))
 			assertLaunchFailed(t, agent, task.TaskID.Value)
 			proc.waitExit(t, 30*time.Second)
-			for _, req := range f.reg.Requests()[before:] {
-				if req.User == registryUser {
-					t.Fatalf("the registry received the credentials (%s %s)", req.Method, req.Path)
-				}
-			}
+			f.assertNoCredentialsSince(t, before, "the credentials")
 			assertOutput(t, proc, "pulling anonymously")
 			if strings.Contains(proc.output(), "matched EXECUTOR_DOCKER_REPOSITORY") {
 				t.Errorf("the task's EXECUTOR_DOCKER_REPOSITORY was used")
@@ -374,9 +370,17 @@ func TestSandboxCredentialLinkNotFollowed(t *testing.T) {
 	assertLaunchFailed(t, agent, task.TaskID.Value)
 	proc.waitExit(t, 30*time.Second)
 	assertOutput(t, proc, "symbolic link", "pulling anonymously")
+	f.assertNoCredentialsSince(t, before, "the host's credentials through the sandbox link")
+}
+
+// assertNoCredentialsSince fails the test if one of the registry's requests
+// from the before-th on carried registryUser's credentials; what names them
+// in the message.
+func (f *registryFixture) assertNoCredentialsSince(t *testing.T, before int, what string) {
+	t.Helper()
 	for _, req := range f.reg.Requests()[before:] {
 		if req.User == registryUser {
-			t.Fatalf("the registry received the host's credentials through the sandbox link")
+			t.Fatalf("the registry received %s (%s %s)", what, req.Method, req.Path)
 		}
 	}
 }

@@ -141,25 +141,10 @@ func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driver
 	go func() { r.code <- r.d.run(context.Background()) }()
 	t.Cleanup(func() {
 		// A test that failed early may leave the driver running.
-		r.d.finish(exitFailure)
-		select {
-		case code := <-r.code:
-			r.code <- code
-		case <-time.After(10 * time.Second):
-			t.Errorf("the driver did not end after finish")
-		}
+		finishDriver(t, r.d, r.code)
 		close(quit)
 		// A fake stuck in sendStatus never ends: report it, do not hang.
-		tasksDone := make(chan struct{})
-		go func() {
-			tasks.Wait()
-			close(tasksDone)
-		}()
-		select {
-		case <-tasksDone:
-		case <-time.After(10 * time.Second):
-			t.Errorf("a fake task is still blocked after the driver ended")
-		}
+		waitGroupWithin(t, &tasks, "a fake task is still blocked after the driver ended")
 		if t.Failed() {
 			t.Logf("driver log:\n%s", logs.String())
 		}
@@ -167,17 +152,53 @@ func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driver
 	return r
 }
 
-// waitExit waits for run to return and gives its exit code.
-func (r *driverRun) waitExit(t *testing.T, timeout time.Duration) int {
+// finishDriver finishes d, which may still be running, and waits up to 10 s
+// for its run to return; the exit code stays in code.
+func finishDriver(t *testing.T, d *driver, code chan int) {
+	t.Helper()
+	d.finish(exitFailure)
+	select {
+	case c := <-code:
+		code <- c
+	case <-time.After(10 * time.Second):
+		t.Errorf("the driver did not end after finish")
+	}
+}
+
+// waitGroupWithin waits up to 10 s for wg, and reports stuck if it does not
+// end by then (without hanging the test).
+func waitGroupWithin(t *testing.T, wg *sync.WaitGroup, stuck string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s", stuck)
+	}
+}
+
+// waitExitCode waits up to timeout for a driver's run to return its exit
+// code on code, and gives it, leaving it in code.
+func waitExitCode(t *testing.T, code chan int, timeout time.Duration) int {
 	t.Helper()
 	select {
-	case code := <-r.code:
-		r.code <- code
-		return code
+	case c := <-code:
+		code <- c
+		return c
 	case <-time.After(timeout):
 		t.Fatalf("the driver did not exit within %s", timeout)
 		return -1
 	}
+}
+
+// waitExit waits for run to return and gives its exit code.
+func (r *driverRun) waitExit(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	return waitExitCode(t, r.code, timeout)
 }
 
 // expectExit waits for run to return and fails unless its exit code is want.

@@ -512,7 +512,7 @@ func TestAdmissionProtectsTheRealHost(t *testing.T) {
 }
 
 func TestAgentWorkDir(t *testing.T) {
-	for sandbox, want := range map[string]string{
+	checkStringFunc(t, "agentWorkDir", agentWorkDir, map[string]string{
 		"/var/lib/mesos/slaves/a1/frameworks/f1/executors/e1/runs/r1":  "/var/lib/mesos",
 		"/var/lib/mesos/slaves/a1/frameworks/f1/executors/e1/runs/r1/": "/var/lib/mesos",
 		"/slaves/a1/frameworks/f1/executors/e1/runs/r1":                "/",
@@ -520,9 +520,16 @@ func TestAgentWorkDir(t *testing.T) {
 		"/tmp/sandbox": "",
 		"":             "",
 		"relative/slaves/a1/frameworks/f1/executors/e1/runs/r1": "",
-	} {
-		if got := agentWorkDir(sandbox); got != want {
-			t.Errorf("agentWorkDir(%q) = %q, want %q", sandbox, got, want)
+	})
+}
+
+// checkStringFunc checks that f, named name in errors, maps every key of
+// cases to its value.
+func checkStringFunc(t *testing.T, name string, f func(string) string, cases map[string]string) {
+	t.Helper()
+	for in, want := range cases {
+		if got := f(in); got != want {
+			t.Errorf("%s(%q) = %q, want %q", name, in, got, want)
 		}
 	}
 }

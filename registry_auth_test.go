@@ -47,7 +47,7 @@ func TestRegistryForImage(t *testing.T) {
 }
 
 func TestCanonicalRegistry(t *testing.T) {
-	for name, want := range map[string]string{
+	checkStringFunc(t, "canonicalRegistry", canonicalRegistry, map[string]string{
 		"https://index.docker.io/v1/":      "docker.io",
 		"index.docker.io":                  "docker.io",
 		"docker.io":                        "docker.io",
@@ -59,11 +59,7 @@ func TestCanonicalRegistry(t *testing.T) {
 		"registry.local:5000/team":         "registry.local:5000",
 		" Registry.Local:5000 ":            "registry.local:5000",
 		"":                                 "",
-	} {
-		if got := canonicalRegistry(name); got != want {
-			t.Errorf("canonicalRegistry(%q) = %q, want %q", name, got, want)
-		}
-	}
+	})
 }
 
 func TestMatchCredentialKey(t *testing.T) {

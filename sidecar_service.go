@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -211,11 +210,8 @@ func (s *serviceScanner) scan(name, id12 string, candidates []string) (serviceMa
 	if _, err := s.dec.ReadToken(); err != nil {
 		return match, serviceNotValid(err)
 	}
-	switch _, err := s.dec.ReadToken(); {
-	case err == nil:
-		return match, errors.New("service document has data after its closing brace: another JSON value")
-	case err != io.EOF:
-		return match, fmt.Errorf("service document has data after its closing brace: %w", err)
+	if err := checkNothingAfter(&s.dec, "service document"); err != nil {
+		return match, err
 	}
 	if !haveServices {
 		return match, errors.New("service document has no Services field")
@@ -347,41 +343,13 @@ func (s *serviceScanner) scanInstance(match *serviceMatch, n int, id12 string, c
 	return nil
 }
 
-// readStatus reads a Status value into f, as stateScanner.scanService does.
+// readStatus reads a Status value into f (see readStatus).
 func (s *serviceScanner) readStatus(f *hostFinding) error {
-	if kind := s.dec.PeekKind(); kind != '0' {
-		f.problem, f.kind = problemStatusNotNumber, kind
-		return s.dec.SkipValue()
-	}
-	number, err := s.dec.ReadValue()
-	if err != nil {
-		return err
-	}
-	status, err := strconv.ParseInt(string(number), 10, 64)
-	switch {
-	case errors.Is(err, strconv.ErrRange) || err == nil && int64(int(status)) != status:
-		f.problem, f.number = problemStatusOutOfRange, numberStart(number)
-	case err != nil:
-		f.problem, f.number = problemStatusNotInteger, numberStart(number)
-	default:
-		f.status = int(status)
-	}
-	return nil
+	return readStatus(&s.dec, f)
 }
 
 // readString reads a string (a member name or value), unescaped; the bytes
 // are valid until the next read.
 func (s *serviceScanner) readString() ([]byte, error) {
-	value, err := s.dec.ReadValue()
-	if err != nil {
-		return nil, err
-	}
-	raw := value[1 : len(value)-1]
-	for _, c := range raw {
-		if c == '\\' || c >= utf8.RuneSelf {
-			s.name, _ = jsontext.AppendUnquote(s.name[:0], value)
-			return s.name, nil
-		}
-	}
-	return raw, nil
+	return readJSONString(&s.dec, &s.name)
 }

@@ -330,58 +330,20 @@ func TestRunServiceRouteLearnsSidecarsOwnHostname(t *testing.T) {
 }
 
 func TestRunNeverFailsOnSidecarFaultsThroughTheServiceRoute(t *testing.T) {
-	faults := []struct {
-		fault  sidecartest.Fault
-		reason string // in the warning
-	}{
-		{sidecartest.FaultClosed, "connection refused"},
-		{sidecartest.FaultHTTP500, "500 Internal Server Error"},
-		{sidecartest.FaultGarbage, "not a valid JSON object"},
-		{sidecartest.FaultTruncated, "not a valid JSON object"},
-		{sidecartest.FaultSlow, "deadline exceeded"},
-		{sidecartest.FaultHuge, "service document too large"},
-		{sidecartest.FaultWrongTypes, "is a JSON"},
-	}
-	for _, tc := range faults {
+	for _, tc := range sidecarFaults("service document too large") {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			sidecar := sidecartest.NewServer(t)
 			host := sidecar.Hostname()
 			sidecar.SetService(host, testServiceID, statusUnhealthy, sidecartest.WithName("billing"))
-			sidecar.SetSlowDelay(2 * time.Second)
-			sidecar.SetHugeSize(4 << 20)
-			sidecar.SetFault(tc.fault)
-			cfg := testWatcherConfig(sidecar.StateURL())
-			cfg.HttpTimeout = 100 * time.Millisecond
-			if tc.fault == sidecartest.FaultHuge {
-				cfg.HttpTimeout = 10 * time.Second
-			}
-			cfg.SidecarMaxFails = 1
+			cfg := faultedWatcherConfig(sidecar, tc.fault)
 			run := startWatcher(t, cfg, []string{host}, routeWatcher("billing"), func(w *sidecarWatcher) { w.maxServiceBytes = 1 << 20 })
 
-			waitUntil(t, "three rounds without a verdict", func() bool {
-				return run.countLogs(log.WarnLevel, "no health verdict this round") >= 3
-			})
-			run.assertRunning(t)
-			for _, e := range run.hook.AllEntries() {
-				if strings.Contains(e.Message, "no health verdict") {
-					if cause, _ := e.Data[log.ErrorKey].(error); cause == nil || !strings.Contains(cause.Error(), tc.reason) {
-						t.Errorf("warning %q carries error %v, want one mentioning %q", e.Message, e.Data[log.ErrorKey], tc.reason)
-					}
-					break
-				}
-			}
-			if calls := run.healthCalls(); len(calls) != 0 {
-				t.Errorf("onHealth called %+v during %s", calls, tc.fault)
-			}
+			assertNoVerdictDuring(t, run, tc)
 			// Sidecar's trouble is not a reason to fetch state.json.
 			if st := sidecar.Stats(sidecartest.RouteState); st.Requests != 0 {
 				t.Errorf("state.json fetched %d times during %s", st.Requests, tc.fault)
 			}
-			sidecar.SetFault(sidecartest.FaultNone)
-			var unhealthy *unhealthyError
-			if err := run.wait(t); !errors.As(err, &unhealthy) {
-				t.Fatalf("Run = %v after the fault cleared, want unhealthy", err)
-			}
+			assertUnhealthyOnceCleared(t, sidecar, run)
 		})
 	}
 }

@@ -331,11 +331,8 @@ func (s *stateScanner) scan(hostKeys []string, id12 string) (serviceLookup, erro
 	if _, err := s.dec.ReadToken(); err != nil {
 		return result, badEnding(err)
 	}
-	switch _, err := s.dec.ReadToken(); {
-	case err == nil:
-		return result, errors.New("state document has data after its closing brace: another JSON value")
-	case err != io.EOF:
-		return result, fmt.Errorf("state document has data after its closing brace: %w", err)
+	if err := checkNothingAfter(&s.dec, "state document"); err != nil {
+		return result, err
 	}
 	if !haveServers {
 		return result, errors.New("state document has no Servers field")
@@ -579,25 +576,8 @@ func (s *stateScanner) scanService(f *hostFinding) error {
 			continue
 		}
 		haveStatus = true
-		if kind := s.dec.PeekKind(); kind != '0' {
-			f.problem, f.kind = problemStatusNotNumber, kind
-			if err := s.dec.SkipValue(); err != nil {
-				return err
-			}
-			continue
-		}
-		number, err := s.dec.ReadValue()
-		if err != nil {
+		if err := readStatus(&s.dec, f); err != nil {
 			return err
-		}
-		status, err := strconv.ParseInt(string(number), 10, 64)
-		switch {
-		case errors.Is(err, strconv.ErrRange) || err == nil && int64(int(status)) != status:
-			f.problem, f.number = problemStatusOutOfRange, numberStart(number)
-		case err != nil:
-			f.problem, f.number = problemStatusNotInteger, numberStart(number)
-		default:
-			f.status = int(status)
 		}
 	}
 	if _, err := s.dec.ReadToken(); err != nil {
@@ -607,6 +587,43 @@ func (s *stateScanner) scanService(f *hostFinding) error {
 		f.problem = problemNoStatus
 	}
 	f.found = f.problem == problemNone
+	return nil
+}
+
+// readStatus reads a service's Status value into f: its status, or the
+// problem with it (not a number, not an integer, out of range). Both
+// stateScanner.scanService and serviceScanner read a Status through it.
+func readStatus(dec *jsontext.Decoder, f *hostFinding) error {
+	if kind := dec.PeekKind(); kind != '0' {
+		f.problem, f.kind = problemStatusNotNumber, kind
+		return dec.SkipValue()
+	}
+	number, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	status, err := strconv.ParseInt(string(number), 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange) || err == nil && int64(int(status)) != status:
+		f.problem, f.number = problemStatusOutOfRange, numberStart(number)
+	case err != nil:
+		f.problem, f.number = problemStatusNotInteger, numberStart(number)
+	default:
+		f.status = int(status)
+	}
+	return nil
+}
+
+// checkNothingAfter reads on after a document's closing brace and reports
+// what it finds there, which is anything but the end of the body; doc names
+// the document in the error.
+func checkNothingAfter(dec *jsontext.Decoder, doc string) error {
+	switch _, err := dec.ReadToken(); {
+	case err == nil:
+		return errors.New(doc + " has data after its closing brace: another JSON value")
+	case err != io.EOF:
+		return fmt.Errorf("%s has data after its closing brace: %w", doc, err)
+	}
 	return nil
 }
 
@@ -621,23 +638,37 @@ func numberStart(number []byte) string {
 // readName reads an object member name, unescaped. The bytes are valid
 // until the next read from the decoder.
 func (s *stateScanner) readName() ([]byte, error) {
-	value, err := s.dec.ReadValue()
+	return readJSONString(&s.dec, &s.name)
+}
+
+// unquote decodes a JSON string the decoder has checked, as unquoteJSON does,
+// unescaping into s.name where it must.
+func (s *stateScanner) unquote(value jsontext.Value) []byte {
+	return unquoteJSON(&s.name, value)
+}
+
+// readJSONString reads a JSON string (a member name or value) from dec,
+// unescaped as unquoteJSON does. The bytes are valid until the next read from
+// dec or the next use of buf.
+func readJSONString(dec *jsontext.Decoder, buf *[]byte) ([]byte, error) {
+	value, err := dec.ReadValue()
 	if err != nil {
 		return nil, err
 	}
-	return s.unquote(value), nil
+	return unquoteJSON(buf, value), nil
 }
 
-// unquote decodes a JSON string the decoder has checked. Plain ASCII without
-// escapes, as Sidecar writes every name, is used in place; anything else is
-// unescaped into s.name, with invalid UTF-8 and lone surrogates as U+FFFD
-// (as encoding/json reads them; the error that reports them is not ours).
-func (s *stateScanner) unquote(value jsontext.Value) []byte {
+// unquoteJSON decodes a JSON string the decoder has checked. Plain ASCII
+// without escapes, as Sidecar writes every name, is used in place; anything
+// else is unescaped into *buf, with invalid UTF-8 and lone surrogates as
+// U+FFFD (as encoding/json reads them; the error that reports them is not
+// ours).
+func unquoteJSON(buf *[]byte, value jsontext.Value) []byte {
 	raw := value[1 : len(value)-1]
 	for _, c := range raw {
 		if c == '\\' || c >= utf8.RuneSelf {
-			s.name, _ = jsontext.AppendUnquote(s.name[:0], value)
-			return s.name
+			*buf, _ = jsontext.AppendUnquote((*buf)[:0], value)
+			return *buf
 		}
 	}
 	return raw

@@ -815,59 +815,90 @@ func TestRunWaitsForDiscovery(t *testing.T) {
 	}
 }
 
-func TestRunNeverFailsOnSidecarFaults(t *testing.T) {
-	faults := []struct {
-		fault  sidecartest.Fault
-		reason string // in the warning
-	}{
+// sidecarFault is a fault Sidecar may show and what the warning of a round
+// without a verdict then says.
+type sidecarFault struct {
+	fault  sidecartest.Fault
+	reason string // in the warning
+}
+
+// sidecarFaults lists every fault; hugeReason is what a FaultHuge warning
+// says (the document read names its cap).
+func sidecarFaults(hugeReason string) []sidecarFault {
+	return []sidecarFault{
 		{sidecartest.FaultClosed, "connection refused"},
 		{sidecartest.FaultHTTP500, "500 Internal Server Error"},
 		{sidecartest.FaultGarbage, "not a valid JSON object"},
 		{sidecartest.FaultTruncated, "not a valid JSON object"},
 		{sidecartest.FaultSlow, "deadline exceeded"},
-		{sidecartest.FaultHuge, "too large"},
+		{sidecartest.FaultHuge, hugeReason},
 		{sidecartest.FaultWrongTypes, "is a JSON"},
 	}
-	for _, tc := range faults {
+}
+
+// faultedWatcherConfig makes sidecar answer with fault (slow for 2 s, huge
+// at 4 MB) and returns a config that gives up on a fetch quickly, unless the
+// fault is FaultHuge, and fails on the first unhealthy record.
+func faultedWatcherConfig(sidecar *sidecartest.Server, fault sidecartest.Fault) *Config {
+	sidecar.SetSlowDelay(2 * time.Second)
+	sidecar.SetHugeSize(4 << 20)
+	sidecar.SetFault(fault)
+	cfg := testWatcherConfig(sidecar.StateURL())
+	cfg.HttpTimeout = 100 * time.Millisecond
+	if fault == sidecartest.FaultHuge {
+		// Time enough to read up to the cap even under -race.
+		cfg.HttpTimeout = 10 * time.Second
+	}
+	cfg.SidecarMaxFails = 1
+	return cfg
+}
+
+// assertNoVerdictDuring waits for three rounds without a verdict while tc's
+// fault lasts, and checks that Run goes on, that the warning names tc's
+// reason, and that onHealth was not called.
+func assertNoVerdictDuring(t *testing.T, run *watchedRun, tc sidecarFault) {
+	t.Helper()
+	waitUntil(t, "three rounds without a verdict", func() bool {
+		return run.countLogs(log.WarnLevel, "no health verdict this round") >= 3
+	})
+	run.assertRunning(t)
+	for _, e := range run.hook.AllEntries() {
+		if strings.Contains(e.Message, "no health verdict") {
+			if cause, _ := e.Data[log.ErrorKey].(error); cause == nil || !strings.Contains(cause.Error(), tc.reason) {
+				t.Errorf("warning %q carries error %v, want one mentioning %q", e.Message, e.Data[log.ErrorKey], tc.reason)
+			}
+			break
+		}
+	}
+	if calls := run.healthCalls(); len(calls) != 0 {
+		t.Errorf("onHealth called %+v during %s", calls, tc.fault)
+	}
+}
+
+// assertUnhealthyOnceCleared clears the fault and checks that the same
+// UNHEALTHY record then ends Run: the fault alone was what kept the verdict
+// away.
+func assertUnhealthyOnceCleared(t *testing.T, sidecar *sidecartest.Server, run *watchedRun) {
+	t.Helper()
+	sidecar.SetFault(sidecartest.FaultNone)
+	var unhealthy *unhealthyError
+	if err := run.wait(t); !errors.As(err, &unhealthy) {
+		t.Fatalf("Run = %v after the fault cleared, want unhealthy", err)
+	}
+}
+
+func TestRunNeverFailsOnSidecarFaults(t *testing.T) {
+	for _, tc := range sidecarFaults("too large") {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			sidecar := sidecartest.NewServer(t)
 			host := sidecar.Hostname()
 			sidecar.SetService(host, testServiceID, statusUnhealthy)
-			sidecar.SetSlowDelay(2 * time.Second)
-			sidecar.SetHugeSize(4 << 20)
-			sidecar.SetFault(tc.fault)
-			cfg := testWatcherConfig(sidecar.StateURL())
-			cfg.HttpTimeout = 100 * time.Millisecond
-			if tc.fault == sidecartest.FaultHuge {
-				// Time enough to read up to the cap even under -race.
-				cfg.HttpTimeout = 10 * time.Second
-			}
-			cfg.SidecarMaxFails = 1
+			cfg := faultedWatcherConfig(sidecar, tc.fault)
 			// A small cap, so that the 4 MB FaultHuge answer is over it.
 			run := startWatcher(t, cfg, []string{host}, func(w *sidecarWatcher) { w.maxStateBytes = 1 << 20 })
 
-			waitUntil(t, "three rounds without a verdict", func() bool {
-				return run.countLogs(log.WarnLevel, "no health verdict this round") >= 3
-			})
-			run.assertRunning(t)
-			for _, e := range run.hook.AllEntries() {
-				if strings.Contains(e.Message, "no health verdict") {
-					if cause, _ := e.Data[log.ErrorKey].(error); cause == nil || !strings.Contains(cause.Error(), tc.reason) {
-						t.Errorf("warning %q carries error %v, want one mentioning %q", e.Message, e.Data[log.ErrorKey], tc.reason)
-					}
-					break
-				}
-			}
-			if calls := run.healthCalls(); len(calls) != 0 {
-				t.Errorf("onHealth called %+v during %s", calls, tc.fault)
-			}
-			// Once Sidecar behaves, the same UNHEALTHY record ends Run:
-			// the fault alone was what kept the verdict away.
-			sidecar.SetFault(sidecartest.FaultNone)
-			var unhealthy *unhealthyError
-			if err := run.wait(t); !errors.As(err, &unhealthy) {
-				t.Fatalf("Run = %v after the fault cleared, want unhealthy", err)
-			}
+			assertNoVerdictDuring(t, run, tc)
+			assertUnhealthyOnceCleared(t, sidecar, run)
 		})
 	}
 }

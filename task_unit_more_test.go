@@ -23,8 +23,7 @@ import (
 func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
 	sidecar := sidecartest.NewServer(t)
 	sidecar.SetHostname("agent-host")
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	info := unitTaskInfo()
 	info.Labels = nil // Sidecar on
 	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
@@ -63,8 +62,7 @@ func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
 
 func TestTaskUnitStopIsRetriedWhenDockerRefusesIt(t *testing.T) {
 	// The stopper waits a second before retrying: the slowest test here.
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.failNext("stopContainer", errFakeAPI(500, "cannot stop container: permission denied"))
 	u := startUnitTask(t, engine, unitConfig{})
 	engine.running(t)
@@ -140,22 +138,8 @@ func startDriverWithRunner(t *testing.T, engine *fakeRuntime, cfg mesostest.Conf
 			runner.Stop(stopRequest{cause: causeKill, grace: 0, message: "test over"})
 		}
 		mu.Unlock()
-		r.d.finish(exitFailure)
-		select {
-		case <-r.code:
-		case <-time.After(10 * time.Second):
-			t.Errorf("the driver did not end after finish")
-		}
-		done := make(chan struct{})
-		go func() {
-			runners.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("a task runner did not end")
-		}
+		finishDriver(t, r.d, r.code)
+		waitGroupWithin(t, &runners, "a task runner did not end")
 		if t.Failed() {
 			t.Logf("executor log:\n%s", r.logs.String())
 		}
@@ -165,14 +149,7 @@ func startDriverWithRunner(t *testing.T, engine *fakeRuntime, cfg mesostest.Conf
 
 func (r *driverWithRunner) waitExit(t *testing.T) int {
 	t.Helper()
-	select {
-	case code := <-r.code:
-		r.code <- code
-		return code
-	case <-time.After(5 * time.Second):
-		t.Fatal("the executor did not exit")
-		return -1
-	}
+	return waitExitCode(t, r.code, 5*time.Second)
 }
 
 func unitAgentTask(agent *mesostest.Agent, id string) mesos.TaskInfo {
@@ -186,8 +163,7 @@ func unitAgentTask(agent *mesostest.Agent, id string) mesos.TaskInfo {
 }
 
 func TestExecutorUnitKillThroughTheDriver(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	r := startDriverWithRunner(t, engine, mesostest.Config{})
 	if err := r.agent.Launch(unitAgentTask(r.agent, "task-a")); err != nil {
 		t.Fatal(err)
@@ -213,8 +189,7 @@ func TestExecutorUnitKillThroughTheDriver(t *testing.T) {
 
 func TestExecutorUnitSignalStopsTheTaskWithinTheGracePeriod(t *testing.T) {
 	const period = 3 * time.Second
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.ignoreStopSignal = true
 	r := startDriverWithRunner(t, engine, mesostest.Config{ShutdownGracePeriod: period})
 	if err := r.agent.Launch(unitAgentTask(r.agent, "task-a")); err != nil {

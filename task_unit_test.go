@@ -203,6 +203,23 @@ func assertStatus(t *testing.T, got mesos.TaskStatus, state mesos.TaskState, rea
 	}
 }
 
+// newUnitRuntime is a fake engine that holds unitImage.
+func newUnitRuntime() *fakeRuntime {
+	engine := newFakeRuntime()
+	engine.addImage(unitImage)
+	return engine
+}
+
+// assertCleanEnd checks that the task, which what describes, did not mark
+// the executor failed and left no container behind.
+func assertCleanEnd(t *testing.T, u *unitTask, engine *fakeRuntime, what string) {
+	t.Helper()
+	if u.failed.Load() {
+		t.Errorf("%s marked the executor failed", what)
+	}
+	assertNoFakeContainer(t, engine)
+}
+
 func assertNoFakeContainer(t *testing.T, engine *fakeRuntime) {
 	t.Helper()
 	if ids := engine.containerIDs(); len(ids) != 0 {
@@ -262,15 +279,11 @@ func TestTaskUnitExitZeroFinishes(t *testing.T) {
 	if ips := running.GetContainerStatus().GetNetworkInfos(); len(ips) != 1 || ips[0].IPAddresses[0].GetIPAddress() != "172.17.0.9" {
 		t.Errorf("TASK_RUNNING does not carry the container's IP: %v", running.GetContainerStatus())
 	}
-	if u.failed.Load() {
-		t.Error("a finished task marked the executor failed")
-	}
-	assertNoFakeContainer(t, engine)
+	assertCleanEnd(t, u, engine, "a finished task")
 }
 
 func TestTaskUnitNonZeroExitFailsWithTheCodeAndCopiesLogs(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.logs = "boom: config missing\n"
 	u := startUnitTask(t, engine, unitConfig{})
 	c := engine.running(t)
@@ -285,10 +298,7 @@ func TestTaskUnitNonZeroExitFailsWithTheCodeAndCopiesLogs(t *testing.T) {
 	if !strings.Contains(out, "----- begin container "+shortID(c.id)+" stdout -----\nboom: config missing\n----- end container") {
 		t.Errorf("the container's output was not copied, framed, to stdout:\n%s", out)
 	}
-	if u.failed.Load() {
-		t.Error("a task that failed by itself marked the executor failed")
-	}
-	assertNoFakeContainer(t, engine)
+	assertCleanEnd(t, u, engine, "a task that failed by itself")
 }
 
 func TestTaskUnitOOMKilled(t *testing.T) {
@@ -301,8 +311,7 @@ func TestTaskUnitOOMKilled(t *testing.T) {
 		{"verdict recorded after the exit", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			engine := newFakeRuntime()
-			engine.addImage(unitImage)
+			engine := newUnitRuntime()
 			u := startUnitTask(t, engine, unitConfig{operator: map[string]string{"EXECUTOR_FORCE_MEMORY_LIMIT": "true"}})
 			c := engine.running(t)
 			engine.oomKill(c.id, tc.late)
@@ -331,8 +340,7 @@ func TestTaskUnitOOMKilled(t *testing.T) {
 func TestTaskUnitSIGKILLWithoutMemoryLimitIsNotAnOOM(t *testing.T) {
 	// Without a memory limit no second look is taken: exit 137 is a
 	// failure like any other, classified at once.
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	u := startUnitTask(t, engine, unitConfig{info: bridgeTaskInfo()})
 	c := engine.running(t)
 	engine.exit(c.id, 137)
@@ -359,8 +367,7 @@ func TestTaskUnitLaunchFailuresLeaveNothingBehind(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			engine := newFakeRuntime()
-			engine.addImage(unitImage)
+			engine := newUnitRuntime()
 			engine.failNext(tc.failing, apiError)
 			u := startUnitTask(t, engine, unitConfig{info: bridgeTaskInfo()})
 			final := u.finish(t)
@@ -389,8 +396,7 @@ func TestTaskUnitLaunchFailuresLeaveNothingBehind(t *testing.T) {
 func TestTaskUnitFailedCreateFreesTheName(t *testing.T) {
 	// The create failed from the executor's side (its request timed out),
 	// yet Docker made the container: the name must be freed.
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.createDespiteCancel = true
 	arrived := engine.block("createContainer")
 	u := startUnitTask(t, engine, unitConfig{})
@@ -407,8 +413,7 @@ func TestTaskUnitFailedCreateFreesTheName(t *testing.T) {
 }
 
 func TestTaskUnitFailedCreateLeavesAnotherOwnersContainer(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	// A container of the same name appears between the stale-container
 	// check and the create: someone else's, which must survive.
 	name := containerName("framework-1", "unit-task-1")
@@ -505,8 +510,7 @@ func TestTaskUnitFailsBeforeTouchingDocker(t *testing.T) {
 }
 
 func TestTaskUnitRemovesAStaleContainerOfTheTask(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	u := startUnitTask(t, engine, unitConfig{deps: func(d *taskDeps) {
 		name := containerName(d.owner.FrameworkID, "unit-task-1")
 		engine.mu.Lock()
@@ -527,8 +531,7 @@ func TestTaskUnitRemovesAStaleContainerOfTheTask(t *testing.T) {
 
 func TestTaskUnitKillEscalatesToSIGKILLAfterTheGrace(t *testing.T) {
 	const grace = 150 * time.Millisecond
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.ignoreStopSignal = true
 	u := startUnitTask(t, engine, unitConfig{})
 	c := engine.running(t)
@@ -551,10 +554,7 @@ func TestTaskUnitKillEscalatesToSIGKILLAfterTheGrace(t *testing.T) {
 		t.Errorf("SIGKILL %s after the stop signal, before the grace of %s was up", waited, grace)
 	}
 	assertSubsequence(t, engine.methods(), []string{"stopContainer", "inspectPatiently", "copyLogs", "removeContainer"})
-	if u.failed.Load() {
-		t.Error("a killed task marked the executor failed")
-	}
-	assertNoFakeContainer(t, engine)
+	assertCleanEnd(t, u, engine, "a killed task")
 }
 
 func TestTaskUnitStopGrace(t *testing.T) {
@@ -572,8 +572,7 @@ func TestTaskUnitStopGrace(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			engine := newFakeRuntime()
-			engine.addImage(unitImage)
+			engine := newUnitRuntime()
 			u := startUnitTask(t, engine, unitConfig{info: tc.info, operator: tc.operator})
 			engine.running(t)
 			u.waitState(t, mesos.TASK_RUNNING)
@@ -588,8 +587,7 @@ func TestTaskUnitStopGrace(t *testing.T) {
 }
 
 func TestTaskUnitSecondKillShortensTheGrace(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.ignoreStopSignal = true
 	u := startUnitTask(t, engine, unitConfig{})
 	c := engine.running(t)
@@ -626,8 +624,7 @@ func stateNames(states []mesos.TaskState) []string {
 func TestTaskUnitDrainsBeforeStopping(t *testing.T) {
 	const draining, grace = 200 * time.Millisecond, 100 * time.Millisecond
 	sidecar := sidecartest.NewServer(t)
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	engine.ignoreStopSignal = true
 	info := unitTaskInfo()
 	info.Labels = nil // Sidecar on
@@ -663,8 +660,7 @@ func TestTaskUnitDrainsBeforeStopping(t *testing.T) {
 
 func TestTaskUnitDockerUnreachable(t *testing.T) {
 	t.Run("longer than the limit fails the task", func(t *testing.T) {
-		engine := newFakeRuntime()
-		engine.addImage(unitImage)
+		engine := newUnitRuntime()
 		u := startUnitTask(t, engine, unitConfig{dockerUnreachableLimit: 50 * time.Millisecond})
 		engine.running(t)
 		u.waitState(t, mesos.TASK_RUNNING)
@@ -678,8 +674,7 @@ func TestTaskUnitDockerUnreachable(t *testing.T) {
 		assertSubsequence(t, engine.methods(), []string{"waitContainer", "copyLogs", "stopContainer", "removeContainer"})
 	})
 	t.Run("a shorter outage is ridden out", func(t *testing.T) {
-		engine := newFakeRuntime()
-		engine.addImage(unitImage)
+		engine := newUnitRuntime()
 		u := startUnitTask(t, engine, unitConfig{dockerUnreachableLimit: 5 * time.Second})
 		c := engine.running(t)
 		u.waitState(t, mesos.TASK_RUNNING)
@@ -690,18 +685,14 @@ func TestTaskUnitDockerUnreachable(t *testing.T) {
 		eventually(t, 5*time.Second, "the wait to resume", func() bool { return engine.attempts() > before })
 		engine.exit(c.id, 0)
 		assertStatus(t, u.finish(t), mesos.TASK_FINISHED, nil, "exited with status 0")
-		if u.failed.Load() {
-			t.Error("a ridden-out outage marked the executor failed")
-		}
-		assertNoFakeContainer(t, engine)
+		assertCleanEnd(t, u, engine, "a ridden-out outage")
 	})
 }
 
 // A container the executor could not remove must make it exit non-zero:
 // that is what has executor.sh's cleanup remove it by its labels.
 func TestTaskUnitUnremovedContainerMarksTheExecutorFailed(t *testing.T) {
-	engine := newFakeRuntime()
-	engine.addImage(unitImage)
+	engine := newUnitRuntime()
 	u := startUnitTask(t, engine, unitConfig{})
 	c := engine.running(t)
 	engine.failNext("removeContainer", errFakeAPI(500, "driver busy"))

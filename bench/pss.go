@@ -6,21 +6,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/executorshtest"
-	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
 )
 
 // pssResult is K idle executors started through executor.sh.
@@ -86,13 +83,12 @@ func (h *harness) runPSS(k int, sidecarURL string) (*pssResult, error) {
 	taskIDs := make([]string, k)
 	for i := 0; i < k; i++ {
 		taskIDs[i] = fmt.Sprintf("%s-%d", wrapped.prefix(), i)
-		r, err := wrapped.spawnExecutor(taskIDs[i], mesostest.Config{}, baseSettings(sidecarURL))
+		r, err := wrapped.launchIdle(taskIDs[i], sidecarURL)
+		if r != nil {
+			runs = append(runs, r)
+		}
 		if err != nil {
 			return nil, err
-		}
-		runs = append(runs, r)
-		if err := r.agent.Launch(wrapped.benchTask(r.agent, taskIDs[i], idleCommand, nil)); err != nil {
-			return nil, r.failure(err)
 		}
 		if i == 0 {
 			// The first wrapper makes the host-side copy; the others find
@@ -108,18 +104,8 @@ func (h *harness) runPSS(k int, sidecarURL string) (*pssResult, error) {
 			}
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, k)
-	for i, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = r.waitState(taskIDs[i], mesos.TASK_RUNNING, 5*time.Minute)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("not all %d executors reached TASK_RUNNING: %w", k, err)
+	if _, err := waitAllRunning(runs, taskIDs); err != nil {
+		return nil, err
 	}
 	h.progress("pss: %d tasks running through executor.sh", k)
 
@@ -174,24 +160,17 @@ func (h *harness) runPSS(k int, sidecarURL string) (*pssResult, error) {
 			return nil, err
 		}
 	}
-	for i, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u, err := r.waitTerminal(taskIDs[i], mesos.TASK_FINISHED, 2*time.Minute)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if _, err := r.ackToExit(u); err != nil {
-				errs[i] = err
-				return
-			}
-			errs[i] = r.finish(taskIDs[i])
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = eachRun(runs, func(i int, r *execRun) error {
+		u, err := r.waitTerminal(taskIDs[i], mesos.TASK_FINISHED, 2*time.Minute)
+		if err != nil {
+			return err
+		}
+		if _, err := r.ackToExit(u); err != nil {
+			return err
+		}
+		return r.finish(taskIDs[i])
+	})
+	if err != nil {
 		return nil, fmt.Errorf("not every executor started through executor.sh ended cleanly: %w", err)
 	}
 	h.progress("pss: all %d tasks finished, every executor.sh exited 0", k)

@@ -687,6 +687,53 @@ type densityResult struct {
 	AckExit      []float64
 }
 
+// launchIdle spawns an executor for taskID, without waiting for it, and
+// launches an idle task on it: queued until the executor subscribes, then
+// sent at once. Once the executor is spawned, its run comes back, for the
+// caller to abort, even when the launch fails.
+func (h *harness) launchIdle(taskID, sidecarURL string) (*execRun, error) {
+	r, err := h.spawnExecutor(taskID, mesostest.Config{}, baseSettings(sidecarURL))
+	if err != nil {
+		return nil, err
+	}
+	if err := r.agent.Launch(h.benchTask(r.agent, taskID, idleCommand, nil)); err != nil {
+		return r, r.failure(err)
+	}
+	return r, nil
+}
+
+// waitAllRunning waits, for all runs at once, until the task of each (taskIDs
+// in the same order) is TASK_RUNNING, and gives when each of those updates
+// came.
+func waitAllRunning(runs []*execRun, taskIDs []string) ([]time.Time, error) {
+	received := make([]time.Time, len(runs))
+	err := eachRun(runs, func(i int, r *execRun) error {
+		u, err := r.waitState(taskIDs[i], mesos.TASK_RUNNING, 5*time.Minute)
+		received[i] = u.Received
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("not all %d executors reached TASK_RUNNING: %w", len(runs), err)
+	}
+	return received, nil
+}
+
+// eachRun calls f for every run (and its index) at once, and joins what
+// they return.
+func eachRun(runs []*execRun, f func(i int, r *execRun) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(runs))
+	for i, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i, r)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // runDensity starts k executors with one task each at once, waits until
 // all run, reads their memory, then makes every container exit at once and
 // checks that every executor reports it and exits 0.
@@ -701,30 +748,17 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 	start := time.Now()
 	for i := 0; i < k; i++ {
 		taskIDs[i] = fmt.Sprintf("%s-density-%d", h.prefix(), i)
-		r, err := h.spawnExecutor(taskIDs[i], mesostest.Config{}, baseSettings(sidecarURL))
+		r, err := h.launchIdle(taskIDs[i], sidecarURL)
+		if r != nil {
+			runs = append(runs, r)
+		}
 		if err != nil {
 			return nil, err
 		}
-		runs = append(runs, r)
-		// Queued until the executor subscribes, then sent at once.
-		if err := r.agent.Launch(h.benchTask(r.agent, taskIDs[i], idleCommand, nil)); err != nil {
-			return nil, r.failure(err)
-		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, k)
-	lastRunning := make([]time.Time, k)
-	for i, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u, err := r.waitState(taskIDs[i], mesos.TASK_RUNNING, 5*time.Minute)
-			errs[i], lastRunning[i] = err, u.Received
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("not all %d executors reached TASK_RUNNING: %w", k, err)
+	lastRunning, err := waitAllRunning(runs, taskIDs)
+	if err != nil {
+		return nil, err
 	}
 	res := &densityResult{K: k}
 	for _, t := range lastRunning {
@@ -760,38 +794,30 @@ func (h *harness) runDensity(k int, sidecarURL string, proxy *dockerProxy, bd *b
 	}
 	dieToFinal := make([]float64, k)
 	ackExit := make([]float64, k)
-	for i, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u, err := r.waitTerminal(taskIDs[i], mesos.TASK_FINISHED, 2*time.Minute)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			dieAt, err := h.dies.wait(ctx, r.containerName(taskIDs[i]))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			dieToFinal[i] = ms(u.Received.Sub(dieAt))
-			d, err := r.ackToExit(u)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			// After the exit, so that the proxy has recorded every call.
-			if bd != nil && proxy != nil {
-				bd.add("burst", dieAt, u.Received, proxy, ids[i], r.containerName(taskIDs[i]))
-			}
-			ackExit[i] = ms(d)
-			errs[i] = r.finish(taskIDs[i])
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = eachRun(runs, func(i int, r *execRun) error {
+		u, err := r.waitTerminal(taskIDs[i], mesos.TASK_FINISHED, 2*time.Minute)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		dieAt, err := h.dies.wait(ctx, r.containerName(taskIDs[i]))
+		if err != nil {
+			return err
+		}
+		dieToFinal[i] = ms(u.Received.Sub(dieAt))
+		d, err := r.ackToExit(u)
+		if err != nil {
+			return err
+		}
+		// After the exit, so that the proxy has recorded every call.
+		if bd != nil && proxy != nil {
+			bd.add("burst", dieAt, u.Received, proxy, ids[i], r.containerName(taskIDs[i]))
+		}
+		ackExit[i] = ms(d)
+		return r.finish(taskIDs[i])
+	})
+	if err != nil {
 		return nil, fmt.Errorf("not every exit of the %d containers was reported: %w", k, err)
 	}
 	res.DieToFinal, res.AckExit = dieToFinal, ackExit

@@ -36,6 +36,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Fault is a misbehaviour the server applies to requests until it is cleared
@@ -87,9 +89,6 @@ const (
 	defaultHostname  = "sidecartest-host"
 	defaultSlowDelay = 5 * time.Second
 	defaultHugeSize  = 50 << 20
-	// reopenTimeout bounds the wait for the port to become free again
-	// when FaultClosed is cleared.
-	reopenTimeout = 2 * time.Second
 )
 
 var statusNames = [...]string{"ALIVE", "TOMBSTONE", "UNHEALTHY", "UNKNOWN", "DRAINING"}
@@ -206,9 +205,9 @@ func Start() (*Server, error) {
 }
 
 func start(tb testing.TB) (*Server, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := testutil.Listen()
 	if err != nil {
-		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
+		return nil, err
 	}
 	now := time.Now().UTC()
 	s := &Server{
@@ -453,26 +452,20 @@ func (s *Server) SetFault(f Fault) {
 		s.httpServer = nil
 	case f != FaultClosed && previous == FaultClosed:
 		if err := s.reopenLocked(); err != nil {
-			s.reportf("sidecartest: reopen %s after FaultClosed: %v", s.addr, err)
+			s.reportf("sidecartest: after FaultClosed: %v", err)
 		}
 	}
 }
 
-// reopenLocked listens on the old address again. The port was ours a moment
-// ago, so it is normally free at once; the loop covers a slow release.
+// reopenLocked listens on the old address again (testutil.Relisten covers a
+// slow release of the port).
 func (s *Server) reopenLocked() error {
-	deadline := time.Now().Add(reopenTimeout)
-	for {
-		listener, err := net.Listen("tcp", s.addr)
-		if err == nil {
-			s.serveLocked(listener)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
+	listener, err := testutil.Relisten(s.addr)
+	if err != nil {
+		return err
 	}
+	s.serveLocked(listener)
+	return nil
 }
 
 func (s *Server) reportf(format string, args ...any) {
@@ -633,21 +626,47 @@ func (s *Server) hold(r *http.Request, d time.Duration) bool {
 }
 
 func (s *Server) serveState(rw http.ResponseWriter, r *http.Request) {
+	s.serveDocument(rw, r, RouteState, func() document {
+		state := s.snapshotLocked()
+		return document{
+			marshal: state.Marshal,
+			huge:    func(w http.ResponseWriter, size int64) { writeHuge(w, state, size) },
+			wrongTypes: func(statusAsString bool) []byte {
+				return wrongTypes(state, statusAsString)
+			},
+		}
+	})
+}
+
+// document is what serveDocument needs of one answer, snapshotted under
+// s.mu: how to render it, huge, and with wrong types, and, when the name
+// asked for has no instances, the message of a 404.
+type document struct {
+	notFound   string
+	marshal    func() []byte
+	huge       func(w http.ResponseWriter, size int64)
+	wrongTypes func(statusAsString bool) []byte
+}
+
+// serveDocument answers a poll of route: it records the poll, snapshots the
+// document (unless the fault answers without one), and answers as the fault
+// says.
+func (s *Server) serveDocument(rw http.ResponseWriter, r *http.Request, route Route, snapshotLocked func() document) {
 	start := time.Now()
 	w := &countingWriter{ResponseWriter: rw}
 	var held time.Duration
-	defer func() { s.account(RouteState, w, start, held) }()
+	defer func() { s.account(route, w, start, held) }()
 
 	s.mu.Lock()
 	fault, slowDelay, hugeSize := s.fault, s.slowDelay, s.hugeSize
-	s.polls = append(s.polls, Poll{Time: start, Path: r.URL.Path, Route: RouteState, Fault: fault})
+	s.polls = append(s.polls, Poll{Time: start, Path: r.URL.Path, Route: route, Fault: fault})
 	s.notifyLocked()
-	var state State
+	var doc document
 	var serial int
 	switch fault {
 	case FaultHTTP500, FaultGarbage:
 	default:
-		state = s.snapshotLocked()
+		doc = snapshotLocked()
 		serial = s.stateServed
 		s.stateServed++
 	}
@@ -668,19 +687,23 @@ func (s *Server) serveState(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if doc.notFound != "" {
+		writeJSONError(w, http.StatusNotFound, doc.notFound)
+		return
+	}
 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	switch fault {
 	case FaultTruncated:
-		body := state.Marshal()
+		body := doc.marshal()
 		_, _ = w.Write(body[:len(body)/2])
 	case FaultHuge:
-		writeHuge(w, state, hugeSize)
+		doc.huge(w, hugeSize)
 	case FaultWrongTypes:
-		_, _ = w.Write(wrongTypes(state, serial%2 == 0))
+		_, _ = w.Write(doc.wrongTypes(serial%2 == 0))
 	default:
-		_, _ = w.Write(state.Marshal())
+		_, _ = w.Write(doc.marshal())
 	}
 }
 
@@ -709,59 +732,20 @@ func (d ServiceDocument) Marshal() []byte {
 }
 
 func (s *Server) serveService(rw http.ResponseWriter, r *http.Request, name string) {
-	start := time.Now()
-	w := &countingWriter{ResponseWriter: rw}
-	var held time.Duration
-	defer func() { s.account(RouteService, w, start, held) }()
-
-	s.mu.Lock()
-	fault, slowDelay, hugeSize := s.fault, s.slowDelay, s.hugeSize
-	s.polls = append(s.polls, Poll{Time: start, Path: r.URL.Path, Route: RouteService, Fault: fault})
-	s.notifyLocked()
-	var doc ServiceDocument
-	var serial int
-	switch fault {
-	case FaultHTTP500, FaultGarbage:
-	default:
-		doc = s.serviceSnapshotLocked(name)
-		serial = s.stateServed
-		s.stateServed++
-	}
-	s.mu.Unlock()
-
-	switch fault {
-	case FaultHTTP500:
-		writeJSONError(w, http.StatusInternalServerError, "Internal Server Error - emulated fault")
-		return
-	case FaultGarbage:
-		writeGarbage(w)
-		return
-	case FaultSlow:
-		holdStart := time.Now()
-		ok := s.hold(r, slowDelay)
-		held = time.Since(holdStart)
-		if !ok {
-			return
+	s.serveDocument(rw, r, RouteService, func() document {
+		doc := s.serviceSnapshotLocked(name)
+		answer := document{
+			marshal: doc.Marshal,
+			huge:    func(w http.ResponseWriter, size int64) { writeHugeService(w, doc, name, size) },
+			wrongTypes: func(statusAsString bool) []byte {
+				return wrongTypesService(doc, name, statusAsString)
+			},
 		}
-	}
-	if len(doc.Services[name]) == 0 {
-		writeJSONError(w, http.StatusNotFound, "no instances of "+name+" found")
-		return
-	}
-
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	switch fault {
-	case FaultTruncated:
-		body := doc.Marshal()
-		_, _ = w.Write(body[:len(body)/2])
-	case FaultHuge:
-		writeHugeService(w, doc, name, hugeSize)
-	case FaultWrongTypes:
-		_, _ = w.Write(wrongTypesService(doc, name, serial%2 == 0))
-	default:
-		_, _ = w.Write(doc.Marshal())
-	}
+		if len(doc.Services[name]) == 0 {
+			answer.notFound = "no instances of " + name + " found"
+		}
+		return answer
+	})
 }
 
 // serviceSnapshotLocked renders the instances named name, advancing every
