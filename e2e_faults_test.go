@@ -37,22 +37,30 @@ type dockerProxy struct {
 	serving  sync.WaitGroup
 }
 
-func newDockerProxy(t *testing.T) *dockerProxy {
+// proxySockets returns the Docker engine's unix socket, which a test proxy
+// forwards to, and a new short directory for the proxy's own socket (unix
+// socket paths are limited to 108 bytes); the caller removes it.
+func proxySockets(t *testing.T, prefix string) (upstream, dir string) {
 	t.Helper()
 	requireDocker(t)
-	upstream := "/var/run/docker.sock"
+	upstream = "/var/run/docker.sock"
 	if host := os.Getenv("DOCKER_HOST"); host != "" {
 		path, ok := strings.CutPrefix(host, "unix://")
 		if !ok {
-			t.Skipf("the Docker proxy needs a unix socket, DOCKER_HOST is %s", host)
+			t.Skipf("a Docker proxy needs a unix socket, DOCKER_HOST is %s", host)
 		}
 		upstream = path
 	}
-	// A short directory: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "dproxy")
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return upstream, dir
+}
+
+func newDockerProxy(t *testing.T) *dockerProxy {
+	t.Helper()
+	upstream, dir := proxySockets(t, "dproxy")
 	p := &dockerProxy{t: t, path: filepath.Join(dir, "docker.sock"), upstream: upstream, conns: map[net.Conn]bool{}}
 	p.restore()
 	t.Cleanup(func() {

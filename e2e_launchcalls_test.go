@@ -32,20 +32,7 @@ var apiVersionPrefix = regexp.MustCompile(`^/v[0-9.]+/`)
 
 func newRecordingDockerProxy(t *testing.T) *recordingDockerProxy {
 	t.Helper()
-	requireDocker(t)
-	upstream := "/var/run/docker.sock"
-	if host := os.Getenv("DOCKER_HOST"); host != "" {
-		path, ok := strings.CutPrefix(host, "unix://")
-		if !ok {
-			t.Skipf("the recording proxy needs a unix socket, DOCKER_HOST is %s", host)
-		}
-		upstream = path
-	}
-	// A short directory: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "rproxy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	upstream, dir := proxySockets(t, "rproxy")
 	p := &recordingDockerProxy{path: filepath.Join(dir, "docker.sock")}
 	forward := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
