@@ -52,6 +52,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
+		RegistryHelperSettings:   RegistryHelperSettings{RegistryHelperTimeout: 10 * time.Second, RegistryHelperPath: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -89,6 +90,9 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT": "45s",
 		"EXECUTOR_DEBUG":                      "true",
 		"EXECUTOR_LOG_FORMAT":                 "json",
+		"EXECUTOR_REGISTRY_HELPER_TIMEOUT":    "3s",
+		"EXECUTOR_REGISTRY_HELPER_PATH":       "/opt/helpers",
+		"EXECUTOR_REGISTRY_HELPER_ENV":        "AWS_REGION",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -106,6 +110,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
+		RegistryHelperSettings: RegistryHelperSettings{RegistryHelperTimeout: 3 * time.Second, RegistryHelperPath: "/opt/helpers", RegistryHelperEnv: "AWS_REGION"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

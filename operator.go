@@ -181,11 +181,12 @@ const (
 // EXECUTOR_ALLOWED_*, so that new policy settings are covered by their
 // name), the registry whose credentials serve other registries, where the
 // host's Docker credentials are, the Docker daemon that receives them, and
-// the host's Vault (address, TLS files, login, token file). HOME is listed because the docker CLI finds
+// the host's Vault (address, TLS files, login, token file), and the
+// credential helpers the host runs (EXECUTOR_REGISTRY_HELPER_*). HOME is listed because the docker CLI finds
 // ~/.docker through it; the executor takes the home directory from the
 // user database instead (hostDockerConfig).
 var (
-	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_"}
+	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_", envPrefix + "_REGISTRY_HELPER_"}
 	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME"}, dockerDaemonSettings...)
 )
 

@@ -174,7 +174,8 @@ func TestOperatorOnlyRule(t *testing.T) {
 	var cfg Config
 	for _, setting := range configSettings(&cfg) {
 		tunable := !isOperatorOnly(setting.name)
-		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY"
+		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY" &&
+			!strings.HasPrefix(setting.name, "EXECUTOR_REGISTRY_HELPER_")
 		if tunable != wantTunable {
 			t.Errorf("%s: task-tunable %v, want %v", setting.name, tunable, wantTunable)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -195,6 +196,11 @@ type registryCredentials struct {
 	file        string
 	key         string
 	viaFallback bool
+	// helper is the credential helper program that supplied them, and
+	// helperSource the setting of file that named it (credHelpers or
+	// credsStore); both empty for an inline entry.
+	helper       string
+	helperSource string
 }
 
 // describe says where the credentials came from, for logs and messages.
@@ -204,6 +210,9 @@ func (c registryCredentials) describe() string {
 		return "none (anonymous pull)"
 	}
 	text := fmt.Sprintf("entry %q of %s", c.key, c.file)
+	if c.helper != "" {
+		text = fmt.Sprintf("credential helper %s (%s of %s)", c.helper, c.helperSource, c.file)
+	}
 	if c.viaFallback {
 		text += " (matched EXECUTOR_DOCKER_REPOSITORY)"
 	}
@@ -249,29 +258,38 @@ func (c registryCredentials) scrub(text string) string {
 // within a file the entry for the registry itself wins, then the entry for
 // fallbackRegistry (EXECUTOR_DOCKER_REPOSITORY). Files that are missing are
 // skipped; files that cannot be read or parsed are skipped with a warning.
-func findCredentials(files []credentialFile, registry, fallbackRegistry string, logger *log.Entry) registryCredentials {
+// A host file's credential helper serves the registries it names
+// (credentialFileContent.lookup); a helper that fails is an error.
+func findCredentials(ctx context.Context, files []credentialFile, registry, fallbackRegistry string, helper credentialHelper, logger *log.Entry) (registryCredentials, error) {
 	for _, file := range files {
-		configs, ok := loadCredentialFile(file, logger)
+		content, ok := loadCredentialFile(file, logger)
 		if !ok {
 			continue
 		}
-		if key, ok := matchCredentialKey(configs, registry); ok {
-			return chosenCredentials(configs[key], registry, file.path, key, false)
+		creds, err := content.lookup(ctx, file, registry, registry, helper, logger)
+		if err != nil || creds.found {
+			return creds, err
 		}
 		if fallbackRegistry == "" || canonicalRegistry(fallbackRegistry) == canonicalRegistry(registry) {
 			continue
 		}
-		if key, ok := matchCredentialKey(configs, fallbackRegistry); ok {
-			return chosenCredentials(configs[key], registry, file.path, key, true)
+		creds, err = content.lookup(ctx, file, registry, fallbackRegistry, helper, logger)
+		if err != nil || creds.found {
+			creds.viaFallback = creds.found
+			return creds, err
 		}
 	}
-	return registryCredentials{}
+	return registryCredentials{}, nil
 }
 
 // credentialsFor finds the credentials for registry and says in the log
 // which it chose, or that the pull will be anonymous.
-func credentialsFor(registry string, files []credentialFile, fallbackRegistry string, logger *log.Entry) registryCredentials {
-	creds := findCredentials(files, registry, fallbackRegistry, logger)
+func credentialsFor(ctx context.Context, registry string, files []credentialFile, fallbackRegistry string, helper credentialHelper, logger *log.Entry) (registryCredentials, error) {
+	creds, err := findCredentials(ctx, files, registry, fallbackRegistry, helper, logger)
+	if err != nil {
+		logger.WithError(err).Error("cannot get the credentials for the registry")
+		return creds, err
+	}
 	chosen := logger.WithFields(log.Fields{"credentials": creds.describe(), "username": creds.auth.Username})
 	switch {
 	case creds.viaFallback:
@@ -283,7 +301,7 @@ func credentialsFor(registry string, files []credentialFile, fallbackRegistry st
 	default:
 		logger.Warnf("no Docker credentials for registry %s in the task sandbox or the host's Docker config; pulling anonymously", registry)
 	}
-	return creds
+	return creds, nil
 }
 
 func chosenCredentials(auth docker.AuthConfiguration, registry, path, key string, viaFallback bool) registryCredentials {
@@ -293,9 +311,96 @@ func chosenCredentials(auth docker.AuthConfiguration, registry, path, key string
 	return registryCredentials{auth: auth, found: true, file: path, key: key, viaFallback: viaFallback}
 }
 
+// credentialFileContent is what one Docker config file holds: inline
+// entries and, in config.json, the credential helpers it names.
+type credentialFileContent struct {
+	auths map[string]docker.AuthConfiguration
+	// credsStore is the helper for every registry without a credHelpers
+	// entry; credHelpers maps registries to helpers.
+	credsStore  string
+	credHelpers map[string]string
+}
+
+// helperFor names the helper that serves registry, as the docker CLI
+// chooses it: the credHelpers entry for the registry (spelt exactly, else
+// the first in sorted order of the keys naming the same registry), else
+// credsStore. source says which setting named it. A credHelpers entry
+// naming no helper ("") means the file's inline entry, as for the CLI.
+func (c credentialFileContent) helperFor(registry string) (name, source string, ok bool) {
+	if len(c.credHelpers) > 0 {
+		want := canonicalRegistry(registry)
+		key, found := registry, false
+		if _, found = c.credHelpers[registry]; !found {
+			var keys []string
+			for candidate := range c.credHelpers {
+				if canonicalRegistry(candidate) == want {
+					keys = append(keys, candidate)
+				}
+			}
+			if found = len(keys) > 0; found {
+				slices.Sort(keys)
+				key = keys[0]
+			}
+		}
+		if found {
+			name := c.credHelpers[key]
+			return name, "credHelpers", name != ""
+		}
+	}
+	if c.credsStore != "" {
+		return c.credsStore, "credsStore", true
+	}
+	return "", "", false
+}
+
+// helperServerURL is the server URL a helper is asked about, as the docker
+// CLI asks it: Docker Hub's legacy key, else the registry's host[:port].
+func helperServerURL(registry string) string {
+	if host := canonicalRegistry(registry); host != hubRegistry {
+		return host
+	}
+	return hubKey
+}
+
+// lookup finds in one file the credentials for target (the registry
+// pulled from, or the fallback), to be sent to registry. As with the docker
+// CLI, a helper that serves target is the file's only word on it: its
+// inline entry is not used, even when the helper has none.
+func (c credentialFileContent) lookup(ctx context.Context, file credentialFile, registry, target string, helper credentialHelper, logger *log.Entry) (registryCredentials, error) {
+	name, source, ok := c.helperFor(target)
+	if !ok {
+		key, found := matchCredentialKey(c.auths, target)
+		if !found {
+			return registryCredentials{}, nil
+		}
+		return chosenCredentials(c.auths[key], registry, file.path, key, false), nil
+	}
+	program := helperProgramPrefix + name
+	answer, err := helper.get(ctx, name, helperServerURL(target))
+	if err != nil {
+		return registryCredentials{}, fmt.Errorf("cannot get the credentials for registry %s from the credential helper %s (named by %s in %s): %w",
+			canonicalRegistry(target), program, source, file.path, err)
+	}
+	if !answer.found {
+		logger.WithFields(log.Fields{"helper": program, "credentials_file": file.path}).
+			Infof("the credential helper has no credentials for %s", canonicalRegistry(target))
+		return registryCredentials{}, nil
+	}
+	auth := docker.AuthConfiguration{Username: answer.username, Password: answer.secret}
+	if answer.username == identityTokenUsername {
+		auth = docker.AuthConfiguration{IdentityToken: answer.secret}
+	}
+	creds := chosenCredentials(auth, registry, file.path, "", false)
+	creds.helper, creds.helperSource = program, source
+	return creds, nil
+}
+
 // loadCredentialFile parses one Docker config file with go-dockerclient,
-// which reads both config.json ({"auths": …}) and the legacy .dockercfg.
-func loadCredentialFile(file credentialFile, logger *log.Entry) (map[string]docker.AuthConfiguration, bool) {
+// which reads both config.json ({"auths": …}) and the legacy .dockercfg,
+// and reads the credential helpers a host file names. A task's file may
+// not name a helper: that would make the host run a program of the task's
+// choice.
+func loadCredentialFile(file credentialFile, logger *log.Entry) (credentialFileContent, bool) {
 	logger = logger.WithField("credentials_file", file.path)
 	var data []byte
 	var err error
@@ -306,31 +411,36 @@ func loadCredentialFile(file credentialFile, logger *log.Entry) (map[string]dock
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		logger.Debug("no Docker credentials file here")
-		return nil, false
+		return credentialFileContent{}, false
 	}
 	if err != nil {
 		logger.WithError(err).Warn("cannot read the Docker credentials file; ignoring it")
-		return nil, false
+		return credentialFileContent{}, false
 	}
-	usesHelpers := warnAboutCredentialHelpers(data, logger)
+	var content credentialFileContent
+	usesHelpers := readCredentialHelpers(data, &content)
+	if usesHelpers && file.sandbox != "" {
+		logger.WithFields(log.Fields{"credsStore": content.credsStore, "credHelpers": len(content.credHelpers)}).
+			Warn("the task's Docker credentials file names credential helpers; ignored: only the host's Docker config may make the executor run a program. Only its inline \"auths\" entries are used")
+		content.credsStore, content.credHelpers = "", nil
+	}
 	auths, err := docker.NewAuthConfigurations(bytes.NewReader(data))
 	if err != nil && usesHelpers {
-		// A file with only helpers and no inline entry fails to parse;
-		// the warning about the helpers already says all there is to say.
+		// A file with only helpers and no inline entry fails to parse.
 		logger.WithError(err).Debug("no inline credentials in the Docker credentials file")
-		return nil, false
+		return content, file.sandbox == ""
 	}
 	if err != nil {
 		logger.WithError(err).Warn("cannot parse the Docker credentials file (want config.json or .dockercfg format); ignoring it")
-		return nil, false
+		return credentialFileContent{}, false
 	}
-	return auths.Configs, true
+	content.auths = auths.Configs
+	return content, true
 }
 
-// warnAboutCredentialHelpers says when a file delegates credentials to
-// helper programs: the executor does not run them, so those registries get
-// no credentials from this file. It reports whether the file uses helpers.
-func warnAboutCredentialHelpers(data []byte, logger *log.Entry) bool {
+// readCredentialHelpers reads the credsStore and credHelpers of a
+// config.json into content, and reports whether it names any.
+func readCredentialHelpers(data []byte, content *credentialFileContent) bool {
 	var helpers struct {
 		CredsStore  string            `json:"credsStore"`
 		CredHelpers map[string]string `json:"credHelpers"`
@@ -338,7 +448,6 @@ func warnAboutCredentialHelpers(data []byte, logger *log.Entry) bool {
 	if json.Unmarshal(data, &helpers) != nil || (helpers.CredsStore == "" && len(helpers.CredHelpers) == 0) {
 		return false
 	}
-	logger.WithFields(log.Fields{"credsStore": helpers.CredsStore, "credHelpers": len(helpers.CredHelpers)}).
-		Warn("the Docker credentials file uses credential helpers, which the executor does not run; only its inline \"auths\" entries are used")
+	content.credsStore, content.credHelpers = helpers.CredsStore, helpers.CredHelpers
 	return true
 }

@@ -203,8 +203,8 @@ func TestFindCredentialsPrecedence(t *testing.T) {
 		{name: "entry without a colon is skipped with a warning", files: []file{
 			{"sandbox/.dockercfg", legacyDockercfg(pair(registry, `{"auth": "`+base64.StdEncoding.EncodeToString([]byte("nocolon"))+`"}`))}},
 			fallback: hubKey, wantWarning: "cannot parse"},
-		{name: "credential helpers are reported and ignored", files: []file{
-			{"home/.docker/config.json", `{"auths": {}, "credsStore": "desktop", "credHelpers": {"` + registry + `": "ecr-login"}}`}},
+		{name: "credential helpers of the task's file are reported and ignored", files: []file{
+			{"sandbox/.docker/config.json", `{"auths": {}, "credsStore": "desktop", "credHelpers": {"` + registry + `": "ecr-login"}}`}},
 			fallback: hubKey, wantWarning: "credential helpers"},
 	}
 	for _, tc := range cases {
@@ -215,7 +215,7 @@ func TestFindCredentialsPrecedence(t *testing.T) {
 			}
 			logger, hook := logtest.NewNullLogger()
 			files := credentialFiles(filepath.Join(dir, "sandbox"), hostDockerLocation{home: filepath.Join(dir, "home")})
-			got := findCredentials(files, registry, tc.fallback, log.NewEntry(logger))
+			got := findInlineCredentials(t, files, registry, tc.fallback, log.NewEntry(logger))
 			if got.found != (tc.wantUser != "") || got.auth.Username != tc.wantUser {
 				t.Fatalf("found %v user %q (%s), want user %q", got.found, got.auth.Username, got.describe(), tc.wantUser)
 			}
@@ -254,7 +254,7 @@ func TestFindCredentialsForDockerHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := findCredentials(files, registry, "registry.local:5000", log.NewEntry(logger))
+	got := findInlineCredentials(t, files, registry, "registry.local:5000", log.NewEntry(logger))
 	if got.auth.Username != "hub" || got.viaFallback {
 		t.Fatalf("a Docker Hub image got %s (user %q), want the Hub entry", got.describe(), got.auth.Username)
 	}
@@ -265,7 +265,7 @@ func TestIdentityTokenEntry(t *testing.T) {
 	path := filepath.Join(dir, "config.json")
 	writeFile(t, path, configJSON(pair("registry.local", `{"auth": "`+base64.StdEncoding.EncodeToString([]byte("<token>:"))+`", "identitytoken": "tok-123456"}`)))
 	logger, _ := logtest.NewNullLogger()
-	got := findCredentials([]credentialFile{{path: path, scope: "host"}}, "registry.local", hubKey, log.NewEntry(logger))
+	got := findInlineCredentials(t, []credentialFile{{path: path, scope: "host"}}, "registry.local", hubKey, log.NewEntry(logger))
 	if !got.found || got.auth.IdentityToken != "tok-123456" || got.auth.Password != "" {
 		t.Fatalf("identity token entry read as %+v", got.auth)
 	}
@@ -376,7 +376,7 @@ func TestSandboxCredentialSymlinkRefused(t *testing.T) {
 			// The host's own files are elsewhere: only a followed link
 			// could find the host entry.
 			files := credentialFiles(sandbox, hostDockerLocation{configDir: filepath.Join(dir, "operator-docker-config")})
-			got := findCredentials(files, registry, "", log.NewEntry(logger))
+			got := findInlineCredentials(t, files, registry, "", log.NewEntry(logger))
 			if got.found {
 				t.Fatalf("credentials found through a symbolic link: %s (user %q)", got.describe(), got.auth.Username)
 			}
@@ -396,7 +396,7 @@ func TestSandboxCredentialSymlinkRefused(t *testing.T) {
 		sandbox := t.TempDir()
 		writeFile(t, filepath.Join(sandbox, ".docker", "config.json"), configJSON(pair(registry, authEntry("task", "pw-task"))))
 		logger, _ := logtest.NewNullLogger()
-		got := findCredentials(credentialFiles(sandbox, hostDockerLocation{configDir: t.TempDir()}), registry, "", log.NewEntry(logger))
+		got := findInlineCredentials(t, credentialFiles(sandbox, hostDockerLocation{configDir: t.TempDir()}), registry, "", log.NewEntry(logger))
 		if got.auth.Username != "task" {
 			t.Fatalf("the sandbox's own file was not used: %s", got.describe())
 		}

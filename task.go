@@ -357,7 +357,11 @@ func (t *taskRunner) ensureImage(ctx context.Context, present bool, logger *log.
 	logger = logger.WithField("registry", registry)
 	settings := t.deps.settings
 	files := credentialFiles(t.deps.mesos.Sandbox, t.deps.env.hostDockerConfig())
-	creds := credentialsFor(registry, files, settings.credentialFallback(), logger)
+	helpers := newHelperRunner(settings.RegistryHelperSettings, t.deps.env, logger)
+	creds, err := credentialsFor(ctx, registry, files, settings.credentialFallback(), helpers, logger)
+	if err != nil {
+		return err
+	}
 	pull := &imagePull{
 		image:    image,
 		registry: registry,
