@@ -22,6 +22,11 @@ readonly installed_binary=/opt/mesos/sidecar-executor
 readonly state_dir=/var/lib/sidecar-executor
 
 umask 022
+# Commands are found in the system's directories only: the inherited PATH is
+# the task author's, and could name the sandbox (a relative entry is
+# relative to it), where the container writes.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
 
 say() {
 	printf '%s executor.sh: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2

@@ -229,6 +229,32 @@ func TestExecutorShIgnoresPathsFromTheEnvironment(t *testing.T) {
 	}
 }
 
+// The task's PATH could name the sandbox, where the container writes:
+// executor.sh runs its commands, and the executor, with the system's PATH.
+func TestExecutorShIgnoresTheTasksPATH(t *testing.T) {
+	t.Parallel()
+	agent := newAgent(t, mesostest.Config{})
+	marker := filepath.Join(t.TempDir(), "tool-ran")
+	authorTools := t.TempDir()
+	for _, tool := range []string{"date", "sha256sum", "cut", "cp", "mv", "mkdir", "rm", "chmod", "od", "tr"} {
+		script := "#!/bin/sh\ntouch " + marker + "\nexit 1\n"
+		if err := os.WriteFile(filepath.Join(authorTools, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	installed := fakeExecutor(t, `echo "installed executor ran with PATH=$PATH"`)
+	proc := startWrapper(t, agent, testWrapper(t, installed), "PATH="+authorTools+":"+os.Getenv("PATH"))
+	if code := proc.waitExit(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, proc.output())
+	}
+	if !strings.Contains(proc.stdout.String(), "installed executor ran with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n") {
+		t.Fatalf("the executor did not run with the system's PATH:\n%s", proc.output())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("executor.sh ran a command found through the task's PATH")
+	}
+}
+
 // executorChild finds the executor process that executor.sh started.
 func executorChild(t *testing.T, wrapperPID int) int {
 	t.Helper()
