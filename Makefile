@@ -11,6 +11,10 @@ DEMO_ARGS   := -timeout 8s -timeout-ok examples/web-server.json
 TEST_IMAGE  := sidecar-executor/busybox:1.35
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -race -count=1 -timeout 20m
+# The version the binary reports (sidecar-executor version, its first log
+# line): git describe of the tree, "dev" outside a git checkout.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets, as package:target. make fuzz runs each for FUZZTIME; make
 # test runs each briefly so that regressions show.
@@ -19,12 +23,18 @@ FUZZ_TARGETS := .:FuzzBuildContainerSpec .:FuzzSplitShellCommand .:FuzzLookupSer
 	.:FuzzRedactSecretsIn
 FUZZTIME ?= 60s
 
-.PHONY: all build mesos-local demo test test-image bench lint vet clean fuzz
+.PHONY: all build dist mesos-local demo test test-image bench lint vet clean fuzz
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BINARY) .
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BINARY) .
+
+# The release operators install: dist/sidecar-executor-$(VERSION)-linux-amd64.tar.gz
+# with the static binary, executor.sh, a sample operator file, README and
+# SECURITY (scripts/dist.sh).
+dist:
+	GO=$(GO) bash scripts/dist.sh '$(VERSION)'
 
 # The local agent: runs one task through the executor without a cluster.
 mesos-local:
@@ -69,7 +79,7 @@ bench: test-image
 	$(GO) run ./bench -gobench bin/gobench.txt -samples bin/bench-samples.json -out BENCHMARKS.md $(BENCH_FLAGS)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 	-docker ps -aq --filter label=sidecar-executor.test | xargs -r docker rm -f
 	-docker ps -aq --filter label=sidecar-executor.bench | xargs -r docker rm -f
 	-docker ps -aq --filter label=sidecar-executor-bench | xargs -r docker rm -f

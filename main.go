@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,6 +17,10 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
 		os.Exit(cleanupOrphan())
+	}
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println(currentBuild())
+		os.Exit(exitOK)
 	}
 	ensureTitleRoom()
 	os.Exit(run())
@@ -107,6 +112,7 @@ func run() int {
 	settingsEnv, operatorErr := loadSettingsEnv(operatorEnvPath())
 	configureLogging(settingsEnv.getenv)
 	logger := log.WithField("executor_id", os.Getenv("MESOS_EXECUTOR_ID"))
+	logger.WithFields(currentBuild().fields()).Info("sidecar-executor starting")
 
 	mesosCfg, err := config.FromEnv()
 	if err != nil {
@@ -120,7 +126,7 @@ func run() int {
 	scrubVaultEnvironment()
 	settingsEnv.applyDockerDaemonSettings()
 
-	logger.WithField("env", executorEnvForLog(os.Environ())).Info("sidecar-executor starting")
+	logger.WithField("env", executorEnvForLog(os.Environ())).Info("executor environment")
 	settings, settingsErr := (*Config)(nil), operatorErr
 	if operatorErr == nil {
 		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "variables": len(settingsEnv.operator)}).Info("operator settings read")
