@@ -9,9 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
 // helperDir is a new directory holding one helper script, name, whose body
@@ -137,5 +141,37 @@ echo '{"Username":"`+registryUser+`","Secret":"`+f.password+`"}'`)
 	proc.waitExit(t, 10*time.Second)
 	if fileExists(marker) {
 		t.Fatal("the host ran a credential helper found through the task's PATH")
+	}
+}
+
+// A KILL while the helper runs ends the launch at once and the helper with
+// it.
+func TestKillWhileTheCredentialHelperRuns(t *testing.T) {
+	t.Parallel()
+	f := newRegistryFixture(t)
+	image := f.publish(t, "team/app:1", "one")
+	started := filepath.Join(t.TempDir(), "helper-pid")
+	_, helperPath := helperDir(t, "slow", "echo $$ > "+started+".tmp; mv "+started+".tmp "+started+"; exec sleep 600")
+
+	agent, task, proc := launchPull(t, image, markerCheck("one"), t.TempDir(), f.homeWithHelper(t, "slow"), nil,
+		helperPath, "EXECUTOR_REGISTRY_HELPER_TIMEOUT=10m")
+	eventually(t, 60*time.Second, "the helper to start", func() bool { return fileExists(started) })
+	mustKill(t, agent, task.TaskID.Value, nil)
+	final := waitTerminal(t, agent, task.TaskID.Value, 30*time.Second)
+	if final.GetState() != mesos.TASK_KILLED || final.GetReason() != mesos.REASON_TASK_KILLED_DURING_LAUNCH {
+		t.Fatalf("final %s/%s %q, want TASK_KILLED/REASON_TASK_KILLED_DURING_LAUNCH", final.GetState(), final.GetReason(), final.GetMessage())
+	}
+	proc.waitExit(t, 30*time.Second)
+	assertNoContainer(t, task.TaskID.Value)
+	data, err := os.ReadFile(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("the helper (pid %d) still runs after the executor exited", pid)
 	}
 }
