@@ -68,7 +68,7 @@ func canonicalRegistry(name string) string {
 // registry: the key spelled exactly as Docker spells it ("host:port", or
 // hubKey for Docker Hub) if present, else the first, in sorted order, of
 // the keys that normalise to the same registry.
-func matchCredentialKey(configs map[string]docker.AuthConfiguration, registry string) (string, bool) {
+func matchCredentialKey[V any](configs map[string]V, registry string) (string, bool) {
 	want := canonicalRegistry(registry)
 	exact := registry
 	if want == hubRegistry {
@@ -322,30 +322,14 @@ type credentialFileContent struct {
 }
 
 // helperFor names the helper that serves registry, as the docker CLI
-// chooses it: the credHelpers entry for the registry (spelt exactly, else
-// the first in sorted order of the keys naming the same registry), else
+// chooses it: the credHelpers entry for the registry (matched as inline
+// entries are, by matchCredentialKey), else
 // credsStore. source says which setting named it. A credHelpers entry
 // naming no helper ("") means the file's inline entry, as for the CLI.
 func (c credentialFileContent) helperFor(registry string) (name, source string, ok bool) {
-	if len(c.credHelpers) > 0 {
-		want := canonicalRegistry(registry)
-		key, found := registry, false
-		if _, found = c.credHelpers[registry]; !found {
-			var keys []string
-			for candidate := range c.credHelpers {
-				if canonicalRegistry(candidate) == want {
-					keys = append(keys, candidate)
-				}
-			}
-			if found = len(keys) > 0; found {
-				slices.Sort(keys)
-				key = keys[0]
-			}
-		}
-		if found {
-			name := c.credHelpers[key]
-			return name, "credHelpers", name != ""
-		}
+	if key, found := matchCredentialKey(c.credHelpers, registry); found {
+		name := c.credHelpers[key]
+		return name, "credHelpers", name != ""
 	}
 	if c.credsStore != "" {
 		return c.credsStore, "credsStore", true
