@@ -5,7 +5,7 @@
 # static binary (version stamped), executor.sh, environment.sample (the
 # operator's file with every setting commented at its default), README.md
 # and SECURITY.md. The archive's owners, order and times are fixed, so the
-# same commit gives the same tarball.
+# same commit built with the same Go gives the same tarball.
 #
 # Usage: scripts/dist.sh VERSION   (GOOS, GOARCH default to linux, amd64)
 set -euo pipefail
