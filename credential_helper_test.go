@@ -295,9 +295,9 @@ echo $! > `+pids+`.tmp
 echo $$ >> `+pids+`.tmp
 mv `+pids+`.tmp `+pids+`
 wait`)
-	runner := testHelperRunner(dir, 500*time.Millisecond)
+	runner := testHelperRunner(dir, 2*time.Second)
 	_, err := runner.get(context.Background(), "hang", "registry.local")
-	if err == nil || !strings.Contains(err.Error(), "did not answer within 500ms (EXECUTOR_REGISTRY_HELPER_TIMEOUT); it was killed") {
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 2s (EXECUTOR_REGISTRY_HELPER_TIMEOUT); it was killed") {
 		t.Fatalf("error %v, want a timeout naming the setting", err)
 	}
 	data, readErr := os.ReadFile(pids)
