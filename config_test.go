@@ -52,6 +52,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
+		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -89,6 +90,13 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT": "45s",
 		"EXECUTOR_DEBUG":                      "true",
 		"EXECUTOR_LOG_FORMAT":                 "json",
+		"EXECUTOR_RELAY_SYSLOG":               "true",
+		"EXECUTOR_RELAY_SYSLOG_STARTUP_ONLY":  "true",
+		"EXECUTOR_RELAY_SYSLOG_STARTUP_TIME":  "30s",
+		"EXECUTOR_SYSLOG_ADDR":                "logs.local:5514",
+		"EXECUTOR_CONTAINER_LOGS_STDOUT":      "true",
+		"EXECUTOR_SEND_DOCKER_LABELS":         "ServiceName,team",
+		"EXECUTOR_LOG_HOSTNAME":               "agent-7",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -106,6 +114,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
+		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
+			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)
