@@ -81,10 +81,9 @@ func withoutTimestamp(t *testing.T, datagram string, from, to time.Time) string 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, offset := at.Zone(); true {
-		if _, localOffset := at.In(time.Local).Zone(); offset != localOffset {
-			t.Errorf("Timestamp %s is not in the local zone", match[1])
-		}
+	_, offset := at.Zone()
+	if _, localOffset := at.In(time.Local).Zone(); offset != localOffset {
+		t.Errorf("Timestamp %s is not in the local zone", match[1])
 	}
 	if at.Before(from.Truncate(time.Second)) || at.After(to) {
 		t.Errorf("Timestamp %s outside [%s, %s]", match[1], from, to)
