@@ -51,6 +51,24 @@ type RelaySettings struct {
 	SendDockerLabels string `envconfig:"SEND_DOCKER_LABELS"`
 	// LogHostname is the Hostname field; empty means the OS hostname.
 	LogHostname string `envconfig:"LOG_HOSTNAME"`
+	// AllowedSyslogAddrs, when set, are the only SYSLOG_ADDR values the
+	// relay sends to (comma list of host:port as written). Operator-only
+	// through its EXECUTOR_ALLOWED_ prefix: the operator's way to keep
+	// tasks from aiming the host's datagrams elsewhere.
+	AllowedSyslogAddrs string `envconfig:"ALLOWED_SYSLOG_ADDRS"`
+}
+
+// addrAllowed reports whether the operator lets the relay send to addr.
+func (r RelaySettings) addrAllowed(addr string) bool {
+	if strings.TrimSpace(r.AllowedSyslogAddrs) == "" {
+		return true
+	}
+	for _, allowed := range strings.Split(r.AllowedSyslogAddrs, ",") {
+		if strings.TrimSpace(allowed) == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // relayEnabled reports whether the relay runs: either flag turns it on.
@@ -91,7 +109,7 @@ const (
 	relayWriteTimeout = time.Second
 	// relayCloseTimeout is how long the end of the stream waits for the
 	// queue to drain before the rest is dropped.
-	relayCloseTimeout = 2 * time.Second
+	relayCloseTimeout = 500 * time.Millisecond
 	// relayReportInterval is how often losses are reported while the task
 	// runs.
 	relayReportInterval = time.Minute
@@ -171,6 +189,11 @@ func startLogRelay(settings RelaySettings, opts relayOptions) *logRelay {
 	if !settings.relayEnabled() {
 		return nil
 	}
+	if !settings.addrAllowed(settings.SyslogAddr) {
+		logger.WithFields(log.Fields{"syslog_addr": settings.SyslogAddr, "allowed": settings.AllowedSyslogAddrs}).
+			Error("log relay off: EXECUTOR_SYSLOG_ADDR is not among the operator's EXECUTOR_ALLOWED_SYSLOG_ADDRS; the task runs without it")
+		return nil
+	}
 	hostname := settings.LogHostname
 	if hostname == "" {
 		hostname, _ = os.Hostname()
@@ -205,6 +228,32 @@ func startLogRelay(settings RelaySettings, opts relayOptions) *logRelay {
 	r.queueEntry(relayEntry{at: r.started, line: []byte(fmt.Sprintf("sidecar-executor starting log pump for '%s'", shortID(opts.containerID)))})
 	go r.send()
 	return r
+}
+
+// logRelaySinks returns the log relay of the task's started container as
+// a sink of its output, when the settings ask for one. The labels offered
+// to SEND_DOCKER_LABELS are those the container carries (its `label`
+// parameters and the owner labels), not TaskInfo.labels, as upstream; the
+// values the container got from Vault are masked in relayed lines.
+func (t *taskRunner) logRelaySinks(containerID string, logger *log.Entry) []containerLineSink {
+	if t.deps.settings == nil || t.spec == nil {
+		return nil
+	}
+	opts := relayOptions{containerID: containerID, logger: logger}
+	if config := t.spec.Options.Config; config != nil {
+		opts.labels = config.Labels
+		for _, kv := range config.Env {
+			name, value, _ := strings.Cut(kv, "=")
+			if slices.Contains(t.fromVault, name) {
+				opts.secrets = append(opts.secrets, value)
+			}
+		}
+	}
+	relay := startLogRelay(t.deps.settings.RelaySettings, opts)
+	if relay == nil {
+		return nil
+	}
+	return []containerLineSink{relay}
 }
 
 func dialUDP(ctx context.Context, addr string) (datagramConn, error) {

@@ -185,6 +185,35 @@ func TestRelaySettings(t *testing.T) {
 	}
 }
 
+// TestRelayAddressAllowList: only the operator's file sets
+// EXECUTOR_ALLOWED_SYSLOG_ADDRS, and an address outside it turns the relay
+// off with a log line.
+func TestRelayAddressAllowList(t *testing.T) {
+	if !isOperatorOnly("EXECUTOR_ALLOWED_SYSLOG_ADDRS") {
+		t.Fatal("EXECUTOR_ALLOWED_SYSLOG_ADDRS must be operator-only")
+	}
+	cfg := mustLoadConfig(t, testSettingsEnv(map[string]string{"EXECUTOR_ALLOWED_SYSLOG_ADDRS": "logs.local:514, 127.0.0.1:514"},
+		"EXECUTOR_ALLOWED_SYSLOG_ADDRS=", "EXECUTOR_RELAY_SYSLOG=true", "EXECUTOR_SYSLOG_ADDR=10.0.0.9:9999"))
+	if cfg.AllowedSyslogAddrs != "logs.local:514, 127.0.0.1:514" {
+		t.Fatalf("allow list %q", cfg.AllowedSyslogAddrs)
+	}
+	logger, logs := relayLogger()
+	if startLogRelay(cfg.RelaySettings, relayOptions{containerID: "c1", logger: logger}) != nil {
+		t.Error("a relay was started to an address outside the allow list")
+	}
+	if !strings.Contains(logs.String(), "log relay off: EXECUTOR_SYSLOG_ADDR is not among the operator's EXECUTOR_ALLOWED_SYSLOG_ADDRS") {
+		t.Errorf("no log line: %s", logs)
+	}
+	for addr, want := range map[string]bool{"logs.local:514": true, "127.0.0.1:514": true, "127.0.0.1:5140": false} {
+		if got := cfg.addrAllowed(addr); got != want {
+			t.Errorf("addrAllowed(%s) = %v", addr, got)
+		}
+	}
+	if !(RelaySettings{}).addrAllowed("anywhere:1") {
+		t.Error("without an allow list every address is allowed, as upstream")
+	}
+}
+
 // blockingConn is a datagramConn whose writes wait until release is closed.
 type blockingConn struct {
 	release     chan struct{}
