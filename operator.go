@@ -186,7 +186,7 @@ const (
 // user database instead (hostDockerConfig).
 var (
 	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_"}
-	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME"}, dockerDaemonSettings...)
+	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME", settingLogMaxSize, settingLogRotateKeep}, dockerDaemonSettings...)
 )
 
 // dockerDaemonSettings choose the Docker daemon the executor drives, the
