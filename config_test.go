@@ -52,7 +52,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
-		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514"},
+		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514", SyslogFormat: "json"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -97,6 +97,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_CONTAINER_LOGS_STDOUT":      "true",
 		"EXECUTOR_SEND_DOCKER_LABELS":         "ServiceName,team",
 		"EXECUTOR_LOG_HOSTNAME":               "agent-7",
+		"EXECUTOR_SYSLOG_FORMAT":              "rfc5424",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -115,7 +116,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
 		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
-			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7"},
+			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

@@ -51,6 +51,9 @@ type RelaySettings struct {
 	SendDockerLabels string `envconfig:"SEND_DOCKER_LABELS"`
 	// LogHostname is the Hostname field; empty means the OS hostname.
 	LogHostname string `envconfig:"LOG_HOSTNAME"`
+	// SyslogFormat is the datagrams' format: "json", upstream's, or
+	// "rfc5424", syslog messages for syslog daemons (not upstream).
+	SyslogFormat string `envconfig:"SYSLOG_FORMAT" default:"json"`
 	// AllowedSyslogAddrs, when set, are the only SYSLOG_ADDR values the
 	// relay sends to (comma list of host:port as written). Operator-only
 	// through its EXECUTOR_ALLOWED_ prefix: the operator's way to keep
@@ -92,11 +95,21 @@ func (r RelaySettings) labelNames() []string {
 // address that does not resolve is not a setting error: the relay is best
 // effort, so it is turned off with a log line and the task runs.
 func (r RelaySettings) problems() []string {
+	var problems []string
 	if r.RelaySyslogStartupTime <= 0 {
-		return []string{fmt.Sprintf("%s_RELAY_SYSLOG_STARTUP_TIME must be greater than zero (got %s)", envPrefix, r.RelaySyslogStartupTime)}
+		problems = append(problems, fmt.Sprintf("%s_RELAY_SYSLOG_STARTUP_TIME must be greater than zero (got %s)", envPrefix, r.RelaySyslogStartupTime))
 	}
-	return nil
+	if r.SyslogFormat != relayFormatJSON && r.SyslogFormat != relayFormatRFC5424 {
+		problems = append(problems, fmt.Sprintf("%s_SYSLOG_FORMAT must be %q or %q (got %q)", envPrefix, relayFormatJSON, relayFormatRFC5424, r.SyslogFormat))
+	}
+	return problems
 }
+
+// The datagram formats of EXECUTOR_SYSLOG_FORMAT.
+const (
+	relayFormatJSON    = "json"
+	relayFormatRFC5424 = "rfc5424"
+)
 
 const (
 	// relayQueueEntries and relayQueueBytes bound the lines waiting for the
@@ -137,7 +150,9 @@ type relayEntry struct {
 type logRelay struct {
 	addr        string
 	containerID string
+	taskID      string
 	hostname    string
+	rfc5424     bool
 	// fields are the label fields of every datagram, clashes renamed.
 	fields map[string]string
 	// secrets are masked in every relayed line.
@@ -169,6 +184,8 @@ type logRelay struct {
 // relayOptions is what a relay needs besides the settings.
 type relayOptions struct {
 	containerID string
+	// taskID is the APP-NAME of RFC 5424 messages.
+	taskID string
 	// labels are the container's Docker labels: its `label` parameters and
 	// the executor's owner labels.
 	labels map[string]string
@@ -205,7 +222,9 @@ func startLogRelay(settings RelaySettings, opts relayOptions) *logRelay {
 	r := &logRelay{
 		addr:        settings.SyslogAddr,
 		containerID: opts.containerID,
+		taskID:      opts.taskID,
 		hostname:    hostname,
+		rfc5424:     settings.SyslogFormat == relayFormatRFC5424,
 		fields:      relayLabelFields(settings.labelNames(), opts.labels),
 		started:     time.Now(),
 		logger:      logger.WithField("syslog_addr", settings.SyslogAddr),
@@ -219,7 +238,7 @@ func startLogRelay(settings RelaySettings, opts relayOptions) *logRelay {
 			r.secrets = append(r.secrets, []byte(secret))
 		}
 	}
-	fields := log.Fields{"labels": strings.Join(keysOf(r.fields), " ")}
+	fields := log.Fields{"labels": strings.Join(keysOf(r.fields), " "), "format": settings.SyslogFormat}
 	if settings.RelaySyslogStartupOnly {
 		r.windowEnd = settings.RelaySyslogStartupTime
 		fields["startup_window"] = settings.RelaySyslogStartupTime.String()
@@ -239,7 +258,7 @@ func (t *taskRunner) logRelaySinks(containerID string, logger *log.Entry) []cont
 	if t.deps.settings == nil || t.spec == nil {
 		return nil
 	}
-	opts := relayOptions{containerID: containerID, logger: logger}
+	opts := relayOptions{containerID: containerID, taskID: t.info.TaskID.Value, logger: logger}
 	if config := t.spec.Options.Config; config != nil {
 		opts.labels = config.Labels
 		for _, kv := range config.Env {
@@ -461,6 +480,10 @@ func (r *logRelay) encode(buf *bytes.Buffer, entry relayEntry) {
 			line = bytes.ReplaceAll(line, secret, []byte(redactedValue))
 		}
 	}
+	if r.rfc5424 {
+		r.encodeRFC5424(buf, entry, line)
+		return
+	}
 	object := make(map[string]string, len(r.fields)+5)
 	for key, value := range r.fields {
 		object[key] = value
@@ -483,4 +506,44 @@ func relayLevel(stream logStream, line []byte) string {
 		return "error"
 	}
 	return "info"
+}
+
+// encodeRFC5424 writes one syslog message (RFC 5424, over UDP as RFC 5426
+// sends it: no trailer): facility user, severity informational or error as
+// Level, the timestamp in microseconds, the relay's hostname, the task ID
+// as APP-NAME, the short container ID as PROCID, the stream as MSGID, no
+// structured data (the labels travel in the JSON format only: an SD-ID
+// needs an IANA enterprise number this project does not have), and the
+// line as MSG.
+func (r *logRelay) encodeRFC5424(buf *bytes.Buffer, entry relayEntry, line []byte) {
+	priority := 1*8 + 6
+	if relayLevel(entry.stream, line) == "error" {
+		priority = 1*8 + 3
+	}
+	msgID := "-"
+	if entry.stream != 0 {
+		msgID = entry.stream.String()
+	}
+	fmt.Fprintf(buf, "<%d>1 %s %s %s %s %s - ", priority, entry.at.Format("2006-01-02T15:04:05.000000Z07:00"),
+		syslogHeaderField(r.hostname, 255), syslogHeaderField(r.taskID, 48), syslogHeaderField(shortID(r.containerID), 128), msgID)
+	buf.Write(line)
+}
+
+// syslogHeaderField makes value a valid RFC 5424 header field: printable
+// US-ASCII without spaces (others become _), at most max bytes, "-" when
+// empty.
+func syslogHeaderField(value string, max int) string {
+	if value == "" {
+		return "-"
+	}
+	field := []byte(value)
+	if len(field) > max {
+		field = field[:max]
+	}
+	for i, c := range field {
+		if c < 33 || c > 126 {
+			field[i] = '_'
+		}
+	}
+	return string(field)
 }

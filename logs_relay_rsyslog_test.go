@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +63,51 @@ func TestRelayOutlivesRsyslog(t *testing.T) {
 	}
 	if strings.Contains(out, "secret-ish") {
 		t.Errorf("a line reached the executor's log: %s", out)
+	}
+}
+
+// TestRelayRFC5424ThroughRsyslog: with EXECUTOR_SYSLOG_FORMAT=rfc5424 the
+// datagrams are syslog messages rsyslogd parses field by field.
+func TestRelayRFC5424ThroughRsyslog(t *testing.T) {
+	collector := syslogtest.NewServer(t)
+	logger, _ := relayLogger()
+	relay := startLogRelay(RelaySettings{RelaySyslog: true, SyslogAddr: collector.Addr(), SyslogFormat: relayFormatRFC5424, LogHostname: "agent 7"},
+		relayOptions{containerID: "abcdef0123456789", taskID: "billing.2026-11-27T18:00", logger: logger})
+	relay.containerLine(streamStdout, []byte("listening on :8080"))
+	relay.containerLine(streamStderr, []byte("fatal ERROR: out of cheese"))
+	relay.closeSink()
+	eventually(t, 20*time.Second, "rsyslogd to parse every message", func() bool { return len(collector.Parsed()) >= 3 })
+
+	stamp := regexp.MustCompile(`^(<\d+>1) \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d) `)
+	wantRaw := []string{
+		"<14>1 T agent_7 billing.2026-11-27T18:00 abcdef012345 - - sidecar-executor starting log pump for 'abcdef012345'",
+		"<14>1 T agent_7 billing.2026-11-27T18:00 abcdef012345 stdout - listening on :8080",
+		"<11>1 T agent_7 billing.2026-11-27T18:00 abcdef012345 stderr - fatal ERROR: out of cheese",
+	}
+	raw := collector.Messages()
+	if len(raw) != len(wantRaw) {
+		t.Fatalf("received %q", raw)
+	}
+	for i := range wantRaw {
+		if got := stamp.ReplaceAllString(raw[i], "$1 T "); got != wantRaw[i] {
+			t.Errorf("message %d\n got %s\nwant %s", i, got, wantRaw[i])
+		}
+	}
+	// rsyslogd's reading of them: facility, severity, hostname, app-name,
+	// procid, msgid, structured data, msg (the timestamp checked above).
+	wantParsed := []string{
+		"user|info|agent_7|billing.2026-11-27T18:00|abcdef012345|-|-|sidecar-executor starting log pump for 'abcdef012345'",
+		"user|info|agent_7|billing.2026-11-27T18:00|abcdef012345|stdout|-|listening on :8080",
+		"user|err|agent_7|billing.2026-11-27T18:00|abcdef012345|stderr|-|fatal ERROR: out of cheese",
+	}
+	for i, line := range collector.Parsed() {
+		fields := strings.SplitN(line, "|", 9)
+		if len(fields) != 9 {
+			t.Fatalf("parsed %q", line)
+		}
+		got := strings.Join(append(fields[:2:2], fields[3:]...), "|")
+		if got != wantParsed[i] {
+			t.Errorf("parsed %d\n got %s\nwant %s", i, got, wantParsed[i])
+		}
 	}
 }

@@ -175,7 +175,11 @@ func TestRelaySettings(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "EXECUTOR_RELAY_SYSLOG_STARTUP_TIME must be greater than zero") {
 		t.Errorf("a zero startup window: %v", err)
 	}
-	for _, name := range []string{"EXECUTOR_RELAY_SYSLOG", "EXECUTOR_SYSLOG_ADDR", "EXECUTOR_SEND_DOCKER_LABELS", "EXECUTOR_LOG_HOSTNAME"} {
+	_, err = loadConfigFrom(testSettingsEnv(nil, "EXECUTOR_SYSLOG_FORMAT=rfc3164"))
+	if err == nil || !strings.Contains(err.Error(), `EXECUTOR_SYSLOG_FORMAT must be "json" or "rfc5424" (got "rfc3164")`) {
+		t.Errorf("an unknown format: %v", err)
+	}
+	for _, name := range []string{"EXECUTOR_RELAY_SYSLOG", "EXECUTOR_SYSLOG_ADDR", "EXECUTOR_SYSLOG_FORMAT", "EXECUTOR_SEND_DOCKER_LABELS", "EXECUTOR_LOG_HOSTNAME"} {
 		if isOperatorOnly(name) {
 			t.Errorf("%s should be task-tunable", name)
 		}

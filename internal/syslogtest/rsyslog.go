@@ -1,6 +1,7 @@
 // Package syslogtest runs a real rsyslogd for tests: Debian's rsyslog,
 // receiving UDP on a free port of 127.0.0.1 and writing every message it
-// receives, raw, as one line of a file the test reads. Nothing else is
+// receives, raw, as one line of a file the test reads, and as rsyslogd
+// parsed it as a syslog message, in a second file. Nothing else is
 // loaded (no imuxsock, no imklog): it is a collector, not the host's
 // syslog.
 package syslogtest
@@ -35,6 +36,7 @@ type Server struct {
 	dir     string
 	addr    string
 	out     string
+	parsed  string
 	cmd     *exec.Cmd
 	stderr  *testutil.SyncBuffer
 	exited  chan struct{}
@@ -93,6 +95,7 @@ func start(t testing.TB, binary string) (*Server, error) {
 		dir:    dir,
 		addr:   fmt.Sprintf("127.0.0.1:%d", port),
 		out:    filepath.Join(dir, "received.log"),
+		parsed: filepath.Join(dir, "parsed.log"),
 		stderr: &testutil.SyncBuffer{},
 		exited: make(chan struct{}),
 	}
@@ -100,11 +103,14 @@ func start(t testing.TB, binary string) (*Server, error) {
        parser.escapeControlCharactersOnReceive="off")
 module(load="imudp")
 template(name="raw" type="string" string="%%rawmsg%%\n")
+template(name="parsed" type="string"
+         string="%%syslogfacility-text%%|%%syslogseverity-text%%|%%timereported:::date-rfc3339%%|%%hostname%%|%%app-name%%|%%procid%%|%%msgid%%|%%structured-data%%|%%msg%%\n")
 ruleset(name="received") {
 	action(type="omfile" file=%q template="raw")
+	action(type="omfile" file=%q template="parsed")
 }
 input(type="imudp" address="127.0.0.1" port="%d" ruleset="received")
-`, dir, s.out, port)
+`, dir, s.out, s.parsed, port)
 	confPath := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -165,9 +171,14 @@ func (s *Server) waitReceiving() error {
 // Addr is the UDP host:port rsyslogd receives on.
 func (s *Server) Addr() string { return s.addr }
 
-// lines are the complete lines of the output file.
+// lines are the complete lines of the raw output file.
 func (s *Server) lines() []string {
-	data, err := os.ReadFile(s.out)
+	return completeLines(s.out)
+}
+
+// completeLines are the lines of path that end with a newline.
+func completeLines(path string) []string {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
@@ -193,6 +204,21 @@ func (s *Server) Messages() []string {
 	for _, line := range s.lines() {
 		if !strings.HasPrefix(line, probePrefix) {
 			messages = append(messages, line)
+		}
+	}
+	return messages
+}
+
+// Parsed are the messages received so far as rsyslogd parsed them, the
+// probes left out: facility|severity|timestamp|hostname|app-name|procid|msgid|structured-data|msg
+// (rsyslogd's properties, the timestamp in RFC 3339).
+func (s *Server) Parsed() []string {
+	raw := s.lines()
+	parsed := completeLines(s.parsed)
+	var messages []string
+	for i := 0; i < len(raw) && i < len(parsed); i++ {
+		if !strings.HasPrefix(raw[i], probePrefix) {
+			messages = append(messages, parsed[i])
 		}
 	}
 	return messages
