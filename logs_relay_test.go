@@ -416,3 +416,35 @@ func TestRelayNeverBlocksOnASlowDial(t *testing.T) {
 		t.Fatal("the sender outlived closeSink")
 	}
 }
+
+// TestRelayIsASinkOfTheTasksOutput: the task runner hands the relay the
+// started container's output, labels and ID, without Docker (fake runtime).
+func TestRelayIsASinkOfTheTasksOutput(t *testing.T) {
+	collector := newUDPCollector(t)
+	engine := newUnitRuntime()
+	u := startUnitTask(t, engine, unitConfig{
+		info: unitTaskInfo(withDockerParameter("label", "team=pay")),
+		operator: map[string]string{"EXECUTOR_RELAY_SYSLOG": "true", "EXECUTOR_SYSLOG_ADDR": collector.addr(),
+			"EXECUTOR_SEND_DOCKER_LABELS": "team", "EXECUTOR_LOG_HOSTNAME": "h"},
+	})
+	c := engine.running(t)
+	base := time.Now()
+	engine.writeOutput(c.id, stamped(base, streamStdout, "out 1\n")...)
+	engine.writeOutput(c.id, stamped(base.Add(time.Second), streamStderr, "error 1\n")...)
+	eventually(t, 10*time.Second, "the pump line and both lines", func() bool { return len(collector.received()) == 3 })
+	engine.exit(c.id, 0)
+	u.finish(t)
+	got := collector.received()
+	for i, want := range []string{
+		`"Payload":"sidecar-executor starting log pump for '` + shortID(c.id) + `'"`,
+		`"Level":"info","Payload":"out 1","Stream":"stdout"`,
+		`"Level":"error","Payload":"error 1","Stream":"stderr"`,
+	} {
+		if !strings.Contains(got[i], want) || !strings.Contains(got[i], `"team":"pay"`) || !strings.HasPrefix(got[i], `{"Hostname":"h",`) {
+			t.Errorf("datagram %d %s, want %s with the team label", i, got[i], want)
+		}
+	}
+	if !strings.Contains(u.logs.String(), "log relay finished") {
+		t.Errorf("the relay was not closed with the output stream: %s", u.logs)
+	}
+}
