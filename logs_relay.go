@@ -157,8 +157,8 @@ type logRelay struct {
 	fields map[string]string
 	// secrets are masked in every relayed line.
 	secrets [][]byte
-	// windowEnd ends a startup-only relay; zero without one.
-	windowEnd time.Duration
+	// window is how long a startup-only relay lasts; zero without one.
+	window time.Duration
 	started   time.Time
 	logger    *log.Entry
 	dial      func(ctx context.Context, addr string) (datagramConn, error)
@@ -240,7 +240,7 @@ func startLogRelay(settings RelaySettings, opts relayOptions) *logRelay {
 	}
 	fields := log.Fields{"labels": strings.Join(keysOf(r.fields), " "), "format": settings.SyslogFormat}
 	if settings.RelaySyslogStartupOnly {
-		r.windowEnd = settings.RelaySyslogStartupTime
+		r.window = settings.RelaySyslogStartupTime
 		fields["startup_window"] = settings.RelaySyslogStartupTime.String()
 	}
 	r.logger.WithFields(fields).Info("relaying the container's output to the log collector over UDP")
@@ -326,7 +326,7 @@ func (r *logRelay) queueEntry(entry relayEntry) {
 	if r.stopped {
 		return
 	}
-	if r.windowEnd > 0 && entry.at.Sub(r.started) >= r.windowEnd {
+	if r.window > 0 && entry.at.Sub(r.started) >= r.window {
 		r.stopLocked("the startup window is over; the relay stopped")
 		return
 	}
@@ -361,7 +361,7 @@ func (r *logRelay) stopLocked(why string) {
 	r.stopped = true
 	close(r.queue)
 	if why != "" {
-		r.logger.WithField("startup_window", r.windowEnd.String()).Info(why)
+		r.logger.WithField("startup_window", r.window.String()).Info(why)
 	}
 }
 
@@ -390,8 +390,8 @@ func (r *logRelay) closeSink() {
 func (r *logRelay) send() {
 	defer close(r.done)
 	var windowOver <-chan time.Time
-	if r.windowEnd > 0 {
-		timer := time.NewTimer(time.Until(r.started.Add(r.windowEnd)))
+	if r.window > 0 {
+		timer := time.NewTimer(time.Until(r.started.Add(r.window)))
 		defer timer.Stop()
 		windowOver = timer.C
 	}
