@@ -158,10 +158,10 @@ type logRelay struct {
 	// secrets are masked in every relayed line.
 	secrets [][]byte
 	// window is how long a startup-only relay lasts; zero without one.
-	window time.Duration
-	started   time.Time
-	logger    *log.Entry
-	dial      func(ctx context.Context, addr string) (datagramConn, error)
+	window  time.Duration
+	started time.Time
+	logger  *log.Entry
+	dial    func(ctx context.Context, addr string) (datagramConn, error)
 
 	// mu orders the producers against the stop: once stopped, the queue
 	// is closed and nothing more is queued.
