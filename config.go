@@ -78,6 +78,10 @@ type Config struct {
 	AdmissionSettings
 	// RegistryHelperSettings run Docker credential helpers (credential_helper.go).
 	RegistryHelperSettings
+	// RelaySettings are the log relay's (logs_relay.go): EXECUTOR_RELAY_SYSLOG*, SYSLOG_ADDR and co.
+	RelaySettings
+	// OutputSettings cap the sandbox's stdout and stderr (logs_sandbox.go).
+	OutputSettings
 	// DockerUnreachableTimeout is how long Docker may stay unreachable
 	// while a task runs before the task is failed. Shorter outages (a
 	// daemon restart with live-restore) are ridden out.
@@ -265,6 +269,8 @@ func (c *Config) validate() error {
 	_, admissionProblems := c.AdmissionSettings.rules()
 	problems = append(problems, admissionProblems...)
 	problems = append(problems, c.RegistryHelperSettings.problems()...)
+	problems = append(problems, c.RelaySettings.problems()...)
+	problems = append(problems, c.OutputSettings.problems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid executor settings: %s", strings.Join(problems, "; "))
 	}

@@ -53,6 +53,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
 		RegistryHelperSettings:   RegistryHelperSettings{RegistryHelperTimeout: 10 * time.Second, RegistryHelperPath: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514", SyslogFormat: "json"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -93,6 +94,14 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_REGISTRY_HELPER_TIMEOUT":    "3s",
 		"EXECUTOR_REGISTRY_HELPER_PATH":       "/opt/helpers",
 		"EXECUTOR_REGISTRY_HELPER_ENV":        "AWS_REGION",
+		"EXECUTOR_RELAY_SYSLOG":               "true",
+		"EXECUTOR_RELAY_SYSLOG_STARTUP_ONLY":  "true",
+		"EXECUTOR_RELAY_SYSLOG_STARTUP_TIME":  "30s",
+		"EXECUTOR_SYSLOG_ADDR":                "logs.local:5514",
+		"EXECUTOR_CONTAINER_LOGS_STDOUT":      "true",
+		"EXECUTOR_SEND_DOCKER_LABELS":         "ServiceName,team",
+		"EXECUTOR_LOG_HOSTNAME":               "agent-7",
+		"EXECUTOR_SYSLOG_FORMAT":              "rfc5424",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -111,6 +120,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
 		RegistryHelperSettings: RegistryHelperSettings{RegistryHelperTimeout: 3 * time.Second, RegistryHelperPath: "/opt/helpers", RegistryHelperEnv: "AWS_REGION"},
+		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
+			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

@@ -405,6 +405,31 @@ func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time
 	return nil
 }
 
+// followLogs follows the container's output with Docker's timestamps,
+// demultiplexed unless the container has a TTY. Docker's since filter has
+// a resolution of one second: logs.go skips what it already delivered.
+func (r *dockerRuntime) followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
+	opts := docker.LogsOptions{
+		Context:      ctx,
+		Container:    id,
+		OutputStream: stdout,
+		ErrorStream:  stderr,
+		Stdout:       true,
+		Stderr:       true,
+		Follow:       true,
+		Timestamps:   true,
+		Tail:         "all",
+		RawTerminal:  tty,
+	}
+	if !since.IsZero() {
+		opts.Since = since.Unix()
+	}
+	if err := r.long.Logs(opts); err != nil {
+		return fmt.Errorf("follow the output of container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
 func (r *dockerRuntime) removeContainer(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()

@@ -3,7 +3,7 @@ package main
 // How a task's container ended: finishContainer turns the exit into the
 // terminal outcome (exit code, signal, OOM kill, the stop that caused it),
 // copies the container's recent output to the sandbox when it did not
-// succeed, and removes it. Moved out of task.go, which launches and
+// succeed and its output could not be streamed there, and removes it. Moved out of task.go, which launches and
 // supervises.
 
 import (
@@ -18,11 +18,12 @@ import (
 )
 
 // finishContainer turns the container's end into an outcome, copies its
-// logs when it did not succeed and removes it. A stop with a deadline
+// logs when it did not succeed and they were not streamed to the sandbox
+// (streamed, logs.go), and removes it. A stop with a deadline
 // (SHUTDOWN, a signal, a lost agent) bounds all of that: the terminal
 // update matters more than the logs, and a container left behind is
 // removed by executor.sh's cleanup once the executor exits non-zero.
-func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadline time.Time, waitErr error, logger *log.Entry) outcome {
+func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadline time.Time, waitErr error, streamed bool, logger *log.Entry) outcome {
 	runtime := t.deps.docker
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
 	if !deadline.IsZero() {
@@ -54,7 +55,7 @@ func (t *taskRunner) finishContainer(id string, stoppedFor *stopRequest, deadlin
 	}
 	logger.WithFields(log.Fields{"state": result.state.String(), "exit_code": exitCode}).Info(result.message)
 
-	if result.state != mesos.TASK_FINISHED {
+	if result.state != mesos.TASK_FINISHED && !streamed {
 		logCtx, cancelLogs := ctx, context.CancelFunc(func() {})
 		if end, ok := ctx.Deadline(); ok {
 			// Half of what is left at most: the removal needs the rest.
@@ -168,7 +169,8 @@ func signalName(sig syscall.Signal) string {
 }
 
 // copyContainerLogs copies the container's recent output to the executor's
-// stdout and stderr, framed so an operator can tell it from our own logs.
+// stdout and stderr, framed so an operator can tell it from our own logs:
+// the fallback for a container whose output was not streamed live.
 func (t *taskRunner) copyContainerLogs(ctx context.Context, id string, logger *log.Entry) {
 	since := time.Time{}
 	if t.deps.settings != nil && t.deps.settings.LogsSince > 0 {

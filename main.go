@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -144,6 +145,15 @@ func run() int {
 		dockerUnreachableLimit = settings.DockerUnreachableTimeout
 	}
 
+	// The sandbox's stdout and stderr carry the container's lines and the
+	// executor's log, capped and rotated (logs_sandbox.go).
+	stdout, stderr := io.Writer(os.Stdout), io.Writer(os.Stderr)
+	if settingsErr == nil {
+		sandboxStdout, sandboxStderr := openSandboxOutput(os.Stdout, os.Stderr, mesosCfg.Directory, settings.OutputSettings, logger)
+		log.SetOutput(sandboxStdout)
+		stdout, stderr = sandboxStdout, sandboxStderr
+	}
+
 	// A nil *dockerRuntime must not become a non-nil interface value.
 	var runtime containerRuntime
 	engine, dockerErr := newDockerRuntime()
@@ -159,8 +169,8 @@ func run() int {
 		docker:                 runtime,
 		dockerErr:              dockerErr,
 		mesos:                  mesosCfg,
-		stdout:                 os.Stdout,
-		stderr:                 os.Stderr,
+		stdout:                 stdout,
+		stderr:                 stderr,
 		setTitle:               setProcessTitle,
 		dockerUnreachableLimit: dockerUnreachableLimit,
 		owner:                  ownerFromEnv(os.Getenv),

@@ -187,7 +187,7 @@ const (
 // user database instead (hostDockerConfig).
 var (
 	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_", envPrefix + "_REGISTRY_HELPER_"}
-	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME"}, dockerDaemonSettings...)
+	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME", settingLogMaxSize, settingLogRotateKeep}, dockerDaemonSettings...)
 )
 
 // dockerDaemonSettings choose the Docker daemon the executor drives, the

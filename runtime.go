@@ -42,6 +42,11 @@ type containerRuntime interface {
 	// stopContainer sends the container's stop signal, then SIGKILL after
 	// grace, and returns once it has stopped; a stopped container is fine.
 	stopContainer(ctx context.Context, id string, grace time.Duration) error
+	// followLogs streams the container's output since the given time
+	// (zero: from its start) as Docker records it, each record prefixed
+	// with its timestamp, until the container stops (nil) or the stream
+	// breaks; stdout gets everything when tty is set (logs.go).
+	followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error
 	// copyLogs writes the container's output since the given time.
 	copyLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error
 	// removeContainer removes the container, running or not; a missing

@@ -92,6 +92,15 @@ type fakeRuntime struct {
 	// call looks at any state: a test's way to change the engine under
 	// the executor's feet.
 	beforeCall func(method string)
+	// output holds what each container wrote, for followLogs (scripted
+	// with writeOutput); outputChanged is closed at every write.
+	output        map[string][]fakeOutputRecord
+	outputChanged chan struct{}
+	// followDrops break the next follow connections, one each;
+	// followErrs fail the next follows at once; follows counts them.
+	followDrops []fakeDrop
+	followErrs  []error
+	follows     int
 	// patience rides out outages for waitContainer and inspectPatiently
 	// with dockerRuntime's own retry logic, so the tests exercise the
 	// production timer and not a copy of it.
@@ -106,6 +115,9 @@ func newFakeRuntime() *fakeRuntime {
 		blocked:    map[string]chan struct{}{},
 		outage:     make(chan struct{}),
 		patience:   &dockerRuntime{endpoint: fakeEndpoint},
+		output:     map[string][]fakeOutputRecord{},
+
+		outputChanged: make(chan struct{}),
 	}
 }
 
@@ -541,6 +553,118 @@ func (f *fakeRuntime) copyLogs(ctx context.Context, id string, _ time.Time, _ bo
 	f.mu.Unlock()
 	_, err := io.WriteString(stdout, logs)
 	return err
+}
+
+// fakeOutputRecord is one record of a container's output as Docker keeps
+// it: a line with its newline, or a piece of a longer one without.
+type fakeOutputRecord struct {
+	stream logStream
+	at     time.Time
+	text   string
+}
+
+// fakeDrop breaks a follow connection after records whole records and
+// bytes of the next one.
+type fakeDrop struct{ records, bytes int }
+
+// dockerTimestampLayout is how Docker stamps each record of its logs.
+const dockerTimestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// writeOutput appends records to a container's output.
+func (f *fakeRuntime) writeOutput(id string, records ...fakeOutputRecord) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.output[id] = append(f.output[id], records...)
+	close(f.outputChanged)
+	f.outputChanged = make(chan struct{})
+}
+
+// followCount is how many follows were made.
+func (f *fakeRuntime) followCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.follows
+}
+
+// followLogs replays the container's records as Docker does: those
+// stamped at or after since (whole seconds, as go-dockerclient sends it),
+// then the new ones until the container exits. Demultiplexed records are
+// written one per Write, like go-dockerclient's; a TTY's in small pieces.
+// It is not in the call record: it runs alongside the lifecycle's calls.
+func (f *fakeRuntime) followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
+	fail := func(err error) error { return fmt.Errorf("follow the output of container %s: %w", shortID(id), err) }
+	f.mu.Lock()
+	f.follows++
+	if f.unreachable {
+		f.mu.Unlock()
+		return fail(errFakeUnreachable)
+	}
+	if len(f.followErrs) > 0 {
+		err := f.followErrs[0]
+		f.followErrs = f.followErrs[1:]
+		f.mu.Unlock()
+		return fail(err)
+	}
+	drop := fakeDrop{records: -1}
+	if len(f.followDrops) > 0 {
+		drop = f.followDrops[0]
+		f.followDrops = f.followDrops[1:]
+	}
+	f.mu.Unlock()
+	sent, next := 0, 0
+	for {
+		f.mu.Lock()
+		c := f.containers[id]
+		if c == nil {
+			f.mu.Unlock()
+			return fail(&docker.NoSuchContainer{ID: id})
+		}
+		records, changed, exited, outage := f.output[id], f.outputChanged, c.exited, f.outage
+		f.mu.Unlock()
+		for ; next < len(records); next++ {
+			r := records[next]
+			if r.at.Before(since) {
+				continue
+			}
+			w := stdout
+			if r.stream == streamStderr && !tty {
+				w = stderr
+			}
+			data := []byte(r.at.Format(dockerTimestampLayout) + " " + r.text)
+			if sent == drop.records {
+				// Only a raw TTY stream can break inside a record: a
+				// demultiplexed one arrives in whole frames.
+				if drop.bytes > 0 && tty {
+					w.Write(data[:min(len(data), len(r.at.Format(dockerTimestampLayout))+1+drop.bytes)])
+				}
+				return fail(io.ErrUnexpectedEOF)
+			}
+			if tty {
+				for len(data) > 0 {
+					n := min(len(data), 7)
+					w.Write(data[:n])
+					data = data[n:]
+				}
+			} else {
+				w.Write(data)
+			}
+			sent++
+		}
+		select {
+		case <-changed:
+		case <-exited:
+			f.mu.Lock()
+			more := len(f.output[id]) > next
+			f.mu.Unlock()
+			if !more {
+				return nil
+			}
+		case <-outage:
+			return fail(errFakeUnreachable)
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+	}
 }
 
 func (f *fakeRuntime) removeContainer(ctx context.Context, id string) error {

@@ -403,6 +403,9 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 		t.deps.setTitle(fmt.Sprintf("sidecar-executor %s %s", shortID(id), t.spec.Image))
 	}
 
+	// The container's output streams to the sandbox from its first line;
+	// more sinks (the syslog relay) are passed here.
+	output := t.startOutput(id, logger, t.logRelaySinks(id, logger)...)
 	waitCtx, cancelWait := context.WithCancel(context.Background())
 	defer cancelWait()
 	exited := make(chan error, 1)
@@ -452,7 +455,8 @@ loop:
 		}
 	}
 	health.stop()
-	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, logger)
+	streamed := output.finish(stop.budgetEnd)
+	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, streamed, logger)
 }
 
 // healthChange is a change of Sidecar's verdict on the container.

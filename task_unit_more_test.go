@@ -56,7 +56,9 @@ func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
 	if len(sidecar.Drains()) != 0 {
 		t.Error("an unhealthy container was drained")
 	}
-	assertSubsequence(t, engine.methods(), []string{"stopContainer", "inspectPatiently", "copyLogs", "removeContainer"})
+	// The output was streamed to the sandbox: no copy at the end.
+	assertSubsequence(t, engine.methods(), []string{"stopContainer", "inspectPatiently", "removeContainer"})
+	assertNoLogCopy(t, engine)
 	assertNoFakeContainer(t, engine)
 }
 

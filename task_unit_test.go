@@ -282,21 +282,25 @@ func TestTaskUnitExitZeroFinishes(t *testing.T) {
 	assertCleanEnd(t, u, engine, "a finished task")
 }
 
-func TestTaskUnitNonZeroExitFailsWithTheCodeAndCopiesLogs(t *testing.T) {
+func TestTaskUnitNonZeroExitFailsWithTheCodeAndStreamsLogs(t *testing.T) {
 	engine := newUnitRuntime()
 	engine.logs = "boom: config missing\n"
 	u := startUnitTask(t, engine, unitConfig{})
 	c := engine.running(t)
+	engine.writeOutput(c.id, fakeOutputRecord{stream: streamStdout, at: time.Now(), text: "boom: config missing\n"})
 	engine.exit(c.id, 3)
 	final := u.finish(t)
 	assertStatus(t, final, mesos.TASK_FAILED, nil, "container exited with status 3")
 	if slices.Contains(engine.methods(), "pullImage") {
 		t.Error("pulled an image that was present")
 	}
-	assertSubsequence(t, engine.methods(), []string{"inspectPatiently", "copyLogs", "removeContainer"})
+	// Streamed live, the output is not copied again at the end
+	// (TestOutputUnreadableDriverFallsBackToTheCopy covers the copy).
+	assertSubsequence(t, engine.methods(), []string{"inspectPatiently", "removeContainer"})
+	assertNoLogCopy(t, engine)
 	out := u.stdout.String()
-	if !strings.Contains(out, "----- begin container "+shortID(c.id)+" stdout -----\nboom: config missing\n----- end container") {
-		t.Errorf("the container's output was not copied, framed, to stdout:\n%s", out)
+	if strings.Count(out, "boom: config missing\n") != 1 || strings.Contains(out, "----- begin container") {
+		t.Errorf("the container's output is not in stdout exactly once, unframed:\n%s", out)
 	}
 	assertCleanEnd(t, u, engine, "a task that failed by itself")
 }
@@ -553,7 +557,9 @@ func TestTaskUnitKillEscalatesToSIGKILLAfterTheGrace(t *testing.T) {
 	if waited := signals[1].at.Sub(signals[0].at); waited < grace {
 		t.Errorf("SIGKILL %s after the stop signal, before the grace of %s was up", waited, grace)
 	}
-	assertSubsequence(t, engine.methods(), []string{"stopContainer", "inspectPatiently", "copyLogs", "removeContainer"})
+	// The output was streamed to the sandbox: no copy at the end.
+	assertSubsequence(t, engine.methods(), []string{"stopContainer", "inspectPatiently", "removeContainer"})
+	assertNoLogCopy(t, engine)
 	assertCleanEnd(t, u, engine, "a killed task")
 }
 
