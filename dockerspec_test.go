@@ -432,9 +432,9 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		{"env parameter without =", func(in *specInput) { withParameters(in, "env", "FOO") }, `container.docker.parameters[0] "env": "FOO" is not NAME=VALUE`},
 		{"env parameter with empty name", func(in *specInput) { withParameters(in, "env", "=x") }, `container.docker.parameters[0] "env": environment variable name is empty`},
 
-		{"label parameter without =", func(in *specInput) { withParameters(in, "label", "team") }, `container.docker.parameters[0] "label": "team" is not KEY=VALUE`},
+		{"label parameter with an empty key", func(in *specInput) { withParameters(in, "label", "=x") }, `container.docker.parameters[0] "label": "=x" has an empty key`},
 		{"label parameter with empty key", func(in *specInput) { withParameters(in, "label", "=x") }, `"label": "=x" has an empty key`},
-		{"NUL in parameter", func(in *specInput) { withParameters(in, "label", "a=\x00") }, `container.docker.parameters[0] "label": value contains a NUL byte`},
+		{"NUL in parameter", func(in *specInput) { withParameters(in, "label", "a=\x00") }, `container.docker.parameters[0] "label": contains a NUL byte`},
 		{"NUL in task label", func(in *specInput) { withLabels(in, "team", "a\x00") }, `labels[0] "team": contains a NUL byte`},
 		{"empty cap-add", func(in *specInput) { withParameters(in, "cap-add", " ") }, `parameters[0] "cap-add": value is empty`},
 		{"empty cap-drop", func(in *specInput) { withParameters(in, "cap-drop", "") }, `parameters[0] "cap-drop": value is empty`},
@@ -442,7 +442,7 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		{"relative workdir", func(in *specInput) { withParameters(in, "workdir", "app") }, `parameters[0] "workdir": "app" is not an absolute path`},
 		{"empty log-driver", func(in *specInput) { withParameters(in, "log-driver", "") }, `parameters[0] "log-driver": value is empty`},
 		{"log-opt without =", func(in *specInput) { withParameters(in, "log-opt", "max-size") }, `parameters[0] "log-opt": "max-size" is not KEY=VALUE`},
-		{"add-host without address", func(in *specInput) { withParameters(in, "add-host", "db") }, `parameters[0] "add-host": "db" is not HOSTNAME:ADDRESS`},
+		{"add-host without address", func(in *specInput) { withParameters(in, "add-host", "db") }, `parameters[0] "add-host": "db" is not HOSTNAME:IP`},
 		{"dns not an IP", func(in *specInput) { withParameters(in, "dns", "resolver.local") }, `parameters[0] "dns": "resolver.local" is not an IP address`},
 		{"init not a bool", func(in *specInput) { withParameters(in, "init", "maybe") }, `parameters[0] "init": "maybe" is not true or false`},
 		{"empty stop-signal", func(in *specInput) { withParameters(in, "--stop-signal", "") }, `parameters[0] "--stop-signal": value is empty`},
@@ -595,7 +595,7 @@ func TestBuildContainerSpecEnvironmentOrder(t *testing.T) {
 		"SHARED", "executor",
 	)
 	in.Task.Command = &mesos.CommandInfo{Shell: boolPtr(false), Environment: valueVariables("SHARED", "command", "ONLY_COMMAND", "1")}
-	withParameters(&in, "env", "SHARED=parameter", "-e", "ignored=because -e is not a supported key", "--env", "MESOS_TASK_ID=override", "env", "EMPTY=")
+	withParameters(&in, "env", "SHARED=parameter", "--env", "MESOS_TASK_ID=override", "env", "EMPTY=")
 	spec := mustBuild(t, in)
 	want := []string{
 		"MESOS_PORT_8080=31000",
@@ -614,8 +614,8 @@ func TestBuildContainerSpecEnvironmentOrder(t *testing.T) {
 	if got := spec.Options.Config.Env; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Env =\n%q\nwant\n%q", got, want)
 	}
-	if len(spec.Warnings) != 1 || !strings.Contains(spec.Warnings[0], `parameters[1] "-e"`) {
-		t.Fatalf("Warnings = %q, want one naming parameters[1] \"-e\"", spec.Warnings)
+	if len(spec.Warnings) != 0 {
+		t.Fatalf("Warnings = %q, want none", spec.Warnings)
 	}
 }
 
@@ -937,7 +937,7 @@ func TestBuildContainerSpecParameters(t *testing.T) {
 		"init", "",
 		"stop-signal", "SIGINT",
 		"memory-swappiness", "0",
-		"--privileged", "true",
+		"--privileged", "false",
 	)
 	spec := mustBuild(t, in)
 	config, host := spec.Options.Config, spec.Options.HostConfig
@@ -954,21 +954,16 @@ func TestBuildContainerSpecParameters(t *testing.T) {
 		{"DNS", host.DNS, []string{"10.0.0.2", "fd00::53"}},
 		{"Init (bare flag)", host.Init, true},
 		{"StopSignal", config.StopSignal, "SIGINT"},
-		{"Privileged (not a parameter)", host.Privileged, false},
+		{"Privileged (parameter false)", host.Privileged, false},
+		{"MemorySwappiness", host.MemorySwappiness, int64Ptr(0)},
 	}
 	for _, check := range checks {
 		if !reflect.DeepEqual(check.got, check.want) {
 			t.Errorf("%s = %#v, want %#v", check.field, check.got, check.want)
 		}
 	}
-	wantWarnings := []string{`parameters[15] "memory-swappiness"`, `parameters[16] "--privileged"`}
-	if len(spec.Warnings) != len(wantWarnings) {
-		t.Fatalf("Warnings = %q, want %d", spec.Warnings, len(wantWarnings))
-	}
-	for i, want := range wantWarnings {
-		if !strings.Contains(spec.Warnings[i], want) || !strings.Contains(spec.Warnings[i], "unsupported docker parameter ignored") {
-			t.Errorf("Warnings[%d] = %q, want it to name %s as ignored", i, spec.Warnings[i], want)
-		}
+	if len(spec.Warnings) != 0 {
+		t.Fatalf("Warnings = %q, want none: every parameter is mapped or refused", spec.Warnings)
 	}
 
 	for _, value := range []string{"false", "0"} {
