@@ -68,7 +68,9 @@ func TestParameterMapping(t *testing.T) {
 			func(r result) any { return r.networking.EndpointsConfig["backend"].Aliases }, []string{"api", "web"}},
 		{"mac-address on bridge", []string{"mac-address", "92:D0:C6:0A:29:33"}, bridge, func(r result) any { return r.config.MacAddress }, "92:d0:c6:0a:29:33"},
 		{"mac-address on a user network", []string{"mac-address", "92:d0:c6:0a:29:33"}, userNet,
-			func(r result) any { return []string{r.config.MacAddress, r.networking.EndpointsConfig["backend"].MacAddress} }, []string{"92:d0:c6:0a:29:33", "92:d0:c6:0a:29:33"}},
+			func(r result) any {
+				return []string{r.config.MacAddress, r.networking.EndpointsConfig["backend"].MacAddress}
+			}, []string{"92:d0:c6:0a:29:33", "92:d0:c6:0a:29:33"}},
 		{"stop-timeout", []string{"stop-timeout", "30"}, nil, func(r result) any { return r.config.StopTimeout }, 30},
 		{"volume-driver last wins", []string{"volume-driver", "a", "volume-driver", "b"}, nil, func(r result) any { return r.host.VolumeDriver }, "b"},
 		{"security-opt accumulates; bare no-new-privileges", []string{"security-opt", "no-new-privileges", "security-opt", "label=level:s0:c100,c200", "security-opt", "apparmor:docker-default"}, nil,

@@ -1225,6 +1225,16 @@ func FuzzBuildContainerSpec(f *testing.F) {
 			in.Task.Container.Hostname = stringPtr("api")
 			in.Task.Command = &mesos.CommandInfo{Value: stringPtr("echo hi"), Environment: valueVariables("B", "2")}
 		},
+		func(in *specInput) {
+			withNetwork(in, mesos.ContainerInfo_DockerInfo_BRIDGE)
+			in.Task.Resources = []mesos.Resource{scalarResource("cpus", 1), scalarResource("mem", 128)}
+			in.Task.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: 2}, "mem": {Value: math.Inf(1)}}
+			withParameters(in, "ulimit", "nofile=1024:2048", "shm-size", "128m", "memory-reservation", "64m", "tmpfs", "/run:size=1m",
+				"sysctl", "net.ipv4.tcp_syncookies=1", "pids-limit", "100", "oom-score-adj", "-5", "read-only", "true", "hostname", "h",
+				"entrypoint", "/bin/sh", "group-add", "audio", "dns-search", "example.com", "dns-opt", "ndots:2", "mac-address", "92:d0:c6:0a:29:33",
+				"stop-timeout", "5", "security-opt", "no-new-privileges", "device", "/dev/fuse", "ipc", "host", "pid", "container:x",
+				"privileged", "true", "runtime", "runsc", "cgroup-parent", "/x", "health-cmd", "true", "expose", "80")
+		},
 	}
 	for _, mutate := range seeds {
 		in := testInput()
@@ -1290,8 +1300,17 @@ func FuzzBuildContainerSpec(f *testing.F) {
 		if options.Config.Labels[taskIDLabel] != task.TaskID.Value {
 			t.Fatalf("task-id label %q, task ID %q", options.Config.Labels[taskIDLabel], task.TaskID.Value)
 		}
-		if options.HostConfig.Privileged != task.GetContainer().GetDocker().GetPrivileged() {
-			t.Fatalf("HostConfig.Privileged %v for DockerInfo.privileged %v", options.HostConfig.Privileged, task.GetContainer().GetDocker().GetPrivileged())
+		wantPrivileged := task.GetContainer().GetDocker().GetPrivileged()
+		for _, parameter := range task.GetContainer().GetDocker().GetParameters() {
+			if strings.TrimLeft(parameter.Key, "-") == "privileged" {
+				wantPrivileged = parameter.Value == "" || parameter.Value == "1" || strings.EqualFold(parameter.Value, "true") || parameter.Value == "t"
+			}
+		}
+		if options.HostConfig.Privileged != wantPrivileged {
+			t.Fatalf("HostConfig.Privileged %v, want %v from DockerInfo.privileged and the privileged parameter", options.HostConfig.Privileged, wantPrivileged)
+		}
+		if admit(admissionInput{Options: options, Task: task, HostSandbox: in.HostSandbox}) == nil {
+			checkBaselineAdmitted(t, options)
 		}
 		if options.HostConfig.Privileged && admit(admissionInput{Options: options, Task: task, HostSandbox: in.HostSandbox}) == nil {
 			t.Fatal("the default admission policy admitted a privileged container")
@@ -1305,4 +1324,33 @@ func FuzzBuildContainerSpec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkBaselineAdmitted is the fuzz oracle for the default admission
+// policy: whatever it admits asks for nothing beyond the baseline.
+func checkBaselineAdmitted(t *testing.T, options docker.CreateContainerOptions) {
+	t.Helper()
+	h := options.HostConfig
+	for _, mode := range []string{h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode, h.CgroupnsMode, h.NetworkMode} {
+		if (mode == "host" && mode != h.NetworkMode) || strings.HasPrefix(mode, "container:") {
+			t.Fatalf("admitted a shared namespace: %+v", h)
+		}
+	}
+	if h.Privileged || len(h.Devices) > 0 || h.CgroupParent != "" || (h.Runtime != "" && h.Runtime != "runc") || h.OomScoreAdj < 0 ||
+		(h.OOMKillDisable != nil && *h.OOMKillDisable) {
+		t.Fatalf("admitted beyond the baseline: %+v", h)
+	}
+	for name := range h.Sysctls {
+		if !slices.Contains(safeSysctls, name) {
+			t.Fatalf("admitted sysctl %s", name)
+		}
+	}
+	for _, option := range h.SecurityOpt {
+		if strings.Contains(option, "unconfined") || strings.Contains(option, "disable") || strings.HasPrefix(option, "seccomp={") {
+			t.Fatalf("admitted security option %q", option)
+		}
+	}
+	if h.RestartPolicy.Name != "no" {
+		t.Fatalf("restart policy %+v", h.RestartPolicy)
+	}
 }
