@@ -31,7 +31,9 @@ func TestDockerOptionsOnRealDocker(t *testing.T) {
 	agent := newAgent(t, mesostest.Config{})
 	task := newDockerTask(t, agent, testImage,
 		withShellCommand(`sh -c 'ulimit -n > $MESOS_SANDBOX/nofile.txt; id -G > $MESOS_SANDBOX/groups.txt; hostname > $MESOS_SANDBOX/hostname.txt; (touch /rootfs-write 2>/dev/null && echo rw || echo ro) > $MESOS_SANDBOX/rootfs.txt; touch /scratch/ok && echo ok > $MESOS_SANDBOX/tmpfs.txt; exec sleep 600'`),
-		func(task *mesos.TaskInfo) { task.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum() },
+		func(task *mesos.TaskInfo) {
+			task.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()
+		},
 		withDockerParameters(
 			"ulimit", "nofile=1024:2048",
 			"--ulimit", "nproc=512",
