@@ -17,7 +17,6 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
-	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
 var hostParameterHandlers = map[string]parameterHandler{
@@ -377,8 +376,8 @@ func (b *specBuilder) applyNetworkParameters() error {
 			return h.invalid("a hostname cannot be set with %s networking (the container shares that network's hostname)", mode)
 		}
 		b.config.Hostname = h.value
-	} else if mode == "host" && b.config.Hostname != "" && b.dockerInfo.GetNetwork() != mesos.ContainerInfo_DockerInfo_HOST {
-		return b.networkParameter.invalid("container.hostname %q cannot be set with host networking", b.config.Hostname)
+	} else if (mode == "host" || strings.HasPrefix(mode, "container:")) && b.config.Hostname != "" && b.networkParameter != nil {
+		return b.networkParameter.invalid("container.hostname %q cannot be set with %s networking", b.config.Hostname, mode)
 	}
 	userNetwork := b.networkingConfig != nil && len(b.networkingConfig.EndpointsConfig) == 1
 	if len(b.networkAliases) > 0 {

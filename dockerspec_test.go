@@ -1117,7 +1117,8 @@ func TestBuildContainerSpecVolumeDriverParameter(t *testing.T) {
 	in = testInput()
 	withParameters(&in, "volume-driver", "rexray")
 	in.Task.Container.Docker.VolumeDriver = stringPtr("convoy")
-	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `container.docker.volume_driver "convoy" differs from driver "rexray"`) {
+	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `container.docker.volume_driver "convoy" differs from driver "rexray"`) ||
+		!strings.Contains(err.Error(), "Only one volume driver per task is supported") {
 		t.Errorf("conflicting drivers: err = %v", err)
 	}
 
@@ -1332,8 +1333,13 @@ func checkBaselineAdmitted(t *testing.T, options docker.CreateContainerOptions) 
 	t.Helper()
 	h := options.HostConfig
 	for _, mode := range []string{h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode, h.CgroupnsMode, h.NetworkMode} {
-		if (mode == "host" && mode != h.NetworkMode) || strings.HasPrefix(mode, "container:") {
-			t.Fatalf("admitted a shared namespace: %+v", h)
+		if strings.HasPrefix(mode, "container:") {
+			t.Fatalf("admitted another container's namespace: %+v", h)
+		}
+	}
+	for _, mode := range []string{h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode, h.CgroupnsMode} {
+		if mode == "host" {
+			t.Fatalf("admitted a host namespace: %+v", h)
 		}
 	}
 	if h.Privileged || len(h.Devices) > 0 || h.CgroupParent != "" || (h.Runtime != "" && h.Runtime != "runc") || h.OomScoreAdj < 0 ||

@@ -316,7 +316,7 @@ func (j *judge) judgeNamespaces() {
 	for _, ns := range namespaces {
 		field := fmt.Sprintf("parameter %s=%s", ns.flag, ns.mode)
 		if ns.flag == "network" {
-			field = "container.docker.network " + ns.mode
+			field = j.networkField(ns.mode)
 		}
 		switch {
 		case ns.mode == "host" && ns.flag != "network":
@@ -574,4 +574,17 @@ func (j *judge) privilegedField() string {
 		}
 	}
 	return "container.docker.privileged=true"
+}
+
+// networkField names where the network mode came from: a network (or net)
+// parameter replaces container.docker.network.
+func (j *judge) networkField(mode string) string {
+	if task := j.in.Task; task != nil && task.Container != nil && task.Container.Docker != nil {
+		for _, parameter := range task.Container.Docker.Parameters {
+			if key := strings.TrimLeft(parameter.Key, "-"); (key == "network" || key == "net") && parameter.Value == mode {
+				return "parameter " + key + "=" + mode
+			}
+		}
+	}
+	return "container.docker.network " + mode
 }

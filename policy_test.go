@@ -197,6 +197,10 @@ func TestAdmissionRefusesEscalations(t *testing.T) {
 			"parameter cgroupns=host", "host's cgroup namespace", "EXECUTOR_ALLOWED_HOST_NAMESPACES=cgroupns"},
 		{"network of another container", hostConfig(func(h *docker.HostConfig) { h.NetworkMode = "container:db" }),
 			"container.docker.network container:db", "network namespace of another container", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+		{"network parameter naming another container", func(in *admissionInput) {
+			in.Options.HostConfig.NetworkMode = "container:db"
+			in.Task.Container.Docker.Parameters = []mesos.Parameter{{Key: "net", Value: "container:db"}}
+		}, "parameter net=container:db", "network namespace of another container", "EXECUTOR_ALLOW_PRIVILEGED=true"},
 		{"USER network named container:", func(in *admissionInput) {
 			in.Options.HostConfig.NetworkMode = "bridge"
 			in.Options.NetworkingConfig = &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{"container:db": {}}}
