@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -1304,7 +1305,8 @@ func FuzzBuildContainerSpec(f *testing.F) {
 		wantPrivileged := task.GetContainer().GetDocker().GetPrivileged()
 		for _, parameter := range task.GetContainer().GetDocker().GetParameters() {
 			if strings.TrimLeft(parameter.Key, "-") == "privileged" {
-				wantPrivileged = parameter.Value == "" || parameter.Value == "1" || strings.EqualFold(parameter.Value, "true") || parameter.Value == "t"
+				parsed, err := strconv.ParseBool(parameter.Value)
+				wantPrivileged = parameter.Value == "" || (err == nil && parsed)
 			}
 		}
 		if options.HostConfig.Privileged != wantPrivileged {
