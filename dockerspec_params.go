@@ -15,6 +15,7 @@ package main
 // the task is dropped silently.
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path"
@@ -175,13 +176,30 @@ func (b *specBuilder) applyParameters() error {
 		}
 		handler, ok := parameterHandlers[p.key]
 		if !ok {
-			return p.invalid("unknown docker parameter %q (value %q); supported keys: %s", p.key, p.value, supportedParameterKeys())
+			return p.redacted(p.invalid("unknown docker parameter %q (value %q); supported keys: %s", p.key, p.value, supportedParameterKeys()))
 		}
 		if err := handler(b, p); err != nil {
-			return err
+			return p.redacted(err)
 		}
 	}
 	return nil
+}
+
+// redacted keeps secrets out of an error that quotes the value, since the
+// error becomes the TaskStatus message: a misspelled key may well carry
+// DB_PASSWORD=… or a URL with a password.
+func (p parameter) redacted(err error) error {
+	shown := redactSecretsIn(p.value)
+	if name, _, ok := strings.Cut(p.value, "="); ok {
+		shown = redactEnv([]string{p.value})[0]
+		if !isSecretKey(name) {
+			shown = name + "=" + redactSecretsIn(strings.TrimPrefix(p.value, name+"="))
+		}
+	}
+	if shown == p.value {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), strconv.Quote(p.value), strconv.Quote(shown)))
 }
 
 func (b *specBuilder) paramEnv(p parameter) error {

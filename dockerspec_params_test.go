@@ -251,6 +251,26 @@ func TestParameterErrors(t *testing.T) {
 }
 
 // TestTaskLimits applies TaskInfo.limits as Mesos' Docker containerizer.
+// TestParameterErrorsKeepSecretsOut: the error becomes the TaskStatus
+// message, so a secret in a rejected value is redacted there.
+func TestParameterErrorsKeepSecretsOut(t *testing.T) {
+	for _, tc := range []struct{ key, value, secret, keep string }{
+		{"evn", "DB_PASSWORD=hunter2", "hunter2", `"DB_PASSWORD=`},
+		{"log-opt", "https://user:s3cret@logs.example.com", "s3cret", "logs.example.com"},
+		{"frobnicate", "URL=https://user:s3cret@db.example.com", "s3cret", "db.example.com"},
+	} {
+		in := testInput()
+		withParameters(&in, tc.key, tc.value)
+		_, err := buildContainerSpec(in)
+		if err == nil {
+			t.Fatalf("%s=%s accepted", tc.key, tc.value)
+		}
+		if strings.Contains(err.Error(), tc.secret) || !strings.Contains(err.Error(), tc.keep) || !strings.HasPrefix(err.Error(), "invalid TaskInfo: ") {
+			t.Errorf("%s: error %q leaks %q or lacks %q", tc.key, err, tc.secret, tc.keep)
+		}
+	}
+}
+
 func TestTaskLimits(t *testing.T) {
 	const mib = 1 << 20
 	const hostMemory = 16 << 30
