@@ -283,7 +283,12 @@ func (b *specBuilder) applyResourceParameters() error {
 		}
 		h.CPUQuota, h.CPUPeriod = 0, 0
 	}
+	noSwap := h.MemorySwap > 0 && h.MemorySwap == h.Memory // FORCE_MEMORY_LIMIT's choice
 	r.set(h)
+	if _, swapGiven := r.fields["memory-swap"]; noSwap && !swapGiven {
+		// A memory parameter replaces the forced limit; keep it swapless.
+		h.MemorySwap = h.Memory
+	}
 	if h.MemorySwap > 0 && h.Memory == 0 {
 		return taskErrorf("%s: memory-swap needs a memory limit (the memory parameter, the task's limits, or %s_FORCE_MEMORY_LIMIT)", r.fields["memory-swap"], envPrefix)
 	}

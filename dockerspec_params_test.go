@@ -301,6 +301,8 @@ func TestTaskLimits(t *testing.T) {
 		{"a parameter wins over limits", Config{}, 1, 512, map[string]float64{"cpus": 2, "mem": 1024}, []string{"memory", "2g", "oom-score-adj", "100", "cpus", "1"},
 			want{shares: 1024, memory: 2 << 30, reservation: 512 * mib, oom: 100}},
 		{"no limits, no force: nothing", Config{}, 1, 512, nil, nil, want{}},
+		{"a memory parameter over FORCE_MEMORY_LIMIT stays swapless", Config{ForceMemoryLimit: true}, 1, 512, nil, []string{"memory", "1g"},
+			want{memory: 1 << 30, swap: 1 << 30}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
