@@ -384,3 +384,44 @@ func TestParseMemTotal(t *testing.T) {
 		t.Error("hostMemoryBytes() found no memory on this Linux host")
 	}
 }
+
+// FuzzDockerParameter feeds arbitrary parameters to the mapping: it must
+// never panic, must refuse every key it does not know (nothing dropped
+// silently), must name the parameters in its errors, and whatever the
+// default admission policy then admits must stay within the baseline.
+func FuzzDockerParameter(f *testing.F) {
+	for _, seed := range [][4]string{
+		{"ulimit", "nofile=1024:2048", "shm-size", "64m"},
+		{"memory", "1g", "memory-swap", "-1"},
+		{"sysctl", "kernel.msgmax=1", "ipc", "host"},
+		{"device", "/dev/fuse:/dev/fuse:rw", "runtime", "runsc"},
+		{"security-opt", `seccomp={"a":1}`, "oom-score-adj", "-1"},
+		{"network", "container:x", "network-alias", "a"},
+		{"health-cmd", "true", "no-healthcheck", ""},
+		{"--privileged", "", "restart", "no"},
+		{"cpus", "1.5", "cpu-quota", "1000"},
+		{"tmpfs", "/run:size=1m", "expose", "1-2/udp"},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3])
+	}
+	f.Fuzz(func(t *testing.T, key1, value1, key2, value2 string) {
+		in := testInput()
+		withNetwork(&in, mesos.ContainerInfo_DockerInfo_BRIDGE)
+		withParameters(&in, key1, value1, key2, value2)
+		spec, err := buildContainerSpec(in)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "invalid TaskInfo: container.docker.parameters") {
+				t.Fatalf("error %q does not name the parameters", err)
+			}
+			return
+		}
+		for _, key := range []string{key1, key2} {
+			if _, known := parameterHandlers[strings.TrimLeft(key, "-")]; !known {
+				t.Fatalf("unknown key %q accepted", key)
+			}
+		}
+		if admit(admissionInput{Options: spec.Options, Task: in.Task, HostSandbox: in.HostSandbox}) == nil {
+			checkBaselineAdmitted(t, spec.Options)
+		}
+	})
+}
