@@ -130,6 +130,9 @@ type specInput struct {
 	// environment the agent gave it; it becomes the owner labels and part
 	// of the container name.
 	Owner containerOwner
+	// HostMemoryBytes is the agent's total memory, for the OOM score of a
+	// task whose mem limit is above its request; 0 when unknown.
+	HostMemoryBytes int64
 }
 
 // containerOwner identifies the executor that owns a container. Its IDs
@@ -208,6 +211,7 @@ func buildContainerSpec(in specInput) (*containerSpec, error) {
 		b.applyCommand,
 		b.applyEnvironment,
 		b.applyContainerLabels,
+		b.applyParameterOverrides,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -250,7 +254,8 @@ type specBuilder struct {
 	portEnv         []keyValue // MESOS_PORT_<containerPort>, in mapping order
 	// volumeDriverField names the field that chose HostConfig.VolumeDriver.
 	volumeDriverField string
-	warnings          []string
+	optionParameters
+	warnings []string
 }
 
 // keyValue is one NAME=VALUE setting and the field it came from.

@@ -90,7 +90,7 @@ func (b *specBuilder) applyCommand() error {
 			if len(command.Arguments) > 0 {
 				b.warnf("command.arguments ignored: a shell command (command.shell=true) runs command.value only")
 			}
-			b.config.Entrypoint = []string{"/bin/sh"}
+			b.config.Entrypoint = []string{"/bin/sh"} // an entrypoint parameter replaces it later
 			b.config.Cmd = []string{"-c", value}
 			return nil
 		}

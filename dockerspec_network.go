@@ -56,7 +56,7 @@ func (b *specBuilder) applyNetwork() error {
 		}
 		b.config.Hostname = hostname
 	}
-	return nil
+	return b.applyNetworkParameters()
 }
 
 // portProtocols parses a port mapping's protocol: "tcp" (also when unset),

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -432,9 +433,9 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		{"env parameter without =", func(in *specInput) { withParameters(in, "env", "FOO") }, `container.docker.parameters[0] "env": "FOO" is not NAME=VALUE`},
 		{"env parameter with empty name", func(in *specInput) { withParameters(in, "env", "=x") }, `container.docker.parameters[0] "env": environment variable name is empty`},
 
-		{"label parameter without =", func(in *specInput) { withParameters(in, "label", "team") }, `container.docker.parameters[0] "label": "team" is not KEY=VALUE`},
+		{"label parameter with an empty key", func(in *specInput) { withParameters(in, "label", "=x") }, `container.docker.parameters[0] "label": "=x" has an empty key`},
 		{"label parameter with empty key", func(in *specInput) { withParameters(in, "label", "=x") }, `"label": "=x" has an empty key`},
-		{"NUL in parameter", func(in *specInput) { withParameters(in, "label", "a=\x00") }, `container.docker.parameters[0] "label": value contains a NUL byte`},
+		{"NUL in parameter", func(in *specInput) { withParameters(in, "label", "a=\x00") }, `container.docker.parameters[0] "label": contains a NUL byte`},
 		{"NUL in task label", func(in *specInput) { withLabels(in, "team", "a\x00") }, `labels[0] "team": contains a NUL byte`},
 		{"empty cap-add", func(in *specInput) { withParameters(in, "cap-add", " ") }, `parameters[0] "cap-add": value is empty`},
 		{"empty cap-drop", func(in *specInput) { withParameters(in, "cap-drop", "") }, `parameters[0] "cap-drop": value is empty`},
@@ -442,7 +443,7 @@ func TestBuildContainerSpecErrors(t *testing.T) {
 		{"relative workdir", func(in *specInput) { withParameters(in, "workdir", "app") }, `parameters[0] "workdir": "app" is not an absolute path`},
 		{"empty log-driver", func(in *specInput) { withParameters(in, "log-driver", "") }, `parameters[0] "log-driver": value is empty`},
 		{"log-opt without =", func(in *specInput) { withParameters(in, "log-opt", "max-size") }, `parameters[0] "log-opt": "max-size" is not KEY=VALUE`},
-		{"add-host without address", func(in *specInput) { withParameters(in, "add-host", "db") }, `parameters[0] "add-host": "db" is not HOSTNAME:ADDRESS`},
+		{"add-host without address", func(in *specInput) { withParameters(in, "add-host", "db") }, `parameters[0] "add-host": "db" is not HOSTNAME:IP`},
 		{"dns not an IP", func(in *specInput) { withParameters(in, "dns", "resolver.local") }, `parameters[0] "dns": "resolver.local" is not an IP address`},
 		{"init not a bool", func(in *specInput) { withParameters(in, "init", "maybe") }, `parameters[0] "init": "maybe" is not true or false`},
 		{"empty stop-signal", func(in *specInput) { withParameters(in, "--stop-signal", "") }, `parameters[0] "--stop-signal": value is empty`},
@@ -595,7 +596,7 @@ func TestBuildContainerSpecEnvironmentOrder(t *testing.T) {
 		"SHARED", "executor",
 	)
 	in.Task.Command = &mesos.CommandInfo{Shell: boolPtr(false), Environment: valueVariables("SHARED", "command", "ONLY_COMMAND", "1")}
-	withParameters(&in, "env", "SHARED=parameter", "-e", "ignored=because -e is not a supported key", "--env", "MESOS_TASK_ID=override", "env", "EMPTY=")
+	withParameters(&in, "env", "SHARED=parameter", "--env", "MESOS_TASK_ID=override", "env", "EMPTY=")
 	spec := mustBuild(t, in)
 	want := []string{
 		"MESOS_PORT_8080=31000",
@@ -614,8 +615,8 @@ func TestBuildContainerSpecEnvironmentOrder(t *testing.T) {
 	if got := spec.Options.Config.Env; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Env =\n%q\nwant\n%q", got, want)
 	}
-	if len(spec.Warnings) != 1 || !strings.Contains(spec.Warnings[0], `parameters[1] "-e"`) {
-		t.Fatalf("Warnings = %q, want one naming parameters[1] \"-e\"", spec.Warnings)
+	if len(spec.Warnings) != 0 {
+		t.Fatalf("Warnings = %q, want none", spec.Warnings)
 	}
 }
 
@@ -937,7 +938,7 @@ func TestBuildContainerSpecParameters(t *testing.T) {
 		"init", "",
 		"stop-signal", "SIGINT",
 		"memory-swappiness", "0",
-		"--privileged", "true",
+		"--privileged", "false",
 	)
 	spec := mustBuild(t, in)
 	config, host := spec.Options.Config, spec.Options.HostConfig
@@ -954,21 +955,16 @@ func TestBuildContainerSpecParameters(t *testing.T) {
 		{"DNS", host.DNS, []string{"10.0.0.2", "fd00::53"}},
 		{"Init (bare flag)", host.Init, true},
 		{"StopSignal", config.StopSignal, "SIGINT"},
-		{"Privileged (not a parameter)", host.Privileged, false},
+		{"Privileged (parameter false)", host.Privileged, false},
+		{"MemorySwappiness", host.MemorySwappiness, int64Ptr(0)},
 	}
 	for _, check := range checks {
 		if !reflect.DeepEqual(check.got, check.want) {
 			t.Errorf("%s = %#v, want %#v", check.field, check.got, check.want)
 		}
 	}
-	wantWarnings := []string{`parameters[15] "memory-swappiness"`, `parameters[16] "--privileged"`}
-	if len(spec.Warnings) != len(wantWarnings) {
-		t.Fatalf("Warnings = %q, want %d", spec.Warnings, len(wantWarnings))
-	}
-	for i, want := range wantWarnings {
-		if !strings.Contains(spec.Warnings[i], want) || !strings.Contains(spec.Warnings[i], "unsupported docker parameter ignored") {
-			t.Errorf("Warnings[%d] = %q, want it to name %s as ignored", i, spec.Warnings[i], want)
-		}
+	if len(spec.Warnings) != 0 {
+		t.Fatalf("Warnings = %q, want none: every parameter is mapped or refused", spec.Warnings)
 	}
 
 	for _, value := range []string{"false", "0"} {
@@ -1122,7 +1118,8 @@ func TestBuildContainerSpecVolumeDriverParameter(t *testing.T) {
 	in = testInput()
 	withParameters(&in, "volume-driver", "rexray")
 	in.Task.Container.Docker.VolumeDriver = stringPtr("convoy")
-	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `container.docker.volume_driver "convoy" differs from driver "rexray"`) {
+	if _, err := buildContainerSpec(in); err == nil || !strings.Contains(err.Error(), `container.docker.volume_driver "convoy" differs from driver "rexray"`) ||
+		!strings.Contains(err.Error(), "Only one volume driver per task is supported") {
 		t.Errorf("conflicting drivers: err = %v", err)
 	}
 
@@ -1230,6 +1227,16 @@ func FuzzBuildContainerSpec(f *testing.F) {
 			in.Task.Container.Hostname = stringPtr("api")
 			in.Task.Command = &mesos.CommandInfo{Value: stringPtr("echo hi"), Environment: valueVariables("B", "2")}
 		},
+		func(in *specInput) {
+			withNetwork(in, mesos.ContainerInfo_DockerInfo_BRIDGE)
+			in.Task.Resources = []mesos.Resource{scalarResource("cpus", 1), scalarResource("mem", 128)}
+			in.Task.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: 2}, "mem": {Value: math.Inf(1)}}
+			withParameters(in, "ulimit", "nofile=1024:2048", "shm-size", "128m", "memory-reservation", "64m", "tmpfs", "/run:size=1m",
+				"sysctl", "net.ipv4.tcp_syncookies=1", "pids-limit", "100", "oom-score-adj", "-5", "read-only", "true", "hostname", "h",
+				"entrypoint", "/bin/sh", "group-add", "audio", "dns-search", "example.com", "dns-opt", "ndots:2", "mac-address", "92:d0:c6:0a:29:33",
+				"stop-timeout", "5", "security-opt", "no-new-privileges", "device", "/dev/fuse", "ipc", "host", "pid", "container:x",
+				"privileged", "true", "runtime", "runsc", "cgroup-parent", "/x", "health-cmd", "true", "expose", "80")
+		},
 	}
 	for _, mutate := range seeds {
 		in := testInput()
@@ -1295,8 +1302,18 @@ func FuzzBuildContainerSpec(f *testing.F) {
 		if options.Config.Labels[taskIDLabel] != task.TaskID.Value {
 			t.Fatalf("task-id label %q, task ID %q", options.Config.Labels[taskIDLabel], task.TaskID.Value)
 		}
-		if options.HostConfig.Privileged != task.GetContainer().GetDocker().GetPrivileged() {
-			t.Fatalf("HostConfig.Privileged %v for DockerInfo.privileged %v", options.HostConfig.Privileged, task.GetContainer().GetDocker().GetPrivileged())
+		wantPrivileged := task.GetContainer().GetDocker().GetPrivileged()
+		for _, parameter := range task.GetContainer().GetDocker().GetParameters() {
+			if strings.TrimLeft(parameter.Key, "-") == "privileged" {
+				parsed, err := strconv.ParseBool(parameter.Value)
+				wantPrivileged = parameter.Value == "" || (err == nil && parsed)
+			}
+		}
+		if options.HostConfig.Privileged != wantPrivileged {
+			t.Fatalf("HostConfig.Privileged %v, want %v from DockerInfo.privileged and the privileged parameter", options.HostConfig.Privileged, wantPrivileged)
+		}
+		if admit(admissionInput{Options: options, Task: task, HostSandbox: in.HostSandbox}) == nil {
+			checkBaselineAdmitted(t, options)
 		}
 		if options.HostConfig.Privileged && admit(admissionInput{Options: options, Task: task, HostSandbox: in.HostSandbox}) == nil {
 			t.Fatal("the default admission policy admitted a privileged container")
@@ -1310,4 +1327,38 @@ func FuzzBuildContainerSpec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkBaselineAdmitted is the fuzz oracle for the default admission
+// policy: whatever it admits asks for nothing beyond the baseline.
+func checkBaselineAdmitted(t *testing.T, options docker.CreateContainerOptions) {
+	t.Helper()
+	h := options.HostConfig
+	for _, mode := range []string{h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode, h.CgroupnsMode, h.NetworkMode} {
+		if strings.HasPrefix(mode, "container:") {
+			t.Fatalf("admitted another container's namespace: %+v", h)
+		}
+	}
+	for _, mode := range []string{h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode, h.CgroupnsMode} {
+		if mode == "host" {
+			t.Fatalf("admitted a host namespace: %+v", h)
+		}
+	}
+	if h.Privileged || len(h.Devices) > 0 || h.CgroupParent != "" || (h.Runtime != "" && h.Runtime != "runc") || h.OomScoreAdj < 0 ||
+		(h.OOMKillDisable != nil && *h.OOMKillDisable) {
+		t.Fatalf("admitted beyond the baseline: %+v", h)
+	}
+	for name := range h.Sysctls {
+		if !slices.Contains(safeSysctls, name) {
+			t.Fatalf("admitted sysctl %s", name)
+		}
+	}
+	for _, option := range h.SecurityOpt {
+		if strings.Contains(option, "unconfined") || strings.Contains(option, "disable") || strings.HasPrefix(option, "seccomp={") {
+			t.Fatalf("admitted security option %q", option)
+		}
+	}
+	if h.RestartPolicy.Name != "no" {
+		t.Fatalf("restart policy %+v", h.RestartPolicy)
+	}
 }

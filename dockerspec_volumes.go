@@ -2,7 +2,8 @@ package main
 
 // dockerspec_volumes.go owns the container's mounts (the sandbox, host
 // paths, Docker volumes and the volume driver) and its CPU and memory
-// limits from the task's resources. No I/O.
+// limits from the task's resources (TaskInfo.limits: applyLimits in
+// dockerspec_params_resources.go). No I/O.
 
 import (
 	"fmt"
@@ -48,7 +49,7 @@ func (b *specBuilder) applyVolumes() error {
 	volumeDriverField := b.volumeDriverField
 	if driver := b.dockerInfo.GetVolumeDriver(); driver != "" {
 		if b.hostConfig.VolumeDriver != "" && b.hostConfig.VolumeDriver != driver {
-			return taskErrorf("container.docker.volume_driver %q differs from driver %q of %s; a container can use one volume driver only", driver, b.hostConfig.VolumeDriver, volumeDriverField)
+			return taskErrorf("container.docker.volume_driver %q differs from driver %q of %s: Only one volume driver per task is supported", driver, b.hostConfig.VolumeDriver, volumeDriverField)
 		}
 		b.hostConfig.VolumeDriver = driver
 		volumeDriverField = "container.docker.volume_driver"
@@ -105,7 +106,7 @@ func (b *specBuilder) applyVolumes() error {
 			}
 			if driver := dockerVolume.GetDriver(); driver != "" {
 				if b.hostConfig.VolumeDriver != "" && b.hostConfig.VolumeDriver != driver {
-					return taskErrorf("%s.source.docker_volume.driver %q differs from driver %q of %s; a container can use one volume driver only", field, driver, b.hostConfig.VolumeDriver, volumeDriverField)
+					return taskErrorf("%s.source.docker_volume.driver %q differs from driver %q of %s: Only one volume driver per task is supported", field, driver, b.hostConfig.VolumeDriver, volumeDriverField)
 				}
 				b.hostConfig.VolumeDriver = driver
 				volumeDriverField = field + ".source.docker_volume.driver"
@@ -196,5 +197,5 @@ func (b *specBuilder) applyResources() error {
 			b.hostConfig.MemorySwap = memoryBytes
 		}
 	}
-	return nil
+	return b.applyLimits(cpus, haveCPUs, memoryMB, haveMemory)
 }

@@ -85,10 +85,10 @@ func TestBadInputFailsTheTask(t *testing.T) {
 			message: []string{"JUST_A_NAME"},
 		},
 		{
-			name:    "label parameter without =",
-			task:    []taskOption{withDockerParameter("label", "lonely-label")},
+			name:    "label parameter with an empty key",
+			task:    []taskOption{withDockerParameter("label", "=lonely-value")},
 			reason:  mesos.REASON_TASK_INVALID,
-			message: []string{"lonely-label"},
+			message: []string{"=lonely-value", "empty key"},
 		},
 		{
 			name:    "image missing and not pullable",

@@ -49,6 +49,21 @@ type AdmissionSettings struct {
 	// AllowedNamedVolumes are the named volumes a task may mount (comma list
 	// of names or path.Match patterns; * admits every name).
 	AllowedNamedVolumes string `envconfig:"ALLOWED_NAMED_VOLUMES"`
+	// AllowedDevices are host devices a task may be given with the device
+	// parameter (comma list of paths such as /dev/fuse).
+	AllowedDevices string `envconfig:"ALLOWED_DEVICES"`
+	// AllowedHostNamespaces are the host namespaces a task may share (comma
+	// list of pid, ipc, uts, userns, cgroupns).
+	AllowedHostNamespaces string `envconfig:"ALLOWED_HOST_NAMESPACES"`
+	// AllowedSysctls are sysctls a task may set beyond the baseline's safe
+	// set (comma list of names, or prefixes ending in *).
+	AllowedSysctls string `envconfig:"ALLOWED_SYSCTLS"`
+	// AllowedRuntimes are OCI runtimes other than runc a task may name.
+	AllowedRuntimes string `envconfig:"ALLOWED_RUNTIMES"`
+	// AllowedCgroupParents are the cgroup parents a task may name.
+	AllowedCgroupParents string `envconfig:"ALLOWED_CGROUP_PARENTS"`
+	// AllowOOMProtection admits a negative oom-score-adj and oom-kill-disable.
+	AllowOOMProtection bool `envconfig:"ALLOW_OOM_PROTECTION" default:"false"`
 }
 
 // Setting names as the operator writes them.
@@ -96,6 +111,7 @@ type admissionRules struct {
 	hostPaths     []string        // cleaned absolute paths
 	volumeDrivers map[string]bool
 	namedVolumes  []string // path.Match patterns
+	options       optionRules
 }
 
 // splitList splits a comma list, dropping blanks so that a trailing comma
@@ -147,6 +163,7 @@ func (s AdmissionSettings) rules() (admissionRules, []string) {
 		}
 		rules.namedVolumes = append(rules.namedVolumes, item)
 	}
+	rules.options = s.optionRules(&problems)
 	return rules, problems
 }
 
@@ -224,6 +241,7 @@ func admit(in admissionInput) error {
 	j.judgeSecurityOptions()
 	j.judgeMounts()
 	j.judgeVolumeDrivers()
+	j.judgeOptions()
 	if len(j.violations) > 0 {
 		return &admissionError{violations: j.violations}
 	}
@@ -253,7 +271,7 @@ func (j *judge) refusePrivileged(field, rule string) {
 
 func (j *judge) judgePrivileges() {
 	if j.host.Privileged {
-		j.refusePrivileged("container.docker.privileged=true", "asks for a privileged container (every capability and device, no confinement)")
+		j.refusePrivileged(j.privilegedField(), "asks for a privileged container (every capability and device, no confinement)")
 	}
 	for _, requested := range j.host.CapAdd {
 		j.judgeCapability("parameter cap-add="+requested, requested)
@@ -263,17 +281,11 @@ func (j *judge) judgePrivileges() {
 	for _, requested := range j.host.Capabilities {
 		j.judgeCapability("HostConfig.Capabilities "+requested, requested)
 	}
-	for _, device := range j.host.Devices {
-		j.refusePrivileged(fmt.Sprintf("parameter device=%s:%s", device.PathOnHost, device.PathInContainer), "gives the container a host device")
-	}
 	for _, request := range j.host.DeviceRequests {
 		j.refusePrivileged(fmt.Sprintf("parameter gpus (driver %q, %d devices)", request.Driver, request.Count), "gives the container host devices")
 	}
 	for _, rule := range j.host.DeviceCgroupRules {
 		j.refusePrivileged("parameter device-cgroup-rule="+rule, "lets the container use host devices")
-	}
-	if j.host.CgroupParent != "" {
-		j.refusePrivileged("parameter cgroup-parent="+j.host.CgroupParent, "places the container outside the cgroup Docker gives it (and outside its limits)")
 	}
 }
 
@@ -304,11 +316,11 @@ func (j *judge) judgeNamespaces() {
 	for _, ns := range namespaces {
 		field := fmt.Sprintf("parameter %s=%s", ns.flag, ns.mode)
 		if ns.flag == "network" {
-			field = "container.docker.network " + ns.mode
+			field = j.networkField(ns.mode)
 		}
 		switch {
 		case ns.mode == "host" && ns.flag != "network":
-			j.refusePrivileged(field, fmt.Sprintf("shares the host's %s namespace", ns.what))
+			j.judgeHostNamespace(ns.flag, field, ns.what)
 		case strings.HasPrefix(ns.mode, "container:"):
 			j.refusePrivileged(field, fmt.Sprintf("joins the %s namespace of another container", ns.what))
 		}
@@ -549,4 +561,30 @@ func (j *judge) volumeDriverField(driver string) string {
 		}
 	}
 	return "HostConfig.VolumeDriver=" + driver
+}
+
+// privilegedField names where privileged mode was asked for: a privileged
+// parameter, else DockerInfo.privileged.
+func (j *judge) privilegedField() string {
+	if task := j.in.Task; task != nil && task.Container != nil && task.Container.Docker != nil {
+		for _, parameter := range task.Container.Docker.Parameters {
+			if strings.TrimLeft(parameter.Key, "-") == "privileged" {
+				return "parameter privileged=" + parameter.Value
+			}
+		}
+	}
+	return "container.docker.privileged=true"
+}
+
+// networkField names where the network mode came from: a network (or net)
+// parameter replaces container.docker.network.
+func (j *judge) networkField(mode string) string {
+	if task := j.in.Task; task != nil && task.Container != nil && task.Container.Docker != nil {
+		for _, parameter := range task.Container.Docker.Parameters {
+			if key := strings.TrimLeft(parameter.Key, "-"); (key == "network" || key == "net") && parameter.Value == mode {
+				return "parameter " + key + "=" + mode
+			}
+		}
+	}
+	return "container.docker.network " + mode
 }

@@ -136,6 +136,18 @@ func applySuggestedSetting(t *testing.T, settings *AdmissionSettings, suggestion
 		settings.AllowedVolumeDrivers = value
 	case settingAllowedNamedVolumes:
 		settings.AllowedNamedVolumes = value
+	case settingAllowedDevices:
+		settings.AllowedDevices = value
+	case settingAllowedHostNamespaces:
+		settings.AllowedHostNamespaces = value
+	case settingAllowedSysctls:
+		settings.AllowedSysctls = value
+	case settingAllowedRuntimes:
+		settings.AllowedRuntimes = value
+	case settingAllowedCgroupParents:
+		settings.AllowedCgroupParents = value
+	case settingAllowOOMProtection:
+		settings.AllowOOMProtection = value == "true"
 	default:
 		t.Fatalf("suggestion %q names no admission setting", suggestion)
 	}
@@ -174,17 +186,21 @@ func TestAdmissionRefusesEscalations(t *testing.T) {
 		{"Capabilities replacing the set", hostConfig(func(h *docker.HostConfig) { h.Capabilities = []string{"CAP_CHOWN", "CAP_SYS_PTRACE"} }),
 			"HostConfig.Capabilities CAP_SYS_PTRACE", "outside Docker's default set", "EXECUTOR_ALLOWED_CAPABILITIES=SYS_PTRACE"},
 		{"pid=host", hostConfig(func(h *docker.HostConfig) { h.PidMode = "host" }),
-			"parameter pid=host", "host's PID namespace", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+			"parameter pid=host", "host's PID namespace", "EXECUTOR_ALLOWED_HOST_NAMESPACES=pid"},
 		{"ipc=host", hostConfig(func(h *docker.HostConfig) { h.IpcMode = "host" }),
-			"parameter ipc=host", "host's IPC namespace", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+			"parameter ipc=host", "host's IPC namespace", "EXECUTOR_ALLOWED_HOST_NAMESPACES=ipc"},
 		{"uts=host", hostConfig(func(h *docker.HostConfig) { h.UTSMode = "host" }),
-			"parameter uts=host", "host's UTS namespace", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+			"parameter uts=host", "host's UTS namespace", "EXECUTOR_ALLOWED_HOST_NAMESPACES=uts"},
 		{"userns=host", hostConfig(func(h *docker.HostConfig) { h.UsernsMode = "host" }),
-			"parameter userns=host", "host's user namespace", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+			"parameter userns=host", "host's user namespace", "EXECUTOR_ALLOWED_HOST_NAMESPACES=userns"},
 		{"cgroupns=host", hostConfig(func(h *docker.HostConfig) { h.CgroupnsMode = "host" }),
-			"parameter cgroupns=host", "host's cgroup namespace", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+			"parameter cgroupns=host", "host's cgroup namespace", "EXECUTOR_ALLOWED_HOST_NAMESPACES=cgroupns"},
 		{"network of another container", hostConfig(func(h *docker.HostConfig) { h.NetworkMode = "container:db" }),
 			"container.docker.network container:db", "network namespace of another container", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+		{"network parameter naming another container", func(in *admissionInput) {
+			in.Options.HostConfig.NetworkMode = "container:db"
+			in.Task.Container.Docker.Parameters = []mesos.Parameter{{Key: "net", Value: "container:db"}}
+		}, "parameter net=container:db", "network namespace of another container", "EXECUTOR_ALLOW_PRIVILEGED=true"},
 		{"USER network named container:", func(in *admissionInput) {
 			in.Options.HostConfig.NetworkMode = "bridge"
 			in.Options.NetworkingConfig = &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{"container:db": {}}}
@@ -196,10 +212,24 @@ func TestAdmissionRefusesEscalations(t *testing.T) {
 		{"volumes-from", hostConfig(func(h *docker.HostConfig) { h.VolumesFrom = []string{"db:ro"} }),
 			"parameter volumes-from=db:ro", "volumes of another container", "EXECUTOR_ALLOW_PRIVILEGED=true"},
 		{"cgroup-parent", hostConfig(func(h *docker.HostConfig) { h.CgroupParent = "/system.slice" }),
-			"parameter cgroup-parent=/system.slice", "outside the cgroup", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+			"parameter cgroup-parent=/system.slice", "outside the cgroup", "EXECUTOR_ALLOWED_CGROUP_PARENTS=/system.slice"},
 		{"device", hostConfig(func(h *docker.HostConfig) {
 			h.Devices = []docker.Device{{PathOnHost: "/dev/sda", PathInContainer: "/dev/sda", CgroupPermissions: "rwm"}}
-		}), "parameter device=/dev/sda:/dev/sda", "host device", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+		}), "parameter device=/dev/sda:/dev/sda", "host device", "EXECUTOR_ALLOWED_DEVICES=/dev/sda"},
+		{"privileged parameter", func(in *admissionInput) {
+			in.Options.HostConfig.Privileged = true
+			in.Task.Container.Docker.Parameters = []mesos.Parameter{{Key: "--privileged", Value: ""}}
+		}, "parameter privileged=", "privileged container", "EXECUTOR_ALLOW_PRIVILEGED=true"},
+		{"unsafe sysctl", hostConfig(func(h *docker.HostConfig) { h.Sysctls = map[string]string{"kernel.msgmax": "65536"} }),
+			"parameter sysctl=kernel.msgmax=65536", "outside the baseline's safe set", "EXECUTOR_ALLOWED_SYSCTLS=kernel.msgmax"},
+		{"net sysctl outside the safe set", hostConfig(func(h *docker.HostConfig) { h.Sysctls = map[string]string{"net.core.somaxconn": "1024"} }),
+			"parameter sysctl=net.core.somaxconn=1024", "safe set", "EXECUTOR_ALLOWED_SYSCTLS=net.core.somaxconn"},
+		{"another runtime", hostConfig(func(h *docker.HostConfig) { h.Runtime = "sysbox-runc" }),
+			"parameter runtime=sysbox-runc", "other than runc", "EXECUTOR_ALLOWED_RUNTIMES=sysbox-runc"},
+		{"negative oom-score-adj", hostConfig(func(h *docker.HostConfig) { h.OomScoreAdj = -500 }),
+			"parameter oom-score-adj=-500", "less likely than the host's own processes to be killed", "EXECUTOR_ALLOW_OOM_PROTECTION=true"},
+		{"oom-kill-disable", hostConfig(func(h *docker.HostConfig) { h.OOMKillDisable = boolPtr(true) }),
+			"parameter oom-kill-disable=true", "keeps the OOM killer away", "EXECUTOR_ALLOW_OOM_PROTECTION=true"},
 		{"gpus", hostConfig(func(h *docker.HostConfig) {
 			h.DeviceRequests = []docker.DeviceRequest{{Driver: "nvidia", Count: -1}}
 		}), "parameter gpus", "host devices", "EXECUTOR_ALLOW_PRIVILEGED=true"},
@@ -390,6 +420,21 @@ func TestAdmissionAdmitsHarmlessRequests(t *testing.T) {
 		{"private namespaces", hostConfig(func(hc *docker.HostConfig) {
 			hc.IpcMode, hc.PidMode, hc.CgroupnsMode = "private", "", "private"
 		})},
+		{"the baseline's safe sysctls", hostConfig(func(hc *docker.HostConfig) {
+			hc.Sysctls = map[string]string{}
+			for _, name := range safeSysctls {
+				hc.Sysctls[name] = "1"
+			}
+		})},
+		{"runc named explicitly", hostConfig(func(hc *docker.HostConfig) { hc.Runtime = "runc" })},
+		{"a task making itself the likelier OOM victim", hostConfig(func(hc *docker.HostConfig) { hc.OomScoreAdj = 500; hc.OOMKillDisable = boolPtr(false) })},
+		{"resource and hardening options", hostConfig(func(hc *docker.HostConfig) {
+			hc.ReadonlyRootfs, hc.ShmSize, hc.PidsLimit = true, 1<<30, int64Ptr(100)
+			hc.Ulimits = []docker.ULimit{{Name: "nofile", Soft: 1024, Hard: 1024}}
+			hc.Tmpfs = map[string]string{"/run": "size=1m"}
+			hc.GroupAdd, hc.DNSSearch, hc.DNSOptions = []string{"audio"}, []string{"example.com"}, []string{"ndots:2"}
+			hc.IpcMode = "shareable"
+		})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -466,6 +511,14 @@ func TestAdmissionExceptionsAreNarrow(t *testing.T) {
 		}},
 		{"one driver does not admit another", AdmissionSettings{AllowedVolumeDrivers: "rexray"}, hostConfig(func(hc *docker.HostConfig) { hc.VolumeDriver = "convoy" })},
 		{"host paths do not admit host namespaces", AdmissionSettings{AllowedHostPaths: "/"}, hostConfig(func(hc *docker.HostConfig) { hc.PidMode = "host" })},
+		{"one host namespace does not admit another", AdmissionSettings{AllowedHostNamespaces: "ipc"}, hostConfig(func(hc *docker.HostConfig) { hc.PidMode = "host" })},
+		{"host namespaces do not admit another container's", AdmissionSettings{AllowedHostNamespaces: "pid,ipc,uts,userns,cgroupns"}, hostConfig(func(hc *docker.HostConfig) { hc.PidMode = "container:db" })},
+		{"one device does not admit another", AdmissionSettings{AllowedDevices: "/dev/fuse"}, hostConfig(func(hc *docker.HostConfig) {
+			hc.Devices = []docker.Device{{PathOnHost: "/dev/fuse/../sda", PathInContainer: "/dev/fuse", CgroupPermissions: "rwm"}}
+		})},
+		{"a sysctl prefix admits only its prefix", AdmissionSettings{AllowedSysctls: "kernel.msg*"}, hostConfig(func(hc *docker.HostConfig) { hc.Sysctls = map[string]string{"kernel.sem": "1"} })},
+		{"one runtime does not admit another", AdmissionSettings{AllowedRuntimes: "runsc"}, hostConfig(func(hc *docker.HostConfig) { hc.Runtime = "kata" })},
+		{"OOM protection does not admit privileged", AdmissionSettings{AllowOOMProtection: true}, func(in *admissionInput) { in.Options.HostConfig.Privileged = true }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -544,6 +597,11 @@ func TestAdmissionSettingsAreValidated(t *testing.T) {
 		"EXECUTOR_ALLOWED_NAMED_VOLUMES=team-[":         `"team-[" is not a valid name pattern`,
 		"EXECUTOR_ALLOWED_VOLUME_DRIVERS=rex ray":       `"rex ray" is not a volume driver name`,
 		"EXECUTOR_ALLOW_PRIVILEGED=sometimes":           "EXECUTOR_ALLOW_PRIVILEGED",
+		"EXECUTOR_ALLOWED_DEVICES=dev/fuse":             `"dev/fuse" is not a clean absolute device path`,
+		"EXECUTOR_ALLOWED_HOST_NAMESPACES=net":          `"net" is not one of pid, ipc, uts, userns, cgroupns`,
+		"EXECUTOR_ALLOWED_SYSCTLS=kernel.*.x":           `"kernel.*.x" is not a sysctl name or a prefix`,
+		"EXECUTOR_ALLOWED_RUNTIMES=/usr/bin/runsc":      `"/usr/bin/runsc" is not a runtime name`,
+		"EXECUTOR_ALLOW_OOM_PROTECTION=maybe":           "EXECUTOR_ALLOW_OOM_PROTECTION",
 	}
 	for setting, want := range cases {
 		t.Run(setting, func(t *testing.T) {
@@ -564,24 +622,38 @@ func TestAdmissionSettingsAreValidated(t *testing.T) {
 // embedded structs it cannot set).
 func TestAdmissionSettingsLoadThroughTheEmbedding(t *testing.T) {
 	want := AdmissionSettings{
-		AllowPrivileged:      true,
-		AllowedCapabilities:  "cap_sys_ptrace, NET_ADMIN",
-		AllowedHostPaths:     "/srv/shared,/opt/data",
-		AllowedVolumeDrivers: "rexray",
-		AllowedNamedVolumes:  "team-*",
+		AllowPrivileged:       true,
+		AllowedCapabilities:   "cap_sys_ptrace, NET_ADMIN",
+		AllowedHostPaths:      "/srv/shared,/opt/data",
+		AllowedVolumeDrivers:  "rexray",
+		AllowedNamedVolumes:   "team-*",
+		AllowedDevices:        "/dev/fuse",
+		AllowedHostNamespaces: "ipc,pid",
+		AllowedSysctls:        "kernel.msg*,net.core.somaxconn",
+		AllowedRuntimes:       "runsc",
+		AllowedCgroupParents:  "/tenants",
+		AllowOOMProtection:    true,
 	}
 	cfg := mustLoadConfig(t, testSettingsEnv(map[string]string{
-		"EXECUTOR_ALLOW_PRIVILEGED":       "true",
-		"EXECUTOR_ALLOWED_CAPABILITIES":   want.AllowedCapabilities,
-		"EXECUTOR_ALLOWED_HOST_PATHS":     want.AllowedHostPaths,
-		"EXECUTOR_ALLOWED_VOLUME_DRIVERS": want.AllowedVolumeDrivers,
-		"EXECUTOR_ALLOWED_NAMED_VOLUMES":  want.AllowedNamedVolumes,
+		"EXECUTOR_ALLOW_PRIVILEGED":        "true",
+		"EXECUTOR_ALLOWED_CAPABILITIES":    want.AllowedCapabilities,
+		"EXECUTOR_ALLOWED_HOST_PATHS":      want.AllowedHostPaths,
+		"EXECUTOR_ALLOWED_VOLUME_DRIVERS":  want.AllowedVolumeDrivers,
+		"EXECUTOR_ALLOWED_NAMED_VOLUMES":   want.AllowedNamedVolumes,
+		"EXECUTOR_ALLOWED_DEVICES":         want.AllowedDevices,
+		"EXECUTOR_ALLOWED_HOST_NAMESPACES": want.AllowedHostNamespaces,
+		"EXECUTOR_ALLOWED_SYSCTLS":         want.AllowedSysctls,
+		"EXECUTOR_ALLOWED_RUNTIMES":        want.AllowedRuntimes,
+		"EXECUTOR_ALLOWED_CGROUP_PARENTS":  want.AllowedCgroupParents,
+		"EXECUTOR_ALLOW_OOM_PROTECTION":    "true",
 	}))
 	if cfg.AdmissionSettings != want {
 		t.Fatalf("loaded %+v, want %+v", cfg.AdmissionSettings, want)
 	}
 	rules, problems := cfg.AdmissionSettings.rules()
-	if len(problems) > 0 || !rules.capabilities["SYS_PTRACE"] || !rules.capabilities["NET_ADMIN"] || len(rules.hostPaths) != 2 {
+	if len(problems) > 0 || !rules.capabilities["SYS_PTRACE"] || !rules.capabilities["NET_ADMIN"] || len(rules.hostPaths) != 2 ||
+		!rules.options.devices["/dev/fuse"] || !rules.options.hostNamespaces["pid"] || !rules.options.sysctlAllowed("kernel.msgmax") ||
+		!rules.options.runtimes["runsc"] || !rules.options.cgroupParents["/tenants"] || !rules.options.oomProtection {
 		t.Fatalf("rules %+v, problems %q", rules, problems)
 	}
 }

@@ -198,12 +198,13 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	settings := t.deps.settings
 
 	spec, err := buildContainerSpec(specInput{
-		Task:          &t.info,
-		ExecutorInfo:  &t.env.executor,
-		HostSandbox:   t.deps.mesos.Directory,
-		AgentHostname: t.env.agent.GetHostname(),
-		Settings:      settings,
-		Owner:         t.deps.owner,
+		Task:            &t.info,
+		ExecutorInfo:    &t.env.executor,
+		HostSandbox:     t.deps.mesos.Directory,
+		AgentHostname:   t.env.agent.GetHostname(),
+		Settings:        settings,
+		Owner:           t.deps.owner,
+		HostMemoryBytes: hostMemoryBytes(),
 	})
 	if err != nil {
 		return fail(mesos.REASON_TASK_INVALID, err.Error())
