@@ -237,10 +237,14 @@ func (t *taskRunner) startMesosChecks(plan *checkPlan, container *docker.Contain
 		return m
 	}
 	target := probeTargetFor(container, t.spec)
+	var secrets []string
+	if t.spec != nil && t.spec.Options.Config != nil {
+		secrets = secretValues(t.spec.Options.Config.Env, t.fromVault)
+	}
 	if plan.health != nil {
 		cfg := plan.health
 		m.verdicts = make(chan healthVerdict, 1)
-		p := newProber(cfg.probe, target, t.deps.docker, container.ID)
+		p := newProber(cfg.probe, target, t.deps.docker, container.ID, secrets)
 		hlog := logger.WithFields(log.Fields{"health_check": p.describe(), "consecutive_failures": cfg.consecutiveFailures})
 		hlog.WithFields(log.Fields{"delay": cfg.delay.String(), "interval": cfg.interval.String(),
 			"timeout": cfg.timeout.String(), "grace_period": cfg.grace.String()}).Info("starting the Mesos health check")
@@ -254,7 +258,7 @@ func (t *taskRunner) startMesosChecks(plan *checkPlan, container *docker.Contain
 	if plan.check != nil {
 		cfg := plan.check
 		m.checkResults = make(chan *mesos.CheckStatusInfo, 1)
-		p := newProber(cfg.probe, target, t.deps.docker, container.ID)
+		p := newProber(cfg.probe, target, t.deps.docker, container.ID, secrets)
 		clog := logger.WithField("check", p.describe())
 		clog.WithFields(log.Fields{"delay": cfg.delay.String(), "interval": cfg.interval.String(),
 			"timeout": cfg.timeout.String()}).Info("starting the Mesos check")

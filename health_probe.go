@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,14 +143,14 @@ type execRunner interface {
 	execInContainer(ctx context.Context, id string, cmd, env []string, outputLimit int) (execResult, error)
 }
 
-func newProber(spec probeSpec, target probeTarget, runtime execRunner, containerID string) prober {
+func newProber(spec probeSpec, target probeTarget, runtime execRunner, containerID string, secrets []string) prober {
 	switch spec.kind {
 	case probeHTTP:
 		return newHTTPProber(spec, target)
 	case probeTCP:
 		return &tcpProber{spec: spec, target: target}
 	default:
-		return &commandProber{spec: spec, runtime: runtime, containerID: containerID}
+		return &commandProber{spec: spec, runtime: runtime, containerID: containerID, secrets: secrets}
 	}
 }
 
@@ -277,6 +279,9 @@ type commandProber struct {
 	spec        probeSpec
 	runtime     execRunner
 	containerID string
+	// secrets are the container's secret values (from Vault or under a
+	// secret-like name), replaced wherever they appear in the output.
+	secrets []string
 }
 
 // commandOutputTail is how much of a failed command's output is logged.
@@ -287,7 +292,7 @@ func (p *commandProber) describe() string { return "command " + strconv.Quote(st
 func (p *commandProber) attempt(ctx context.Context) probeOutcome {
 	out := probeOutcome{kind: probeCommand, target: "command"}
 	result, err := p.runtime.execInContainer(ctx, p.containerID, p.spec.cmd, p.spec.env, commandOutputTail)
-	out.output = redactSecretsIn(strings.ToValidUTF8(string(result.outputTail), "?"))
+	out.output = redactOutput(string(result.outputTail), p.secrets)
 	if err != nil {
 		out.err = fmt.Errorf("command: %w", err)
 		return out
@@ -297,3 +302,39 @@ func (p *commandProber) attempt(ctx context.Context) probeOutcome {
 }
 
 func (p *commandProber) healthy(out probeOutcome) bool { return out.err == nil && out.code == 0 }
+
+// envAssignment finds NAME=value text in a command's output.
+var envAssignment = regexp.MustCompile(`\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)`)
+
+// redactOutput makes a command's output fit for the log: the known secret
+// values, the values of NAME=value pairs whose name marks a secret, and
+// what redactSecretsIn recognises by its shape are replaced.
+func redactOutput(output string, secrets []string) string {
+	output = strings.ToValidUTF8(output, "?")
+	for _, secret := range secrets {
+		if len(secret) >= 4 {
+			output = strings.ReplaceAll(output, secret, redactedValue)
+		}
+	}
+	output = envAssignment.ReplaceAllStringFunc(output, func(kv string) string {
+		name, _, _ := strings.Cut(kv, "=")
+		if isSecretKey(name) {
+			return name + "=" + redactedValue
+		}
+		return kv
+	})
+	return redactSecretsIn(output)
+}
+
+// secretValues are the values of the container's environment that are
+// never logged: resolved from Vault, or under a secret-like name.
+func secretValues(env []string, fromVault []string) []string {
+	var secrets []string
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		if value != "" && (isSecretKey(name) || slices.Contains(fromVault, name)) {
+			secrets = append(secrets, value)
+		}
+	}
+	return secrets
+}
