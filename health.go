@@ -38,7 +38,7 @@ type healthCheckConfig struct {
 	grace time.Duration
 	// consecutiveFailures counted failures in a row kill the task.
 	consecutiveFailures uint32
-	probe probeSpec
+	probe               probeSpec
 }
 
 // parseSeconds reads one of the *_seconds fields: unset takes Mesos'

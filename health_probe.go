@@ -287,7 +287,9 @@ type commandProber struct {
 // commandOutputTail is how much of a failed command's output is logged.
 const commandOutputTail = 512
 
-func (p *commandProber) describe() string { return "command " + strconv.Quote(strings.Join(p.spec.cmd, " ")) }
+func (p *commandProber) describe() string {
+	return "command " + strconv.Quote(strings.Join(p.spec.cmd, " "))
+}
 
 func (p *commandProber) attempt(ctx context.Context) probeOutcome {
 	out := probeOutcome{kind: probeCommand, target: "command"}

@@ -27,7 +27,7 @@ import (
 )
 
 func f64(v float64) *float64 { return &v }
-func u32(v uint32) *uint32    { return &v }
+func u32(v uint32) *uint32   { return &v }
 
 func TestParseHealthCheckDefaults(t *testing.T) {
 	cfg, err := parseHealthCheck(&mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 8080}})
@@ -69,7 +69,6 @@ func TestParseHealthCheckDefaults(t *testing.T) {
 		t.Errorf("exec-form command %q", cfg.probe.cmd)
 	}
 }
-
 
 func TestParseHealthCheckRejectsWhatMesosRejects(t *testing.T) {
 	http := func(h mesos.HealthCheck_HTTPCheckInfo) *mesos.HealthCheck {
