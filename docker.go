@@ -32,6 +32,7 @@ type dockerRuntime struct {
 	short    *docker.Client
 	long     *docker.Client
 	endpoint string
+	exec     execClient // docker_exec.go
 }
 
 var _ containerRuntime = (*dockerRuntime)(nil)

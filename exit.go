@@ -122,6 +122,11 @@ func classifyExit(state docker.State, stoppedFor *stopRequest, memoryLimit int64
 			unhealthy := false
 			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(),
 				message: stoppedFor.message, healthy: &unhealthy}
+		case causeHealthCheckFailed:
+			// As Mesos: TASK_KILLED, no reason, healthy=false.
+			unhealthy := false
+			return outcome{state: mesos.TASK_KILLED, message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit),
+				healthy: &unhealthy}
 		case causeAgentLost:
 			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_AGENT_DISCONNECTED.Enum(),
 				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}

@@ -52,6 +52,16 @@ type containerRuntime interface {
 	// removeContainer removes the container, running or not; a missing
 	// one is fine.
 	removeContainer(ctx context.Context, id string) error
+	// execInContainer runs cmd in the running container (a COMMAND health
+	// check or check) until it exits or ctx ends; see execResult.
+	execInContainer(ctx context.Context, id string, cmd, env []string, outputLimit int) (execResult, error)
+}
+
+// execResult is how a command run in the container ended: its exit code
+// and the last outputLimit bytes of its combined output.
+type execResult struct {
+	exitCode   int
+	outputTail []byte
 }
 
 // containerStart is the start of one launch's container, readied ahead by

@@ -105,6 +105,17 @@ type fakeRuntime struct {
 	// with dockerRuntime's own retry logic, so the tests exercise the
 	// production timer and not a copy of it.
 	patience *dockerRuntime
+	// execResults script execInContainer: each call takes the next one;
+	// once used up, commands exit 0. A result with block set waits for
+	// the call's context to end (a command that hangs).
+	execResults []fakeExec
+}
+
+// fakeExec is the scripted outcome of one execInContainer call.
+type fakeExec struct {
+	exitCode int
+	output   string
+	block    bool
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -686,6 +697,33 @@ func (f *fakeRuntime) removeLocked(c *fakeContainer) {
 		c.exitLocked(128 + int(syscall.SIGKILL))
 	}
 	delete(f.containers, c.id)
+}
+
+func (f *fakeRuntime) execInContainer(ctx context.Context, id string, cmd, env []string, outputLimit int) (execResult, error) {
+	if err := f.enter(ctx, "execInContainer", id, 0); err != nil {
+		return execResult{}, fmt.Errorf("exec in container %s: %w", shortID(id), err)
+	}
+	f.mu.Lock()
+	next := fakeExec{}
+	if len(f.execResults) > 0 {
+		next = f.execResults[0]
+		f.execResults = f.execResults[1:]
+	}
+	c := f.containers[id]
+	running := c != nil && c.state.Running
+	f.mu.Unlock()
+	if !running {
+		return execResult{}, fmt.Errorf("exec in container %s: %w", shortID(id), errFakeAPI(409, "container is not running"))
+	}
+	if next.block {
+		<-ctx.Done()
+		return execResult{}, ctx.Err()
+	}
+	output := []byte(next.output)
+	if len(output) > outputLimit {
+		output = output[len(output)-outputLimit:]
+	}
+	return execResult{exitCode: next.exitCode, outputTail: output}, nil
 }
 
 // errFakeAPI is an answer from Docker refusing a call.

@@ -86,7 +86,7 @@ func (s *stopper) drainBudget(req stopRequest, grace time.Duration) time.Duratio
 		return 0
 	}
 	switch req.cause {
-	case causeKill, causeShutdown, causeSignal:
+	case causeKill, causeShutdown, causeSignal, causeHealthCheckFailed:
 	default:
 		return 0
 	}

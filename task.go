@@ -26,6 +26,9 @@ const (
 	causeSignal
 	causeAgentLost
 	causeUnhealthy
+	// causeHealthCheckFailed: the Mesos health check failed
+	// consecutive_failures times (health.go).
+	causeHealthCheckFailed
 )
 
 // stopRequest asks a task to stop its container.
@@ -87,6 +90,10 @@ type taskRunner struct {
 	// fromVault names the container variables whose values came from
 	// Vault; they are never logged.
 	fromVault []string
+	// checks are the task's validated Mesos health check and check;
+	// checkStatus carries the check's latest result (checks.go).
+	checks      *checkPlan
+	checkStatus *checkStatusTracker
 }
 
 func newTaskRunner(info mesos.TaskInfo, env launchEnv, deps *taskDeps, send func(mesos.TaskStatus, bool), markFailed func(), logger *log.Entry) *taskRunner {
@@ -128,6 +135,7 @@ type outcome struct {
 
 func (t *taskRunner) run() {
 	defer close(t.done)
+	t.attachCheckStatus()
 	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
 	result := t.launchAndSupervise()
 	if result.executorFailed {
@@ -210,6 +218,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return fail(mesos.REASON_TASK_INVALID, err.Error())
 	}
 	t.spec = spec
+	if t.checks, err = planChecks(&t.info); err != nil {
+		return fail(mesos.REASON_TASK_INVALID, err.Error())
+	}
 	logger := t.logger.WithFields(log.Fields{"image": spec.Image, "container_name": spec.Name})
 	for _, warning := range spec.Warnings {
 		logger.Warn(warning)
@@ -422,6 +433,11 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 
 	health := t.watchHealth(id, dockerLabels(container), logger)
 	defer health.stop()
+	checks := &mesosChecks{cancel: func() {}}
+	if pending == nil {
+		checks = t.startMesosChecks(t.checks, container, logger)
+	}
+	defer checks.stop()
 	stop := stopper{task: t, id: id, logger: logger, sidecar: health.watcher}
 	defer stop.cancel()
 	var waitErr error
@@ -429,6 +445,7 @@ loop:
 	for {
 		if pending != nil {
 			health.stop()
+			checks.stop()
 			stop.request(*pending)
 			pending = nil
 		}
@@ -447,6 +464,14 @@ loop:
 		case err := <-health.failed:
 			logger.WithError(err).Error("Sidecar reports the container unhealthy; stopping it")
 			pending = &stopRequest{cause: causeUnhealthy, grace: -1, message: err.Error()}
+		case verdict := <-checks.verdicts:
+			if stop.first == nil {
+				pending = t.onHealthVerdict(verdict, containerStatus, logger)
+			}
+		case result := <-checks.checkResults:
+			if stop.first == nil {
+				t.onCheckResult(result, logger)
+			}
 		case accepted := <-stop.drained:
 			stop.drainFinished(accepted)
 		case <-stop.drainOver:
@@ -456,6 +481,7 @@ loop:
 		}
 	}
 	health.stop()
+	checks.stop()
 	streamed := output.finish(stop.budgetEnd)
 	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, streamed, logger)
 }

@@ -79,7 +79,7 @@ func main() {
 	flag.StringVar(&o.executor, "executor", "", "executor binary to measure (default: build it with make build's flags)")
 	flag.StringVar(&o.tags, "tags", "", "build tags for the executor build")
 	flag.StringVar(&o.image, "image", "sidecar-executor/busybox:1.35", "image of the tasks (must be present)")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,pss,breakdown; the report then goes to stdout only")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,pss,breakdown,checks (checks, the cost of Mesos health checks, runs only when named); the report then goes to stdout only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (sandboxes, executor logs)")
 	flag.StringVar(&o.samples, "samples", "", "also write every sample, in ms, as JSON to this file")
 	flag.StringVar(&o.compare, "compare", "", "a second executor binary, run in every launch/kill and exit repetition next to the first for an A/B comparison (the report then goes to stdout only)")
@@ -108,7 +108,7 @@ func (o options) validate() error {
 	}
 	for _, s := range strings.Split(o.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "", "launch", "exit", "health", "idle", "density", "pss", "breakdown":
+		case "", "launch", "exit", "health", "idle", "density", "pss", "breakdown", "checks":
 		default:
 			return fmt.Errorf("-only: unknown part %q", s)
 		}
@@ -275,6 +275,13 @@ func run(o options) error {
 		if rep.breakdown, err = runBreakdown(h, o.breakdownN, o.k, sidecar.StateURL()); err != nil {
 			return err
 		}
+	}
+	if o.only != "" && o.wants("checks") {
+		table, err := h.runChecks(o.idleWindow)
+		if err != nil {
+			return err
+		}
+		fmt.Print(table)
 	}
 	rep.finished = time.Now()
 	rep.machine.LoadEnd = loadAverage()

@@ -469,3 +469,26 @@ func testWrapper(t *testing.T, binary string) executorshtest.Wrapper {
 	}
 	return executorshtest.New(t, script, binary, "")
 }
+
+// The health-checked example: the Mesos health check reports the service
+// healthy, the Mesos check reports its command's exit code, and removing
+// the page makes the health check kill the task.
+func TestHealthCheckedExample(t *testing.T) {
+	t.Parallel()
+	r := startLocal(t, []string{"examples/health-checked.json"})
+	r.waitForLine(t, 60*time.Second, `TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED +healthy=true +message="Mesos health check passed"`)
+	r.waitForLine(t, 60*time.Second, `TASK_RUNNING +reason=REASON_TASK_CHECK_STATUS_UPDATED .*message="check status updated: command exit code 0"`)
+	container := r.waitForLine(t, 5*time.Second, `container ([0-9a-f]{12}) is running`)[1]
+	if out, err := exec.Command("docker", "exec", container, "rm", "/www/index.html").CombinedOutput(); err != nil {
+		t.Fatalf("docker exec rm: %v: %s", err, out)
+	}
+	if code := r.wait(t, 90*time.Second); code != exitKilled {
+		t.Errorf("exit code %d, want %d (TASK_KILLED)", code, exitKilled)
+	}
+	assertLinesInOrder(t, r.output.String(),
+		`TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED +healthy=false +message="Mesos health check failed \(1 of 3\)`,
+		`TASK_RUNNING +reason=REASON_TASK_HEALTH_CHECK_STATUS_UPDATED +healthy=false +message="Mesos health check failed \(2 of 3\)`,
+		`TASK_KILLED +healthy=false +message="Mesos health check failed 3 times in a row .*404`,
+	)
+	assertNoContainerLeft(t, r)
+}
