@@ -181,12 +181,13 @@ const (
 // EXECUTOR_ALLOWED_*, so that new policy settings are covered by their
 // name), the registry whose credentials serve other registries, where the
 // host's Docker credentials are, the Docker daemon that receives them, and
-// the host's Vault (address, TLS files, login, token file). HOME is listed because the docker CLI finds
+// the host's Vault (address, TLS files, login, token file), the Mesos
+// master's port (seeds.go: where the executor connects). HOME is listed because the docker CLI finds
 // ~/.docker through it; the executor takes the home directory from the
 // user database instead (hostDockerConfig).
 var (
 	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_"}
-	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME"}, dockerDaemonSettings...)
+	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", envPrefix + "_MESOS_MASTER_PORT", "DOCKER_CONFIG", "HOME"}, dockerDaemonSettings...)
 )
 
 // dockerDaemonSettings choose the Docker daemon the executor drives, the
