@@ -52,6 +52,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
+		SeedSettings:             SeedSettings{MesosMasterPort: "5050"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -89,6 +90,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT": "45s",
 		"EXECUTOR_DEBUG":                      "true",
 		"EXECUTOR_LOG_FORMAT":                 "json",
+		"EXECUTOR_SEED_SIDECAR":               "true",
+		"EXECUTOR_MESOS_MASTER_PORT":          "8080",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -106,6 +109,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
+		SeedSettings: SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

@@ -50,25 +50,14 @@ const maxOperatorFileSize = 1 << 20
 // operator settings (every default applies). Errors name the file and the
 // line, never a value: a value may be a password.
 func loadOperatorEnv(path string) (map[string]string, error) {
-	file, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, errors.Unwrap(err))
+	file, err := openOperatorFile(path)
+	if file == nil || err != nil {
+		return map[string]string{}, err
 	}
 	defer file.Close()
-	if info, err := file.Stat(); err != nil {
-		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, err)
-	} else if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("invalid operator settings: %s is not a regular file", path)
-	} else if info.Size() > maxOperatorFileSize {
-		return nil, fmt.Errorf("invalid operator settings: %s is larger than %d bytes", path, maxOperatorFileSize)
-	}
 
 	values := map[string]string{}
-	scanner := bufio.NewScanner(file)
-	scanner.Buffer(make([]byte, 0, 4096), maxOperatorFileSize)
+	scanner := operatorFileScanner(file)
 	for lineNumber := 1; scanner.Scan(); lineNumber++ {
 		name, value, ok, err := parseOperatorLine(scanner.Text())
 		if err != nil {
@@ -83,6 +72,39 @@ func loadOperatorEnv(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, err)
 	}
 	return values, nil
+}
+
+// openOperatorFile opens one of the operator's files: nil and no error when
+// it does not exist; an error when it is no regular file or too large.
+func openOperatorFile(path string) (*os.File, error) {
+	file, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	info, err := file.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("invalid operator settings: cannot read %s: %w", path, err)
+	case !info.Mode().IsRegular():
+		err = fmt.Errorf("invalid operator settings: %s is not a regular file", path)
+	case info.Size() > maxOperatorFileSize:
+		err = fmt.Errorf("invalid operator settings: %s is larger than %d bytes", path, maxOperatorFileSize)
+	}
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	return file, nil
+}
+
+// operatorFileScanner reads an operator file line by line.
+func operatorFileScanner(file *os.File) *bufio.Scanner {
+	scanner := bufio.NewScanner(file)
+	scanner.Buffer(make([]byte, 0, 4096), maxOperatorFileSize)
+	return scanner
 }
 
 // parseOperatorLine reads one line: blank, a # comment, or

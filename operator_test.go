@@ -174,7 +174,8 @@ func TestOperatorOnlyRule(t *testing.T) {
 	var cfg Config
 	for _, setting := range configSettings(&cfg) {
 		tunable := !isOperatorOnly(setting.name)
-		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY"
+		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY" &&
+			setting.name != "EXECUTOR_MESOS_MASTER_PORT"
 		if tunable != wantTunable {
 			t.Errorf("%s: task-tunable %v, want %v", setting.name, tunable, wantTunable)
 		}
