@@ -16,7 +16,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 20m
 # test runs each briefly so that regressions show.
 FUZZ_TARGETS := .:FuzzBuildContainerSpec .:FuzzSplitShellCommand .:FuzzLookupServiceStatus \
 	.:FuzzParseVaultReference .:FuzzLoadConfig .:FuzzRegistryForImage .:FuzzAdmissionHostPaths \
-	.:FuzzRedactSecretsIn .:FuzzReadAgentHostnames
+	.:FuzzRedactSecretsIn .:FuzzReadAgentHostnames .:FuzzParseUpstreamLine
 FUZZTIME ?= 60s
 
 .PHONY: all build mesos-local demo test test-image bench lint vet clean fuzz

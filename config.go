@@ -98,7 +98,7 @@ type Config struct {
 // loadConfig reads and validates the EXECUTOR_* settings of the process:
 // the operator's file, then the task's environment (see settingsEnv).
 func loadConfig() (*Config, *settingsEnv, error) {
-	env, err := loadSettingsEnv(operatorEnvPath())
+	env, err := loadSettingsEnv(operatorEnvPath(), upstreamEnvPath())
 	if err != nil {
 		return nil, env, err
 	}

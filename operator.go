@@ -246,15 +246,22 @@ func isOperatorOnly(name string) bool {
 	return false
 }
 
-// settingsEnv is the executor's view of its settings: the operator's file
-// and the task's environment (the process environment at start-up). An
-// empty value counts as unset in both: task definitions often carry
+// settingsEnv is the executor's view of its settings: the operator's
+// files and the task's environment (the process environment at start-up).
+// An empty value counts as unset in both: task definitions often carry
 // "EXECUTOR_X=" placeholders.
 type settingsEnv struct {
 	// operatorPath is the file operator was read from, for messages.
 	operatorPath string
-	operator     map[string]string
-	task         map[string]string
+	// operator holds the values of the operator's files: upstream's
+	// drop-in file (operator_upstream.go) overlaid with operatorPath's.
+	operator map[string]string
+	task     map[string]string
+	// operatorOrigin names the file each operator value came from, when
+	// it is not operatorPath.
+	operatorOrigin map[string]string
+	// fileWarnings are the drop-in file's skipped lines, for the log.
+	fileWarnings []string
 }
 
 // newSettingsEnv combines an operator file's values with the task's
@@ -272,12 +279,46 @@ func newSettingsEnv(operatorPath string, operator map[string]string, taskEnviron
 	return &settingsEnv{operatorPath: operatorPath, operator: operator, task: task}
 }
 
-// loadSettingsEnv reads the operator's file at path and snapshots the
-// process environment as the task's.
-func loadSettingsEnv(path string) (*settingsEnv, error) {
+// loadSettingsEnv reads the operator's file at path and upstream's
+// drop-in file at upstreamPath ("" for none), the former winning, and
+// snapshots the process environment as the task's.
+func loadSettingsEnv(path, upstreamPath string) (*settingsEnv, error) {
+	upstream, warnings, upstreamErr := loadUpstreamEnv(upstreamPath)
 	operator, err := loadOperatorEnv(path)
+	if operator == nil {
+		operator = map[string]string{}
+	}
+	origin := map[string]string{}
+	for name, value := range upstream {
+		if _, set := operator[name]; !set {
+			operator[name] = value
+			origin[name] = upstreamPath
+		}
+	}
 	env := newSettingsEnv(path, operator, os.Environ())
-	return env, err
+	env.operatorOrigin, env.fileWarnings = origin, warnings
+	return env, errors.Join(upstreamErr, err)
+}
+
+// operatorFileOf names the operator file that set name.
+func (e *settingsEnv) operatorFileOf(name string) string {
+	if path, ok := e.operatorOrigin[name]; ok {
+		return path
+	}
+	return e.operatorPath
+}
+
+// logOperatorFileNotes warns about the drop-in file's skipped lines and
+// about upstream's variable for another drop-in file, which a task's
+// environment may hold and which is not honoured.
+func (e *settingsEnv) logOperatorFileNotes(logger *log.Entry) {
+	for _, warning := range e.fileWarnings {
+		logger.Warn(warning)
+	}
+	if _, set := e.taskValue(upstreamEnvPathVariable); set {
+		logger.WithField("variable", upstreamEnvPathVariable).
+			Warnf("%s is ignored: the executor's environment is the task's, so it reads the operator's files at their fixed paths only (%s, %s)", upstreamEnvPathVariable, upstreamEnvFile, operatorEnvFile)
+	}
 }
 
 // taskValue is the task's non-empty value of name.

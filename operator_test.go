@@ -99,7 +99,7 @@ func TestOperatorFileAbsentOrUnreadable(t *testing.T) {
 		t.Fatalf("a directory as the operator file gave %v; want an error naming it", err)
 	}
 	// An unreadable file fails loadConfig, and so the task, naming the file.
-	env, err := loadSettingsEnv(dir)
+	env, err := loadSettingsEnv(dir, "")
 	if err == nil || env == nil {
 		t.Fatalf("loadSettingsEnv(%s) = %v, %v; want a view and an error", dir, env, err)
 	}
