@@ -126,8 +126,8 @@ func run() int {
 	if operatorErr == nil {
 		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "drop_in_file": upstreamEnvPath(), "drop_in_variables": len(settingsEnv.operatorOrigin), "variables": len(settingsEnv.operator)}).Info("operator settings read")
 		settings, settingsErr = loadConfigFrom(settingsEnv)
-		settingsEnv.logUnknownOperatorSettings(logger)
 	}
+	settingsEnv.logUnknownSettings(logger)
 	settingsEnv.logIgnoredTaskSettings(logger)
 	ackTimeout := time.Minute
 	var dockerUnreachableLimit time.Duration

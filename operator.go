@@ -440,27 +440,6 @@ func (e *settingsEnv) logIgnoredTaskSettings(logger *log.Entry) {
 	}
 }
 
-// logUnknownOperatorSettings warns about EXECUTOR_* names in the
-// operator's file that no setting reads: most likely misspelt, they would
-// silently leave a default in place, a policy included.
-func (e *settingsEnv) logUnknownOperatorSettings(logger *log.Entry) {
-	known := map[string]bool{}
-	for _, setting := range configSettings(&Config{}) {
-		known[setting.name] = true
-	}
-	var unknown []string
-	for name := range e.operator {
-		if strings.HasPrefix(name, envPrefix+"_") && !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		logger.WithFields(log.Fields{"file": e.operatorPath, "variables": strings.Join(unknown, " ")}).
-			Warn("the operator's file sets EXECUTOR_* variables that are no setting of this executor; check their spelling")
-	}
-}
-
 // hostDockerLocation is where the host's Docker credentials are.
 type hostDockerLocation struct {
 	// configDir is the operator's DOCKER_CONFIG; when empty the docker

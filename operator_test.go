@@ -258,19 +258,6 @@ func TestIgnoredTaskSettingsLoggedOnce(t *testing.T) {
 	}
 }
 
-func TestUnknownOperatorSettingsAreNamed(t *testing.T) {
-	logger, hook := logtest.NewNullLogger()
-	testSettingsEnv(map[string]string{"EXECUTOR_ALOW_PRIVILEGED": "true", "EXECUTOR_DEBUG": "true", "VAULT_ADDR": "https://v"}).
-		logUnknownOperatorSettings(log.NewEntry(logger))
-	entries := hook.AllEntries()
-	if len(entries) != 1 {
-		t.Fatalf("%d entries, want 1", len(entries))
-	}
-	if got := entries[0].Data["variables"]; got != "EXECUTOR_ALOW_PRIVILEGED" {
-		t.Fatalf("unknown variables %v, want only the misspelt one", got)
-	}
-}
-
 func TestVaultLookupRules(t *testing.T) {
 	operator := map[string]string{
 		"VAULT_ADDR": "https://vault.host", "VAULT_USERNAME": "host", "VAULT_PASSWORD": "host-pw",

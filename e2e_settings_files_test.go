@@ -1,8 +1,10 @@
 package main
 
-// End to end: upstream's drop-in file, /opt/mesos/executor-environment.sh,
-// through executor.sh and the real binary on the real Docker engine. Its
-// assignments are the operator's; its commands are never run.
+// End to end: where settings come from. Upstream's drop-in file,
+// /opt/mesos/executor-environment.sh, through executor.sh and the real
+// binary on the real Docker engine: its assignments are the operator's,
+// its commands are never run. And no EXECUTOR_* variable is ignored
+// without a warning.
 
 import (
 	"os"
@@ -65,5 +67,25 @@ func TestUpstreamDropInFileOnRealDocker(t *testing.T) {
 	}
 	if strings.Contains(out, substitutionMarker) {
 		t.Error("the log quotes a skipped line")
+	}
+}
+
+// TestUnknownSettingsWarnedOnRealDocker: a misspelt setting in the task's
+// environment and one in the operator's file are each named in a warning
+// with the setting they were probably meant to be, and the task runs.
+func TestUnknownSettingsWarnedOnRealDocker(t *testing.T) {
+	t.Parallel()
+	agent, task, proc := startTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand("true")},
+		"EXECUTOR_SIDECAR_MAX_FAIL=5", withOperatorFile(t, "EXECUTOR_ALOW_PRIVILEGED=true"))
+	expectFinal(t, agent, task.TaskID.Value, 90*time.Second, mesos.TASK_FINISHED)
+	expectCleanExit(t, proc, task.TaskID.Value, 30*time.Second)
+	out := proc.output()
+	for _, want := range []string{
+		"EXECUTOR_SIDECAR_MAX_FAIL (the task's environment) is not a setting of this executor and has no effect; did you mean EXECUTOR_SIDECAR_MAX_FAILS?",
+		"is not a setting of this executor and has no effect; did you mean EXECUTOR_ALLOW_PRIVILEGED?",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the executor's log lacks %q:\n%s", want, out)
+		}
 	}
 }
