@@ -165,6 +165,15 @@ func TestSeedsApply(t *testing.T) {
 		t.Fatalf("log entry %+v, want a warning naming the URL and the error", entry)
 	}
 
+	hook.Reset()
+	empty := &pendingSeeds{done: done, logger: log.NewEntry(logger)}
+	if env := empty.apply(context.Background(), original); !slices.Equal(env, []string{"A=1", "SIDECAR_SEEDS="}) {
+		t.Errorf("env %q for a master with no agents, want an empty SIDECAR_SEEDS as upstream", env)
+	}
+	if entry := hook.AllEntries(); len(entry) == 0 || entry[0].Level != log.WarnLevel {
+		t.Error("no warning for a master with no agents")
+	}
+
 	var none *pendingSeeds
 	if env := none.apply(context.Background(), original); !slices.Equal(env, original) {
 		t.Errorf("env %q without seeding, want it unchanged", env)
