@@ -121,7 +121,7 @@ func loadConfigFrom(env *settingsEnv) (*Config, error) {
 			continue
 		}
 		if err := parseSettingValue(setting.field, value); err != nil {
-			return nil, describeSettingError(setting.name, source, value, err)
+			return nil, describeSettingError(setting.name, source, env.operatorFileOf(setting.name), value, err)
 		}
 	}
 	cfg.dockerRepositorySet = cfg.sources[envPrefix+"_DOCKER_REPOSITORY"] != sourceDefault
@@ -203,8 +203,9 @@ func parseSettingValue(field reflect.Value, value string) error {
 }
 
 // describeSettingError says which variable holds an invalid value and who
-// set it, leading with what an operator has to fix.
-func describeSettingError(name string, source settingSource, value string, err error) error {
+// set it (file names the operator's file), leading with what an operator
+// has to fix.
+func describeSettingError(name string, source settingSource, file, value string, err error) error {
 	var pe *envconfig.ParseError
 	if !errors.As(err, &pe) {
 		return fmt.Errorf("invalid executor settings: %s: %w", name, err)
@@ -215,7 +216,7 @@ func describeSettingError(name string, source settingSource, value string, err e
 	}
 	where := ""
 	if source == sourceOperator {
-		where = " in the operator's file"
+		where = " in " + file
 	}
 	return fmt.Errorf("invalid setting %s=%s%s: not a valid %s", name, shown, where, pe.TypeName)
 }

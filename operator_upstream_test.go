@@ -218,3 +218,17 @@ func FuzzParseUpstreamLine(f *testing.F) {
 		}
 	})
 }
+
+// TestInvalidDropInValueNamesTheFile: an invalid value names the file it
+// came from, not just "the operator's".
+func TestInvalidDropInValueNamesTheFile(t *testing.T) {
+	upstream := writeUpstreamFile(t, "export EXECUTOR_KILL_TASK_TIMEOUT=soon\n")
+	env, err := loadSettingsEnv(filepath.Join(t.TempDir(), "missing"), upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadConfigFrom(env)
+	if err == nil || !strings.Contains(err.Error(), "EXECUTOR_KILL_TASK_TIMEOUT=\"soon\" in "+upstream) {
+		t.Fatalf("error %v, want one naming the drop-in file", err)
+	}
+}
