@@ -436,7 +436,7 @@ func (e *settingsEnv) ignoredTaskSettings() []string {
 func (e *settingsEnv) logIgnoredTaskSettings(logger *log.Entry) {
 	if ignored := e.ignoredTaskSettings(); len(ignored) > 0 {
 		logger.WithField("variables", strings.Join(ignored, " ")).
-			Warnf("the task's environment sets operator-only settings; they are ignored (only %s may set them)", operatorEnvFile)
+			Warnf("the task's environment sets operator-only settings; they are ignored (only the operator's files, %s and %s, may set them)", operatorEnvFile, upstreamEnvFile)
 	}
 }
 
