@@ -49,11 +49,9 @@ const maxSeedDocumentBytes = 64 << 20
 // 25 characters, well inside the container environment's limit.
 const maxSeedsBytes = 512 << 10
 
-// problems lists what is wrong with the settings.
+// problems lists what is wrong with the settings. The port is never
+// empty: an empty value means unset, and the default applies.
 func (s SeedSettings) problems() []string {
-	if s.MesosMasterPort == "" {
-		return nil
-	}
 	if port, err := strconv.Atoi(s.MesosMasterPort); err != nil || port < 1 || port > 65535 {
 		return []string{fmt.Sprintf("%s_MESOS_MASTER_PORT must be a TCP port number, 1 to 65535 (got %q)", envPrefix, s.MesosMasterPort)}
 	}
@@ -66,7 +64,7 @@ type seedLookup struct {
 	client *http.Client
 	// agentEndpoint is MESOS_AGENT_ENDPOINT, the agent's host:port.
 	agentEndpoint string
-	// masterPort is EXECUTOR_MESOS_MASTER_PORT; empty leaves the port out.
+	// masterPort is EXECUTOR_MESOS_MASTER_PORT.
 	masterPort string
 }
 
@@ -108,13 +106,7 @@ func (l *seedLookup) lookup(ctx context.Context) (seeds []string, skipped int, e
 	case !validHost(masterHostname):
 		return nil, 0, &seedError{url: stateURL, err: fmt.Errorf("the agent's master_hostname %q is not a host name", masterHostname)}
 	}
-	host := masterHostname
-	if l.masterPort != "" {
-		host = net.JoinHostPort(masterHostname, l.masterPort)
-	} else if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	slavesURL := "http://" + host + "/slaves"
+	slavesURL := "http://" + net.JoinHostPort(masterHostname, l.masterPort) + "/slaves"
 	var hostnames []string
 	if err := l.get(ctx, slavesURL, func(dec *jsontext.Decoder) (readErr error) {
 		hostnames, readErr = readAgentHostnames(dec)

@@ -57,6 +57,9 @@ func TestSeedLookupFailuresNameTheURL(t *testing.T) {
 	withMaster := mesostest.NewAgent(t, mesostest.Config{MasterHostname: "127.0.0.1"})
 	noMaster := mesostest.NewAgent(t, mesostest.Config{})
 	oddMaster := mesostest.NewAgent(t, mesostest.Config{MasterHostname: "evil.example/x?"})
+	// The emulated master listens on 127.0.0.1 only, so [::1] fails; what
+	// matters is the URL.
+	ipv6Master := mesostest.NewAgent(t, mesostest.Config{MasterHostname: "::1"})
 	closed := mastertest.NewServer(t)
 	closed.Close()
 
@@ -71,6 +74,7 @@ func TestSeedLookupFailuresNameTheURL(t *testing.T) {
 		{"no agent endpoint", "", master.Port(), nil, "MESOS_AGENT_ENDPOINT", "not set"},
 		{"agent without master", noMaster.Addr(), master.Port(), nil, "http://" + noMaster.Addr() + "/state", "no master_hostname"},
 		{"master_hostname not a host", oddMaster.Addr(), master.Port(), nil, "http://" + oddMaster.Addr() + "/state", "is not a host name"},
+		{"IPv6 master", ipv6Master.Addr(), master.Port(), nil, "http://[::1]:" + master.Port() + "/slaves", ""},
 		{"master down", withMaster.Addr(), closed.Port(), nil, "http://127.0.0.1:" + closed.Port() + "/slaves", "connection refused"},
 		{"master answers 401", withMaster.Addr(), master.Port(), func() { master.SetStatus(http.StatusUnauthorized) },
 			"http://127.0.0.1:" + master.Port() + "/slaves", "HTTP 401 Unauthorized"},
