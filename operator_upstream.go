@@ -71,9 +71,9 @@ func loadUpstreamEnv(path string) (values map[string]string, warnings []string, 
 //	NAME=value   export NAME=value   NAME='value'   NAME="value"
 //
 // plus comments and blank lines. Single quotes are literal; double quotes
-// take \" \\ \$ \` and \<newline> escapes and nothing else may be expanded
-// in them. ok is false for a line that assigns nothing; problem says why a
-// line is skipped.
+// take \" \\ \$ \` escapes and nothing may be expanded in them. ok is
+// false for a line that assigns nothing; problem says why a line is
+// skipped.
 func parseUpstreamLine(line string) (name, value string, ok bool, problem string) {
 	line = strings.TrimSpace(strings.TrimSuffix(line, "\r"))
 	if line == "" || strings.HasPrefix(line, "#") {
