@@ -68,9 +68,14 @@ type seedLookup struct {
 	masterPort string
 }
 
+// newSeedLookup makes a lookup with its own transport, without proxies:
+// HTTP_PROXY and co. in the executor's environment are the task's, and
+// the agent and the master are the cluster's own hosts.
 func newSeedLookup(settings *Config, agentEndpoint string) *seedLookup {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.Proxy = nil
 	return &seedLookup{
-		client:        &http.Client{Timeout: settings.HttpTimeout},
+		client:        &http.Client{Timeout: settings.HttpTimeout, Transport: transport},
 		agentEndpoint: agentEndpoint,
 		masterPort:    settings.MesosMasterPort,
 	}
@@ -88,6 +93,7 @@ func (e *seedError) Unwrap() error { return e.err }
 // lookup returns the agents' host names, sorted, without repeats, and the
 // number of entries left out because they are no usable host name.
 func (l *seedLookup) lookup(ctx context.Context) (seeds []string, skipped int, err error) {
+	defer l.client.CloseIdleConnections()
 	if l.agentEndpoint == "" {
 		return nil, 0, &seedError{url: "MESOS_AGENT_ENDPOINT", err: errors.New("not set: the agent to ask for its master is unknown")}
 	}
