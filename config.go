@@ -82,6 +82,8 @@ type Config struct {
 	RelaySettings
 	// OutputSettings cap the sandbox's stdout and stderr (logs_sandbox.go).
 	OutputSettings
+	// SeedSettings give a Sidecar task its seeds (seeds.go).
+	SeedSettings
 	// DockerUnreachableTimeout is how long Docker may stay unreachable
 	// while a task runs before the task is failed. Shorter outages (a
 	// daemon restart with live-restore) are ridden out.
@@ -102,7 +104,7 @@ type Config struct {
 // loadConfig reads and validates the EXECUTOR_* settings of the process:
 // the operator's file, then the task's environment (see settingsEnv).
 func loadConfig() (*Config, *settingsEnv, error) {
-	env, err := loadSettingsEnv(operatorEnvPath())
+	env, err := loadSettingsEnv(operatorEnvPath(), upstreamEnvPath())
 	if err != nil {
 		return nil, env, err
 	}
@@ -125,7 +127,7 @@ func loadConfigFrom(env *settingsEnv) (*Config, error) {
 			continue
 		}
 		if err := parseSettingValue(setting.field, value); err != nil {
-			return nil, describeSettingError(setting.name, source, value, err)
+			return nil, describeSettingError(setting.name, source, env.operatorFileOf(setting.name), value, err)
 		}
 	}
 	cfg.dockerRepositorySet = cfg.sources[envPrefix+"_DOCKER_REPOSITORY"] != sourceDefault
@@ -207,8 +209,9 @@ func parseSettingValue(field reflect.Value, value string) error {
 }
 
 // describeSettingError says which variable holds an invalid value and who
-// set it, leading with what an operator has to fix.
-func describeSettingError(name string, source settingSource, value string, err error) error {
+// set it (file names the operator's file), leading with what an operator
+// has to fix.
+func describeSettingError(name string, source settingSource, file, value string, err error) error {
 	var pe *envconfig.ParseError
 	if !errors.As(err, &pe) {
 		return fmt.Errorf("invalid executor settings: %s: %w", name, err)
@@ -219,7 +222,7 @@ func describeSettingError(name string, source settingSource, value string, err e
 	}
 	where := ""
 	if source == sourceOperator {
-		where = " in the operator's file"
+		where = " in " + file
 	}
 	return fmt.Errorf("invalid setting %s=%s%s: not a valid %s", name, shown, where, pe.TypeName)
 }
@@ -271,6 +274,7 @@ func (c *Config) validate() error {
 	problems = append(problems, c.RegistryHelperSettings.problems()...)
 	problems = append(problems, c.RelaySettings.problems()...)
 	problems = append(problems, c.OutputSettings.problems()...)
+	problems = append(problems, c.SeedSettings.problems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid executor settings: %s", strings.Join(problems, "; "))
 	}

@@ -54,6 +54,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		LogFormat:                "text",
 		RegistryHelperSettings:   RegistryHelperSettings{RegistryHelperTimeout: 10 * time.Second, RegistryHelperPath: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514", SyslogFormat: "json"},
+		SeedSettings:             SeedSettings{MesosMasterPort: "5050"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -102,6 +103,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_SEND_DOCKER_LABELS":         "ServiceName,team",
 		"EXECUTOR_LOG_HOSTNAME":               "agent-7",
 		"EXECUTOR_SYSLOG_FORMAT":              "rfc5424",
+		"EXECUTOR_SEED_SIDECAR":               "true",
+		"EXECUTOR_MESOS_MASTER_PORT":          "8080",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -122,6 +125,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		RegistryHelperSettings: RegistryHelperSettings{RegistryHelperTimeout: 3 * time.Second, RegistryHelperPath: "/opt/helpers", RegistryHelperEnv: "AWS_REGION"},
 		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
 			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
+		SeedSettings: SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

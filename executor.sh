@@ -13,7 +13,8 @@
 # executor's environment is the task author's. So this script reads no file
 # and honours no variable that names a file or a binary: the two paths below
 # are the operator's, fixed at install time. Host-wide settings go in
-# /etc/sidecar-executor/environment, which the binary itself reads.
+# /etc/sidecar-executor/environment, which the binary itself reads, as it
+# reads upstream's /opt/mesos/executor-environment.sh: as data, never sourced.
 set -u
 
 # The tests rewrite these two lines (and only these) to point at temporary

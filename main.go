@@ -110,7 +110,7 @@ func cleanupOrphan() int {
 func run() int {
 	// The settings view snapshots the process environment (the task's)
 	// before scrubVaultEnvironment changes it.
-	settingsEnv, operatorErr := loadSettingsEnv(operatorEnvPath())
+	settingsEnv, operatorErr := loadSettingsEnv(operatorEnvPath(), upstreamEnvPath())
 	configureLogging(settingsEnv.getenv)
 	logger := log.WithField("executor_id", os.Getenv("MESOS_EXECUTOR_ID"))
 	logger.WithFields(currentBuild().fields()).Info("sidecar-executor starting")
@@ -129,11 +129,12 @@ func run() int {
 
 	logger.WithField("env", executorEnvForLog(os.Environ())).Info("executor environment")
 	settings, settingsErr := (*Config)(nil), operatorErr
+	settingsEnv.logOperatorFileNotes(logger)
 	if operatorErr == nil {
-		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "variables": len(settingsEnv.operator)}).Info("operator settings read")
+		logger.WithFields(log.Fields{"file": settingsEnv.operatorPath, "drop_in_file": upstreamEnvPath(), "drop_in_variables": len(settingsEnv.operatorOrigin), "variables": len(settingsEnv.operator)}).Info("operator settings read")
 		settings, settingsErr = loadConfigFrom(settingsEnv)
-		settingsEnv.logUnknownOperatorSettings(logger)
 	}
+	settingsEnv.logUnknownSettings(logger)
 	settingsEnv.logIgnoredTaskSettings(logger)
 	ackTimeout := time.Minute
 	var dockerUnreachableLimit time.Duration

@@ -50,25 +50,14 @@ const maxOperatorFileSize = 1 << 20
 // operator settings (every default applies). Errors name the file and the
 // line, never a value: a value may be a password.
 func loadOperatorEnv(path string) (map[string]string, error) {
-	file, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, errors.Unwrap(err))
+	file, err := openOperatorFile(path)
+	if file == nil || err != nil {
+		return map[string]string{}, err
 	}
 	defer file.Close()
-	if info, err := file.Stat(); err != nil {
-		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, err)
-	} else if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("invalid operator settings: %s is not a regular file", path)
-	} else if info.Size() > maxOperatorFileSize {
-		return nil, fmt.Errorf("invalid operator settings: %s is larger than %d bytes", path, maxOperatorFileSize)
-	}
 
 	values := map[string]string{}
-	scanner := bufio.NewScanner(file)
-	scanner.Buffer(make([]byte, 0, 4096), maxOperatorFileSize)
+	scanner := operatorFileScanner(file)
 	for lineNumber := 1; scanner.Scan(); lineNumber++ {
 		name, value, ok, err := parseOperatorLine(scanner.Text())
 		if err != nil {
@@ -83,6 +72,39 @@ func loadOperatorEnv(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, err)
 	}
 	return values, nil
+}
+
+// openOperatorFile opens one of the operator's files: nil and no error when
+// it does not exist; an error when it is no regular file or too large.
+func openOperatorFile(path string) (*os.File, error) {
+	file, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invalid operator settings: cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	info, err := file.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("invalid operator settings: cannot read %s: %w", path, err)
+	case !info.Mode().IsRegular():
+		err = fmt.Errorf("invalid operator settings: %s is not a regular file", path)
+	case info.Size() > maxOperatorFileSize:
+		err = fmt.Errorf("invalid operator settings: %s is larger than %d bytes", path, maxOperatorFileSize)
+	}
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	return file, nil
+}
+
+// operatorFileScanner reads an operator file line by line.
+func operatorFileScanner(file *os.File) *bufio.Scanner {
+	scanner := bufio.NewScanner(file)
+	scanner.Buffer(make([]byte, 0, 4096), maxOperatorFileSize)
+	return scanner
 }
 
 // parseOperatorLine reads one line: blank, a # comment, or
@@ -181,13 +203,15 @@ const (
 // EXECUTOR_ALLOWED_*, so that new policy settings are covered by their
 // name), the registry whose credentials serve other registries, where the
 // host's Docker credentials are, the Docker daemon that receives them, and
-// the host's Vault (address, TLS files, login, token file), and the
-// credential helpers the host runs (EXECUTOR_REGISTRY_HELPER_*). HOME is listed because the docker CLI finds
-// ~/.docker through it; the executor takes the home directory from the
-// user database instead (hostDockerConfig).
+// the host's Vault (address, TLS files, login, token file), the
+// credential helpers the host runs (EXECUTOR_REGISTRY_HELPER_*), and the
+// Mesos master's port (seeds.go: where the executor connects). HOME is
+// listed because the docker CLI finds ~/.docker through it; the executor
+// takes the home directory from the user database instead
+// (hostDockerConfig).
 var (
 	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_", envPrefix + "_REGISTRY_HELPER_"}
-	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME", settingLogMaxSize, settingLogRotateKeep}, dockerDaemonSettings...)
+	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", envPrefix + "_MESOS_MASTER_PORT", "DOCKER_CONFIG", "HOME", settingLogMaxSize, settingLogRotateKeep}, dockerDaemonSettings...)
 )
 
 // dockerDaemonSettings choose the Docker daemon the executor drives, the
@@ -224,15 +248,22 @@ func isOperatorOnly(name string) bool {
 	return false
 }
 
-// settingsEnv is the executor's view of its settings: the operator's file
-// and the task's environment (the process environment at start-up). An
-// empty value counts as unset in both: task definitions often carry
+// settingsEnv is the executor's view of its settings: the operator's
+// files and the task's environment (the process environment at start-up).
+// An empty value counts as unset in both: task definitions often carry
 // "EXECUTOR_X=" placeholders.
 type settingsEnv struct {
 	// operatorPath is the file operator was read from, for messages.
 	operatorPath string
-	operator     map[string]string
-	task         map[string]string
+	// operator holds the values of the operator's files: upstream's
+	// drop-in file (operator_upstream.go) overlaid with operatorPath's.
+	operator map[string]string
+	task     map[string]string
+	// operatorOrigin names the file each operator value came from, when
+	// it is not operatorPath.
+	operatorOrigin map[string]string
+	// fileWarnings are the drop-in file's skipped lines, for the log.
+	fileWarnings []string
 }
 
 // newSettingsEnv combines an operator file's values with the task's
@@ -250,12 +281,46 @@ func newSettingsEnv(operatorPath string, operator map[string]string, taskEnviron
 	return &settingsEnv{operatorPath: operatorPath, operator: operator, task: task}
 }
 
-// loadSettingsEnv reads the operator's file at path and snapshots the
-// process environment as the task's.
-func loadSettingsEnv(path string) (*settingsEnv, error) {
+// loadSettingsEnv reads the operator's file at path and upstream's
+// drop-in file at upstreamPath ("" for none), the former winning, and
+// snapshots the process environment as the task's.
+func loadSettingsEnv(path, upstreamPath string) (*settingsEnv, error) {
+	upstream, warnings, upstreamErr := loadUpstreamEnv(upstreamPath)
 	operator, err := loadOperatorEnv(path)
+	if operator == nil {
+		operator = map[string]string{}
+	}
+	origin := map[string]string{}
+	for name, value := range upstream {
+		if _, set := operator[name]; !set {
+			operator[name] = value
+			origin[name] = upstreamPath
+		}
+	}
 	env := newSettingsEnv(path, operator, os.Environ())
-	return env, err
+	env.operatorOrigin, env.fileWarnings = origin, warnings
+	return env, errors.Join(upstreamErr, err)
+}
+
+// operatorFileOf names the operator file that set name.
+func (e *settingsEnv) operatorFileOf(name string) string {
+	if path, ok := e.operatorOrigin[name]; ok {
+		return path
+	}
+	return e.operatorPath
+}
+
+// logOperatorFileNotes warns about the drop-in file's skipped lines and
+// about upstream's variable for another drop-in file, which a task's
+// environment may hold and which is not honoured.
+func (e *settingsEnv) logOperatorFileNotes(logger *log.Entry) {
+	for _, warning := range e.fileWarnings {
+		logger.Warn(warning)
+	}
+	if _, set := e.taskValue(upstreamEnvPathVariable); set {
+		logger.WithField("variable", upstreamEnvPathVariable).
+			Warnf("%s is ignored: the executor's environment is the task's, so it reads the operator's files at their fixed paths only (%s, %s)", upstreamEnvPathVariable, upstreamEnvFile, operatorEnvFile)
+	}
 }
 
 // taskValue is the task's non-empty value of name.
@@ -373,28 +438,7 @@ func (e *settingsEnv) ignoredTaskSettings() []string {
 func (e *settingsEnv) logIgnoredTaskSettings(logger *log.Entry) {
 	if ignored := e.ignoredTaskSettings(); len(ignored) > 0 {
 		logger.WithField("variables", strings.Join(ignored, " ")).
-			Warnf("the task's environment sets operator-only settings; they are ignored (only %s may set them)", operatorEnvFile)
-	}
-}
-
-// logUnknownOperatorSettings warns about EXECUTOR_* names in the
-// operator's file that no setting reads: most likely misspelt, they would
-// silently leave a default in place, a policy included.
-func (e *settingsEnv) logUnknownOperatorSettings(logger *log.Entry) {
-	known := map[string]bool{}
-	for _, setting := range configSettings(&Config{}) {
-		known[setting.name] = true
-	}
-	var unknown []string
-	for name := range e.operator {
-		if strings.HasPrefix(name, envPrefix+"_") && !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		logger.WithFields(log.Fields{"file": e.operatorPath, "variables": strings.Join(unknown, " ")}).
-			Warn("the operator's file sets EXECUTOR_* variables that are no setting of this executor; check their spelling")
+			Warnf("the task's environment sets operator-only settings; they are ignored (only the operator's files, %s and %s, may set them)", operatorEnvFile, upstreamEnvFile)
 	}
 }
 

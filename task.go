@@ -241,6 +241,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	} else {
 		logger.Info("admitted by the admission policy")
 	}
+	// The seeds are looked up alongside the rest of the launch and join
+	// the environment just before the container is created.
+	seeds := startSeedLookup(ctx, settings, t.deps.mesos.AgentEndpoint, logger)
 	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, t.deps.env.vaultGetenv(), logger)
 	if err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
@@ -291,6 +294,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return failDocker(err)
 	}
 
+	spec.Options.Config.Env = seeds.apply(ctx, spec.Options.Config.Env)
 	logger.Info("creating the container")
 	created, err := runtime.createContainer(ctx, spec.Options)
 	if err != nil {

@@ -45,6 +45,11 @@ type Config struct {
 	SubscriptionBackoffMax time.Duration // default 2s (only exported when Checkpoint)
 	HeartbeatInterval      time.Duration // HEARTBEAT event period; default 30m
 
+	// MasterHostname is the master_hostname the agent's /state reports;
+	// when empty the field is left out, as an agent does when it cannot
+	// resolve its master's address to a name.
+	MasterHostname string
+
 	// AuthToken, when set, makes the agent require
 	// "Authorization: Bearer <AuthToken>" on every call (401 otherwise).
 	AuthToken string
@@ -175,6 +180,7 @@ type Agent struct {
 	subscriptions int
 	everDelivered bool // a LAUNCH was sent to this executor
 	killedQueued  int  // tasks killed before they could be delivered
+	stateRequests int  // requests to /state
 
 	updates    []Update
 	calls      []CallRecord

@@ -79,6 +79,10 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.handlerWG.Add(1)
 	a.mu.Unlock()
 	defer a.handlerWG.Done()
+	if isStatePath(r.URL.Path) {
+		a.serveState(w, r)
+		return
+	}
 
 	rec := CallRecord{
 		Time:        time.Now(),
