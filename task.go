@@ -26,6 +26,7 @@ const (
 	causeSignal
 	causeAgentLost
 	causeUnhealthy
+	causeAWSCredentialsExpiring
 )
 
 // stopRequest asks a task to stop its container.
@@ -87,6 +88,7 @@ type taskRunner struct {
 	// fromVault names the container variables whose values came from
 	// Vault; they are never logged.
 	fromVault []string
+	aws       awsTaskState
 }
 
 func newTaskRunner(info mesos.TaskInfo, env launchEnv, deps *taskDeps, send func(mesos.TaskStatus, bool), markFailed func(), logger *log.Entry) *taskRunner {
@@ -130,6 +132,7 @@ func (t *taskRunner) run() {
 	defer close(t.done)
 	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
 	result := t.launchAndSupervise()
+	t.releaseAWSCredentials()
 	if result.executorFailed {
 		t.markFailed()
 		t.logger.WithField("error", result.message).Error("the task could not be launched or supervised")
@@ -172,8 +175,9 @@ func (t *taskRunner) launchAndSupervise() outcome {
 
 	if earlyStop != nil && container == nil {
 		t.logger.WithField("message", earlyStop.message).Info("stop requested during the launch; no container was left running")
+		t.aws.deadline = earlyStop.deadline
 		state := mesos.TASK_KILLED
-		if earlyStop.cause == causeAgentLost {
+		if earlyStop.cause == causeAgentLost || earlyStop.cause == causeAWSCredentialsExpiring {
 			state = mesos.TASK_FAILED
 		}
 		return outcome{state: state, reason: mesos.REASON_TASK_KILLED_DURING_LAUNCH.Enum(),
@@ -229,12 +233,18 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	} else {
 		logger.Info("admitted by the admission policy")
 	}
+	if err := settings.AWSSettings.admitRole(t.deps.env.taskUsesOwnVault()); err != nil {
+		return fail(mesos.REASON_TASK_UNAUTHORIZED, err.Error())
+	}
 	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, t.deps.env.vaultGetenv(), logger)
 	if err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 	spec.Options.Config.Env = resolved
 	t.fromVault = fromVault
+	if failure := t.obtainAWSCredentials(ctx, logger); failure != nil {
+		return nil, failure
+	}
 	t.logContainerConfig(logger)
 
 	if t.deps.dockerErr != nil {
@@ -448,6 +458,7 @@ loop:
 		}
 	}
 	health.stop()
+	t.aws.deadline = stop.budgetEnd
 	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, logger)
 }
 
