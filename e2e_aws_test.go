@@ -107,8 +107,15 @@ func TestAWSCredentialsReachTheContainerAndAreRevokedAtEveryEnd(t *testing.T) {
 			if (code != 0) != (tc.state == 0) {
 				t.Errorf("executor exit code %d", code)
 			}
-			if !onlyLease(t, vault).Revoked {
-				t.Errorf("the lease was not revoked when the task ended (%s)", tc.name)
+			revoked := onlyLease(t, vault)
+			if !revoked.Revoked {
+				t.Fatalf("the lease was not revoked when the task ended (%s)", tc.name)
+			}
+			if tc.state != 0 {
+				accepted := agent.Accepted(task.TaskID.Value)
+				if terminal := accepted[len(accepted)-1]; !revoked.RevokedAt.Before(terminal.Received) {
+					t.Errorf("the lease was revoked at %s, after the terminal update arrived at %s", revoked.RevokedAt, terminal.Received)
+				}
 			}
 			output := proc.output()
 			for _, secret := range []string{lease.AccessKey, lease.SecretKey, lease.SessionToken, "hvs.e2e-host-token"} {

@@ -142,6 +142,7 @@ type awsLease struct {
 	// tokenExpires is when the token that obtained the lease expires, and
 	// with it the lease (Vault revokes a token's leases); zero if never.
 	tokenExpires time.Time
+	creatorToken string
 	// noMoreRenewals says why the lease cannot be extended further, once
 	// that is known.
 	noMoreRenewals string
@@ -263,6 +264,7 @@ func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv fun
 		lease.noMoreRenewals = "Vault issued them with a non-renewable lease"
 	}
 	lease.tokenExpires = tokenExpiry(ctx, resolver, now)
+	lease.creatorToken = resolver.client.Token()
 	lease.logger.WithFields(log.Fields{
 		"lease_duration": leaseDuration.String(),
 		"renewable":      secret.Renewable,
@@ -361,6 +363,21 @@ func (l *awsLease) renewLoop(ctx context.Context, onExpiring func(message string
 	}
 }
 
+// refreshTokenExpiry looks the token's expiry up again, for a token that
+// something else renews (a periodic token, a Vault Agent). Only the token
+// that obtained the lease matters: a replacement after a refusal has no
+// say in when Vault revokes the lease.
+func (l *awsLease) refreshTokenExpiry(ctx context.Context) {
+	if l.tokenExpires.IsZero() || l.resolver.client.Token() != l.creatorToken {
+		return
+	}
+	lookupCtx, cancel := context.WithTimeout(ctx, awsVaultCallTimeout)
+	defer cancel()
+	if expires := tokenExpiry(lookupCtx, l.resolver, time.Now()); !expires.IsZero() {
+		l.tokenExpires = expires
+	}
+}
+
 // effectiveExpiry is when the credentials stop working: the lease's end,
 // or the end of the token that obtained it if that comes first.
 func (l *awsLease) effectiveExpiry() time.Time {
@@ -380,6 +397,7 @@ func (l *awsLease) stopAt() time.Time {
 // maximum TTL nor the token's life. A renewal that would not extend the
 // lease is not asked for: the lease has reached its end.
 func (l *awsLease) renew(ctx context.Context) error {
+	l.refreshTokenExpiry(ctx)
 	now := time.Now()
 	var limit time.Time
 	limitReason := ""

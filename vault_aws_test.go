@@ -289,15 +289,23 @@ func TestTaskUnitAWSRenewsThenStopsBeforeExpiry(t *testing.T) {
 		extra    []string
 		renewals bool
 		reason   string
+		setup    func(vault *vaulttest.Server)
 	}{
-		{"vault's max ttl", vaulttest.AWSRole{TTL: 4 * time.Second, MaxTTL: 8 * time.Second}, nil, true, "maximum TTL is reached"},
-		{"executor's max ttl", vaulttest.AWSRole{TTL: 4 * time.Second}, []string{"EXECUTOR_AWS_ROLE_MAX_TTL=8s"}, true, "EXECUTOR_AWS_ROLE_MAX_TTL (8s) is reached"},
-		{"not renewable", vaulttest.AWSRole{CredentialType: vaulttest.AWSFederationToken, TTL: 4 * time.Second}, nil, false, "non-renewable lease"},
+		{"vault's max ttl", vaulttest.AWSRole{TTL: 4 * time.Second, MaxTTL: 8 * time.Second}, nil, true, "maximum TTL is reached", nil},
+		{"executor's max ttl", vaulttest.AWSRole{TTL: 4 * time.Second}, []string{"EXECUTOR_AWS_ROLE_MAX_TTL=8s"}, true, "EXECUTOR_AWS_ROLE_MAX_TTL (8s) is reached", nil},
+		{"not renewable", vaulttest.AWSRole{CredentialType: vaulttest.AWSFederationToken, TTL: 4 * time.Second}, nil, false, "non-renewable lease", nil},
+		{"token expiry", vaulttest.AWSRole{TTL: 4 * time.Second}, []string{"VAULT_TOKEN=hvs.short"}, true, "the Vault token that obtained them expires then",
+			func(vault *vaulttest.Server) {
+				vault.AddToken("hvs.short", 8*time.Second, "read:aws/creds/app", "update:sys/leases/revoke")
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			vault := awsVault(t, tc.role)
+			if tc.setup != nil {
+				tc.setup(vault)
+			}
 			engine := newUnitRuntime()
 			u := startUnitTask(t, engine, unitConfig{operator: awsOperator(vault, tc.extra...)})
 			c := engine.running(t)
