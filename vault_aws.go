@@ -230,6 +230,12 @@ func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv fun
 	secretKey, _ := secret.Data["secret_key"].(string)
 	sessionToken, _ := secret.Data["security_token"].(string)
 	if accessKey == "" || secretKey == "" {
+		if secret.LeaseID != "" {
+			// Whatever Vault issued under that lease is of no use here.
+			revokeCtx, cancel := context.WithTimeout(ctx, awsRevokeTimeout)
+			defer cancel()
+			_ = resolver.client.Sys().RevokeWithContext(revokeCtx, secret.LeaseID)
+		}
 		return fail(fmt.Errorf("%s: Vault's answer holds no access_key and secret_key", path))
 	}
 	resolver.hidden = append(resolver.hidden, accessKey, secretKey, sessionToken)
