@@ -188,3 +188,45 @@ func TestAWSUnknownRoleFailsTheLaunch(t *testing.T) {
 	}
 	assertNoContainer(t, task.TaskID.Value)
 }
+
+func TestAWSBadSettingsAndRefusedRolesFailBeforeVault(t *testing.T) {
+	requireDocker(t) // once for all subtests
+	t.Parallel()
+	cases := []struct {
+		name     string
+		settings []string
+		operator []string
+		reason   mesos.TaskStatus_Reason
+		message  []string
+	}{
+		{name: "ttl longer than max", settings: []string{"EXECUTOR_AWS_ROLE=app", "EXECUTOR_AWS_ROLE_TTL=2h", "EXECUTOR_AWS_ROLE_MAX_TTL=1h"},
+			reason: mesos.REASON_CONTAINER_LAUNCH_FAILED, message: []string{"EXECUTOR_AWS_ROLE_TTL (2h0m0s) must not be longer than EXECUTOR_AWS_ROLE_MAX_TTL (1h0m0s)"}},
+		{name: "role naming another path", settings: []string{"EXECUTOR_AWS_ROLE=../../sys/raw"},
+			reason: mesos.REASON_CONTAINER_LAUNCH_FAILED, message: []string{"EXECUTOR_AWS_ROLE", "is not a Vault role name"}},
+		{name: "role the operator does not allow", settings: []string{"EXECUTOR_AWS_ROLE=app", "EXECUTOR_ALLOWED_AWS_ROLES=app"},
+			operator: []string{"EXECUTOR_ALLOWED_AWS_ROLES=batch,reports"},
+			reason:   mesos.REASON_TASK_UNAUTHORIZED, message: []string{"Vault role app", "batch, reports", "EXECUTOR_ALLOWED_AWS_ROLES"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vault := vaulttest.NewServer(t)
+			vault.AddAWSRole("app", vaulttest.AWSRole{})
+			vault.AddToken("hvs.e2e-host-token", time.Hour, "read:aws/creds/", "update:sys/leases/revoke")
+			operator := append([]string{"VAULT_ADDR=" + vault.URL(), "VAULT_TOKEN=hvs.e2e-host-token", "VAULT_MAX_RETRIES=0"}, tc.operator...)
+			agent, task, proc := startTask(t, mesostest.Config{}, testImage, []taskOption{withShellCommand("true")},
+				append([]string{withOperatorFile(t, operator...)}, tc.settings...)...)
+			final := expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FAILED, tc.message...)
+			if final.GetReason() != tc.reason {
+				t.Errorf("reason %s, want %s", final.GetReason(), tc.reason)
+			}
+			if code := proc.waitExit(t, 30*time.Second); code == 0 {
+				t.Error("executor exited 0 after a refused launch")
+			}
+			if reqs := vault.Requests(); len(reqs) != 0 {
+				t.Errorf("Vault received %d requests for a task that was refused", len(reqs))
+			}
+			assertNoContainer(t, task.TaskID.Value)
+		})
+	}
+}
