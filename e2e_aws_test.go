@@ -144,7 +144,7 @@ func containsLine(lines []string, want string) bool {
 
 func TestAWSLeaseRenewedThenTaskStoppedBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	vault, operator := e2eAWSVault(t, vaulttest.AWSRole{TTL: 4 * time.Second, MaxTTL: 10 * time.Second})
+	vault, operator := e2eAWSVault(t, vaulttest.AWSRole{TTL: 5 * time.Second, MaxTTL: 15 * time.Second})
 	agent, task, proc := startTask(t, mesostest.Config{Capabilities: []mesos.FrameworkInfo_Capability_Type{mesos.FrameworkInfo_Capability_TASK_KILLING_STATE}},
 		testImage, []taskOption{withShellCommand(awsEnvCommand("run"))}, operator, "EXECUTOR_AWS_ROLE=app")
 	readSandboxEnv(t, proc)
