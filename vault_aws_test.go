@@ -490,3 +490,24 @@ func TestTaskUnitAWSFromTheTasksOwnVaultUsesNoHostCredential(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskUnitAWSExpiryDuringTheLaunchFailsTheTask(t *testing.T) {
+	// A non-renewable lease that runs out while the image is still being
+	// pulled: the launch is aborted, and the task fails.
+	vault := awsVault(t, vaulttest.AWSRole{CredentialType: vaulttest.AWSFederationToken, TTL: 2 * time.Second})
+	engine := newFakeRuntime() // no image: the launch pulls, and the pull blocks
+	arrived := engine.block("pullImage")
+	u := startUnitTask(t, engine, unitConfig{operator: awsOperator(vault)})
+	waitClosed(t, arrived, "the pull")
+	select {
+	case <-u.runner.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the launch was not aborted before the credentials expired")
+	}
+	final := u.finish(t)
+	assertStatus(t, final, mesos.TASK_FAILED, mesos.REASON_TASK_KILLED_DURING_LAUNCH.Enum(), "the AWS credentials of Vault role app expire at")
+	if !onlyLease(t, vault).Revoked {
+		t.Error("the lease was not revoked")
+	}
+	assertNoFakeContainer(t, engine)
+}
