@@ -144,11 +144,11 @@ func containsLine(lines []string, want string) bool {
 
 func TestAWSLeaseRenewedThenTaskStoppedBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	vault, operator := e2eAWSVault(t, vaulttest.AWSRole{TTL: 5 * time.Second, MaxTTL: 15 * time.Second})
+	vault, operator := e2eAWSVault(t, vaulttest.AWSRole{TTL: 10 * time.Second, MaxTTL: 20 * time.Second})
 	agent, task, proc := startTask(t, mesostest.Config{Capabilities: []mesos.FrameworkInfo_Capability_Type{mesos.FrameworkInfo_Capability_TASK_KILLING_STATE}},
 		testImage, []taskOption{withShellCommand(awsEnvCommand("run"))}, operator, "EXECUTOR_AWS_ROLE=app")
 	readSandboxEnv(t, proc)
-	final := expectFinal(t, agent, task.TaskID.Value, 60*time.Second, mesos.TASK_FAILED,
+	final := expectFinal(t, agent, task.TaskID.Value, 90*time.Second, mesos.TASK_FAILED,
 		"the AWS credentials of Vault role app expire at", "maximum TTL is reached", "container exited with status 0")
 	lease := onlyLease(t, vault)
 	if lease.Renewals == 0 {

@@ -67,8 +67,11 @@ const (
 	// the terminal update waits for it, the agent's patience does not.
 	awsRevokeTimeout    = 5 * time.Second
 	awsRevokeMinTimeout = 250 * time.Millisecond
-	// awsRetryMax caps the wait between failed renewals.
-	awsRetryMax = time.Minute
+	// awsRetryMax caps the wait between failed renewals, and
+	// awsMinRenewWait keeps renewals that fail at once near the stop
+	// point from following each other without a pause.
+	awsRetryMax     = time.Minute
+	awsMinRenewWait = 50 * time.Millisecond
 )
 
 // The container variables the credentials go in.
@@ -337,35 +340,36 @@ func (l *awsLease) startRenewing(onExpiring func(message string)) {
 
 // renewLoop renews the lease halfway to the point where the task must be
 // stopped, retries failed renewals with a growing pause until then, and
-// asks for the stop when that point comes.
+// asks for the stop when that point comes. A wake-up that comes late (a
+// loaded host) still tries a renewal while the lease lasts.
 func (l *awsLease) renewLoop(ctx context.Context, onExpiring func(message string)) {
 	defer close(l.done)
 	retryWait := time.Second
 	var lastErr error
 	for {
-		stopAt := l.stopAt()
-		wake := stopAt
+		wake := l.stopAt()
 		if l.noMoreRenewals == "" {
-			remaining := time.Until(stopAt)
-			wait := remaining / 2
+			wait := time.Until(wake) / 2
 			if lastErr != nil {
 				wait = min(retryWait, wait)
 				retryWait = min(2*retryWait, awsRetryMax)
 			} else {
 				retryWait = time.Second
 			}
-			wake = time.Now().Add(wait)
+			wake = time.Now().Add(max(wait, awsMinRenewWait))
 		}
 		if !sleepContext(ctx, time.Until(wake)) {
 			return
 		}
-		if !time.Now().Before(stopAt) {
+		if l.noMoreRenewals == "" && time.Now().Before(l.effectiveExpiry()) {
+			lastErr = l.renew(ctx)
+		}
+		if !time.Now().Before(l.stopAt()) {
 			message := l.expiryMessage(lastErr)
 			l.logger.WithField("expires", l.effectiveExpiry().UTC().Format(time.RFC3339)).Warn(message)
 			onExpiring(message)
 			return
 		}
-		lastErr = l.renew(ctx)
 	}
 }
 

@@ -291,12 +291,12 @@ func TestTaskUnitAWSRenewsThenStopsBeforeExpiry(t *testing.T) {
 		reason   string
 		setup    func(vault *vaulttest.Server)
 	}{
-		{"vault's max ttl", vaulttest.AWSRole{TTL: 4 * time.Second, MaxTTL: 8 * time.Second}, nil, true, "maximum TTL is reached", nil},
-		{"executor's max ttl", vaulttest.AWSRole{TTL: 4 * time.Second}, []string{"EXECUTOR_AWS_ROLE_MAX_TTL=8s"}, true, "EXECUTOR_AWS_ROLE_MAX_TTL (8s) is reached", nil},
-		{"not renewable", vaulttest.AWSRole{CredentialType: vaulttest.AWSFederationToken, TTL: 4 * time.Second}, nil, false, "non-renewable lease", nil},
-		{"token expiry", vaulttest.AWSRole{TTL: 4 * time.Second}, []string{"VAULT_TOKEN=hvs.short"}, true, "the Vault token that obtained them expires then",
+		{"vault's max ttl", vaulttest.AWSRole{TTL: 8 * time.Second, MaxTTL: 16 * time.Second}, nil, true, "maximum TTL is reached", nil},
+		{"executor's max ttl", vaulttest.AWSRole{TTL: 8 * time.Second}, []string{"EXECUTOR_AWS_ROLE_MAX_TTL=16s"}, true, "EXECUTOR_AWS_ROLE_MAX_TTL (16s) is reached", nil},
+		{"not renewable", vaulttest.AWSRole{CredentialType: vaulttest.AWSFederationToken, TTL: 8 * time.Second}, nil, false, "non-renewable lease", nil},
+		{"token expiry", vaulttest.AWSRole{TTL: 8 * time.Second}, []string{"VAULT_TOKEN=hvs.short"}, true, "the Vault token that obtained them expires then",
 			func(vault *vaulttest.Server) {
-				vault.AddToken("hvs.short", 8*time.Second, "read:aws/creds/app", "update:sys/leases/revoke")
+				vault.AddToken("hvs.short", 16*time.Second, "read:aws/creds/app", "update:sys/leases/revoke")
 			}},
 	}
 	for _, tc := range cases {
@@ -311,7 +311,7 @@ func TestTaskUnitAWSRenewsThenStopsBeforeExpiry(t *testing.T) {
 			c := engine.running(t)
 			select {
 			case <-u.runner.Done():
-			case <-time.After(20 * time.Second):
+			case <-time.After(60 * time.Second):
 				t.Fatalf("the task was not stopped before its credentials expired; updates %v", u.statuses.states())
 			}
 			final := u.finish(t)
@@ -364,7 +364,7 @@ func awsTestLease(t *testing.T, vault *vaulttest.Server, settings AWSSettings) (
 
 func TestAWSRenewalFailuresAreRetriedThenTheTaskIsStopped(t *testing.T) {
 	t.Parallel()
-	vault := awsVault(t, vaulttest.AWSRole{TTL: 4 * time.Second})
+	vault := awsVault(t, vaulttest.AWSRole{TTL: 12 * time.Second})
 	lease, logs := awsTestLease(t, vault, AWSSettings{AWSRole: "app", AWSRoleMaxTTL: time.Hour})
 	vault.SetDown(true)
 	expiring := make(chan string, 1)
@@ -372,7 +372,7 @@ func TestAWSRenewalFailuresAreRetriedThenTheTaskIsStopped(t *testing.T) {
 	var message string
 	select {
 	case message = <-expiring:
-	case <-time.After(20 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("no stop was asked for before the credentials expired")
 	}
 	if !time.Now().Before(lease.expires) {
@@ -393,7 +393,7 @@ func TestAWSRenewalFailuresAreRetriedThenTheTaskIsStopped(t *testing.T) {
 
 func TestAWSRenewalReconnectsWhenTheTokenIsRefused(t *testing.T) {
 	t.Parallel()
-	vault := awsVault(t, vaulttest.AWSRole{TTL: 3 * time.Second, MaxTTL: time.Hour})
+	vault := awsVault(t, vaulttest.AWSRole{TTL: time.Minute, MaxTTL: time.Hour})
 	vault.AddUserpass("executor", "host-password", "read:aws/creds/app", "update:sys/leases/revoke")
 	tokenFile := t.TempDir() + "/token"
 	logs := &syncBuffer{}
@@ -403,13 +403,18 @@ func TestAWSRenewalReconnectsWhenTheTokenIsRefused(t *testing.T) {
 		return map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": "host-password",
 			"VAULT_TOKEN_FILE": tokenFile, "VAULT_MAX_RETRIES": "0"}[name]
 	}
-	lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app"}, getenv, log.NewEntry(logger))
+	lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app", AWSRoleTTL: 2 * time.Minute}, getenv, log.NewEntry(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
 	vault.ExpireToken(lease.resolver.client.Token())
-	lease.startRenewing(func(string) {})
-	eventually(t, 20*time.Second, "a renewal with a fresh token", func() bool { return onlyLease(t, vault).Renewals > 0 })
+	// One renewal, as the loop makes it, without waiting for its time.
+	if err := lease.renew(context.Background()); err != nil {
+		t.Fatalf("renewal after the token was refused: %v", err)
+	}
+	if onlyLease(t, vault).Renewals != 1 {
+		t.Fatal("the lease was not renewed with a fresh token")
+	}
 	lease.release(time.Time{})
 	if vault.Logins() != 2 {
 		t.Errorf("%d logins, want the launch's and one after the refusal", vault.Logins())
