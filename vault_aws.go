@@ -269,6 +269,8 @@ func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv fun
 	if lease.increment <= 0 {
 		lease.increment = leaseDuration
 	}
+	// Renewals must be able to extend the lease before the stop point.
+	lease.margin = min(lease.margin, lease.increment/4)
 	if !lease.renewable {
 		lease.noMoreRenewals = "Vault issued them with a non-renewable lease"
 	}
@@ -357,6 +359,11 @@ func (l *awsLease) renewLoop(ctx context.Context, onExpiring func(message string
 				retryWait = time.Second
 			}
 			wake = time.Now().Add(max(wait, awsMinRenewWait))
+			// A renewal asks for the increment from now: before this
+			// moment it would not extend the lease.
+			if extends := l.expires.Add(l.growthSlack() - l.increment + awsMinRenewWait); wake.Before(extends) {
+				wake = extends
+			}
 		}
 		if !sleepContext(ctx, time.Until(wake)) {
 			return
@@ -423,7 +430,9 @@ func (l *awsLease) renew(ctx context.Context) error {
 	}
 	seconds := int(increment / time.Second)
 	if !now.Add(time.Duration(seconds) * time.Second).After(l.expires.Add(l.growthSlack())) {
-		l.noMoreRenewals = limitReason
+		if limitReason != "" && increment < l.increment {
+			l.noMoreRenewals = limitReason
+		}
 		return nil
 	}
 	callCtx, cancel := context.WithTimeout(ctx, min(awsVaultCallTimeout, max(time.Until(l.stopAt()), time.Second)))

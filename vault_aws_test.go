@@ -294,6 +294,7 @@ func TestTaskUnitAWSRenewsThenStopsBeforeExpiry(t *testing.T) {
 		{"vault's max ttl", vaulttest.AWSRole{TTL: 8 * time.Second, MaxTTL: 16 * time.Second}, nil, true, "maximum TTL is reached", nil},
 		{"executor's max ttl", vaulttest.AWSRole{TTL: 8 * time.Second}, []string{"EXECUTOR_AWS_ROLE_MAX_TTL=16s"}, true, "EXECUTOR_AWS_ROLE_MAX_TTL (16s) is reached", nil},
 		{"not renewable", vaulttest.AWSRole{CredentialType: vaulttest.AWSFederationToken, TTL: 8 * time.Second}, nil, false, "non-renewable lease", nil},
+		{"ttl shorter than the lease", vaulttest.AWSRole{TTL: 8 * time.Second}, []string{"EXECUTOR_AWS_ROLE_TTL=4s", "EXECUTOR_AWS_ROLE_MAX_TTL=14s"}, true, "EXECUTOR_AWS_ROLE_MAX_TTL (14s) is reached", nil},
 		{"token expiry", vaulttest.AWSRole{TTL: 8 * time.Second}, []string{"VAULT_TOKEN=hvs.short"}, true, "the Vault token that obtained them expires then",
 			func(vault *vaulttest.Server) {
 				vault.AddToken("hvs.short", 16*time.Second, "read:aws/creds/app", "update:sys/leases/revoke")
@@ -328,6 +329,9 @@ func TestTaskUnitAWSRenewsThenStopsBeforeExpiry(t *testing.T) {
 			lease := onlyLease(t, vault)
 			if tc.renewals && lease.Renewals == 0 {
 				t.Error("the lease was never renewed")
+			}
+			if calls := len(vault.LeaseCalls()); calls > 20 {
+				t.Errorf("%d renew and revoke calls in a few seconds: the renewals do not pace themselves", calls)
 			}
 			if !lease.Revoked {
 				t.Error("the lease was not revoked at the end")
