@@ -84,6 +84,8 @@ type Config struct {
 	OutputSettings
 	// SeedSettings give a Sidecar task its seeds (seeds.go).
 	SeedSettings
+	// AWSSettings are the AWS credentials from Vault (vault_aws.go).
+	AWSSettings
 	// DockerUnreachableTimeout is how long Docker may stay unreachable
 	// while a task runs before the task is failed. Shorter outages (a
 	// daemon restart with live-restore) are ridden out.
@@ -275,6 +277,7 @@ func (c *Config) validate() error {
 	problems = append(problems, c.RelaySettings.problems()...)
 	problems = append(problems, c.OutputSettings.problems()...)
 	problems = append(problems, c.SeedSettings.problems()...)
+	problems = append(problems, c.AWSSettings.problems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid executor settings: %s", strings.Join(problems, "; "))
 	}

@@ -55,6 +55,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		RegistryHelperSettings:   RegistryHelperSettings{RegistryHelperTimeout: 10 * time.Second, RegistryHelperPath: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514", SyslogFormat: "json"},
 		SeedSettings:             SeedSettings{MesosMasterPort: "5050"},
+		AWSSettings:              AWSSettings{AWSRoleMaxTTL: 744 * time.Hour},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -105,6 +106,10 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_SYSLOG_FORMAT":              "rfc5424",
 		"EXECUTOR_SEED_SIDECAR":               "true",
 		"EXECUTOR_MESOS_MASTER_PORT":          "8080",
+		"EXECUTOR_AWS_ROLE":                   "app",
+		"EXECUTOR_AWS_ROLE_TTL":               "1h",
+		"EXECUTOR_AWS_ROLE_MAX_TTL":           "2h",
+		"EXECUTOR_ALLOWED_AWS_ROLES":          "app,batch",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -126,6 +131,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
 			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
 		SeedSettings: SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
+		AWSSettings: AWSSettings{AWSRole: "app", AWSRoleTTL: time.Hour, AWSRoleMaxTTL: 2 * time.Hour, AllowedAWSRoles: []string{"app", "batch"}},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)
@@ -222,7 +228,8 @@ func FuzzLoadConfig(f *testing.F) {
 		"SIDECAR_BACKOFF", "SIDECAR_POLL_INTERVAL", "SIDECAR_MAX_FAILS", "SIDECAR_DRAINING_DURATION", "DOCKER_REPOSITORY",
 		"LOGS_SINCE", "FORCE_CPU_LIMIT", "FORCE_MEMORY_LIMIT", "USE_CPU_SHARES", "ALLOW_PRIVILEGED", "ACK_TIMEOUT",
 		"DOCKER_UNREACHABLE_TIMEOUT", "DEBUG", "LOG_FORMAT",
-		"ALLOWED_CAPABILITIES", "ALLOWED_HOST_PATHS", "ALLOWED_VOLUME_DRIVERS", "ALLOWED_NAMED_VOLUMES"}
+		"ALLOWED_CAPABILITIES", "ALLOWED_HOST_PATHS", "ALLOWED_VOLUME_DRIVERS", "ALLOWED_NAMED_VOLUMES",
+		"AWS_ROLE", "AWS_ROLE_TTL", "AWS_ROLE_MAX_TTL", "ALLOWED_AWS_ROLES"}
 	for i, seed := range []string{"5", "2s", "-1", "1m5s", "http://localhost:7777/state.json", "true", "json", "", "0", "ftp://x", "9999999999999999999h"} {
 		f.Add(uint8(i), seed)
 	}
@@ -244,7 +251,8 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 		if cfg.HttpTimeout <= 0 || cfg.SidecarPollInterval <= 0 || cfg.AckTimeout <= 0 || cfg.DockerUnreachableTimeout <= 0 ||
 			cfg.SidecarRetryDelay < 0 || cfg.SidecarBackoff < 0 || cfg.SidecarDrainingDuration < 0 || cfg.LogsSince < 0 ||
-			cfg.SidecarRetryCount < 0 || cfg.SidecarMaxFails < 1 || (cfg.LogFormat != "text" && cfg.LogFormat != "json") {
+			cfg.SidecarRetryCount < 0 || cfg.SidecarMaxFails < 1 || (cfg.LogFormat != "text" && cfg.LogFormat != "json") ||
+			len(cfg.AWSSettings.problems()) > 0 {
 			t.Fatalf("%s=%q accepted into an invalid configuration %+v", name, value, cfg)
 		}
 	})

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,8 @@ var plantedSecrets = map[string]string{
 type secretsFixture struct {
 	taskVault    *vaulttest.Server
 	taskRegistry *registrytest.Server
+	// hostVault is the operator's, which issues the task's AWS keys.
+	hostVault *vaulttest.Server
 }
 
 // secretsEnvironment prepares the operator's Vault (a userpass login, and
@@ -47,7 +50,11 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption,
 	vault := vaulttest.NewServer(t)
 	vault.MountKV("secret/", 2)
 	vault.PutSecret("secret/app/config", map[string]any{"value": plantedSecrets["vault secret"]})
-	vault.AddUserpass("executor", plantedSecrets["host Vault password"], "read:secret/app/")
+	// The task's AWS credentials come from the host's Vault too, with a
+	// session token (an STS role), and are revoked at the task's end.
+	vault.AddAWSRole("app", vaulttest.AWSRole{CredentialType: vaulttest.AWSAssumedRole})
+	vault.AddUserpass("executor", plantedSecrets["host Vault password"], "read:secret/app/", "read:aws/creds/app", "update:sys/leases/revoke")
+	chosen.hostVault = vault
 	// The cached token has expired: the executor tries it, then logs in.
 	vault.AddToken(plantedSecrets["VAULT_TOKEN"], time.Hour, "read:secret/app/")
 	vault.ExpireToken(plantedSecrets["VAULT_TOKEN"])
@@ -85,6 +92,7 @@ func secretsEnvironment(t *testing.T) (settings []string, taskOpts []taskOption,
 		// host's login would go there), Docker Hub's credentials sent to
 		// any registry, and the host's Docker config under its HOME.
 		"VAULT_ADDR=" + chosen.taskVault.URL(), "EXECUTOR_DOCKER_REPOSITORY=https://index.docker.io/v1/", "HOME=" + home,
+		"EXECUTOR_AWS_ROLE=app",
 	}
 	taskOpts = []taskOption{
 		withEnv("FROM_VAULT", "vault://secret/app/config"),
@@ -152,7 +160,18 @@ func TestSecretsNeverLeak(t *testing.T) {
 				proc.waitExit(t, 30*time.Second)
 
 				output := proc.output()
-				for what, secret := range plantedSecrets {
+				secrets := maps.Clone(plantedSecrets)
+				leases := chosen.hostVault.AWSLeases()
+				if len(leases) != 1 {
+					t.Fatalf("%d AWS leases issued, want 1", len(leases))
+				}
+				secrets["AWS access key"] = leases[0].AccessKey
+				secrets["AWS secret key"] = leases[0].SecretKey
+				secrets["AWS session token"] = leases[0].SessionToken
+				if !leases[0].Revoked {
+					t.Errorf("the AWS lease was not revoked at the task's end")
+				}
+				for what, secret := range secrets {
 					if strings.Contains(output, secret) {
 						t.Errorf("the %s appeared in the executor's output", what)
 					}

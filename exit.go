@@ -130,6 +130,8 @@ func classifyExit(state docker.State, stoppedFor *stopRequest, memoryLimit int64
 		case causeAgentLost:
 			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_AGENT_DISCONNECTED.Enum(),
 				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
+		case causeAWSCredentialsExpiring:
+			return outcome{state: mesos.TASK_FAILED, message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
 		default:
 			return outcome{state: mesos.TASK_KILLED, message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
 		}

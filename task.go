@@ -29,6 +29,9 @@ const (
 	// causeHealthCheckFailed: the Mesos health check failed
 	// consecutive_failures times (health.go).
 	causeHealthCheckFailed
+	// causeAWSCredentialsExpiring: the AWS lease can no longer be
+	// renewed (vault_aws.go).
+	causeAWSCredentialsExpiring
 )
 
 // stopRequest asks a task to stop its container.
@@ -94,6 +97,7 @@ type taskRunner struct {
 	// checkStatus carries the check's latest result (checks.go).
 	checks      *checkPlan
 	checkStatus *checkStatusTracker
+	aws       awsTaskState
 }
 
 func newTaskRunner(info mesos.TaskInfo, env launchEnv, deps *taskDeps, send func(mesos.TaskStatus, bool), markFailed func(), logger *log.Entry) *taskRunner {
@@ -138,6 +142,7 @@ func (t *taskRunner) run() {
 	t.attachCheckStatus()
 	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
 	result := t.launchAndSupervise()
+	t.releaseAWSCredentials()
 	if result.executorFailed {
 		t.markFailed()
 		t.logger.WithField("error", result.message).Error("the task could not be launched or supervised")
@@ -180,8 +185,9 @@ func (t *taskRunner) launchAndSupervise() outcome {
 
 	if earlyStop != nil && container == nil {
 		t.logger.WithField("message", earlyStop.message).Info("stop requested during the launch; no container was left running")
+		t.aws.deadline = earlyStop.deadline
 		state := mesos.TASK_KILLED
-		if earlyStop.cause == causeAgentLost {
+		if earlyStop.cause == causeAgentLost || earlyStop.cause == causeAWSCredentialsExpiring {
 			state = mesos.TASK_FAILED
 		}
 		return outcome{state: state, reason: mesos.REASON_TASK_KILLED_DURING_LAUNCH.Enum(),
@@ -241,6 +247,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	} else {
 		logger.Info("admitted by the admission policy")
 	}
+	if err := settings.AWSSettings.admitRole(t.deps.env.taskUsesOwnVault()); err != nil {
+		return fail(mesos.REASON_TASK_UNAUTHORIZED, err.Error())
+	}
 	// The seeds are looked up alongside the rest of the launch and join
 	// the environment just before the container is created.
 	seeds := startSeedLookup(ctx, settings, t.deps.mesos.AgentEndpoint, logger)
@@ -250,6 +259,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	}
 	spec.Options.Config.Env = resolved
 	t.fromVault = fromVault
+	if failure := t.obtainAWSCredentials(ctx, logger); failure != nil {
+		return nil, failure
+	}
 	t.logContainerConfig(logger)
 
 	if t.deps.dockerErr != nil {
@@ -486,6 +498,7 @@ loop:
 	}
 	health.stop()
 	checks.stop()
+	t.aws.deadline = stop.budgetEnd
 	streamed := output.finish(stop.budgetEnd)
 	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, streamed, logger)
 }

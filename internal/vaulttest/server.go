@@ -1,6 +1,7 @@
 // Package vaulttest runs an in-process HTTP server on 127.0.0.1 that answers
 // like HashiCorp Vault for the endpoints the executor uses: KV v1 and v2
-// reads, the KV mount lookup, token lookup-self and userpass login. Tests
+// reads, the KV mount lookup, token lookup-self, userpass login, and the
+// AWS secrets engine with lease renewal and revocation (aws.go). Tests
 // drive it through the real github.com/hashicorp/vault/api client by putting
 // URL() in VAULT_ADDR, in the spirit of net/http/httptest.
 //
@@ -68,6 +69,11 @@ type Server struct {
 	requests            []Request
 	logins              int
 	watched             []string
+	// The AWS secrets engine (aws.go); nil until a role is added.
+	awsRoles      map[string]AWSRole
+	awsLeases     map[string]*awsLeaseEntry
+	awsLeaseOrder []string
+	leaseCalls    []LeaseCall
 }
 
 type kvMount struct {
@@ -452,6 +458,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	entry := s.tokens[token]
 	if token == "" || entry == nil || (!entry.expires.IsZero() && !time.Now().Before(entry.expires)) {
 		writeErrors(w, http.StatusForbidden, "permission denied")
+		return
+	}
+	if s.handleAWS(w, r, path, entry) {
 		return
 	}
 	if r.Method != http.MethodGet {
