@@ -131,7 +131,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
 			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
 		SeedSettings: SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
-		AWSSettings: AWSSettings{AWSRole: "app", AWSRoleTTL: time.Hour, AWSRoleMaxTTL: 2 * time.Hour, AllowedAWSRoles: []string{"app", "batch"}},
+		AWSSettings:  AWSSettings{AWSRole: "app", AWSRoleTTL: time.Hour, AWSRoleMaxTTL: 2 * time.Hour, AllowedAWSRoles: []string{"app", "batch"}},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

@@ -97,7 +97,7 @@ type taskRunner struct {
 	// checkStatus carries the check's latest result (checks.go).
 	checks      *checkPlan
 	checkStatus *checkStatusTracker
-	aws       awsTaskState
+	aws         awsTaskState
 }
 
 func newTaskRunner(info mesos.TaskInfo, env launchEnv, deps *taskDeps, send func(mesos.TaskStatus, bool), markFailed func(), logger *log.Entry) *taskRunner {
