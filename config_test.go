@@ -55,6 +55,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		RegistryHelperSettings:   RegistryHelperSettings{RegistryHelperTimeout: 10 * time.Second, RegistryHelperPath: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514", SyslogFormat: "json"},
 		SeedSettings:             SeedSettings{MesosMasterPort: "5050"},
+		OutputSettings:           OutputSettings{LogMaxSize: 10 << 20, LogRotateKeep: 3},
 		AWSSettings:              AWSSettings{AWSRoleMaxTTL: 744 * time.Hour},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
@@ -130,8 +131,9 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		RegistryHelperSettings: RegistryHelperSettings{RegistryHelperTimeout: 3 * time.Second, RegistryHelperPath: "/opt/helpers", RegistryHelperEnv: "AWS_REGION"},
 		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
 			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
-		SeedSettings: SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
-		AWSSettings:  AWSSettings{AWSRole: "app", AWSRoleTTL: time.Hour, AWSRoleMaxTTL: 2 * time.Hour, AllowedAWSRoles: []string{"app", "batch"}},
+		SeedSettings:   SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
+		OutputSettings: OutputSettings{LogMaxSize: 10 << 20, LogRotateKeep: 3},
+		AWSSettings:    AWSSettings{AWSRole: "app", AWSRoleTTL: time.Hour, AWSRoleMaxTTL: 2 * time.Hour, AllowedAWSRoles: []string{"app", "batch"}},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

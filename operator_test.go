@@ -175,7 +175,8 @@ func TestOperatorOnlyRule(t *testing.T) {
 	for _, setting := range configSettings(&cfg) {
 		tunable := !isOperatorOnly(setting.name)
 		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY" &&
-			!strings.HasPrefix(setting.name, "EXECUTOR_REGISTRY_HELPER_") && setting.name != "EXECUTOR_MESOS_MASTER_PORT"
+			!strings.HasPrefix(setting.name, "EXECUTOR_REGISTRY_HELPER_") && setting.name != "EXECUTOR_MESOS_MASTER_PORT" &&
+			setting.name != settingLogMaxSize && setting.name != settingLogRotateKeep
 		if tunable != wantTunable {
 			t.Errorf("%s: task-tunable %v, want %v", setting.name, tunable, wantTunable)
 		}
