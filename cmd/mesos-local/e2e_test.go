@@ -65,8 +65,17 @@ func needBinaries(t *testing.T) {
 		}
 		mesosLocal = filepath.Join(binDir, "mesos-local")
 		executorBin = filepath.Join(binDir, "sidecar-executor")
-		for _, b := range []struct{ out, pkg string }{{mesosLocal, "."}, {executorBin, repoRoot}} {
+		// The executor reads its operator's file from testOperatorEnvVar
+		// when a test sets it (-operator-env-var), else from
+		// /etc/sidecar-executor/environment as a release build does.
+		for _, b := range []struct{ out, pkg, ldflags string }{
+			{mesosLocal, ".", ""},
+			{executorBin, repoRoot, "-X main.operatorEnvOverrideVar=" + testOperatorEnvVar},
+		} {
 			args := []string{"build", "-o", b.out}
+			if b.ldflags != "" {
+				args = append(args, "-ldflags", b.ldflags)
+			}
 			if raceEnabled {
 				args = append(args, "-race")
 			}

@@ -20,17 +20,34 @@ var demoSettings = []string{
 	"EXECUTOR_SIDECAR_DRAINING_DURATION=1s",
 }
 
+// envExtras are what mesos-local sets in the executor's environment over
+// every layer.
+type envExtras struct {
+	// sidecarURL is the Sidecar mesos-local uses: EXECUTOR_SIDECAR_URL.
+	sidecarURL string
+	// syslogAddr (-syslog-addr), when set, is EXECUTOR_SYSLOG_ADDR.
+	syslogAddr string
+	// operatorVar (-operator-env-var), when set, names operatorFile, and
+	// the host settings of mesos-local's environment are in that file
+	// rather than in the executor's environment.
+	operatorVar  string
+	operatorFile string
+}
+
 // executorEnvironment is the executor process's environment, later layers
 // overriding earlier ones: the demo settings; the passed-through variables
-// of mesos-local's environment; the MESOS_* variables an agent sets; the
-// task's executor.command.environment, which a real agent applies on top;
-// and EXECUTOR_SIDECAR_URL, which always names the Sidecar mesos-local uses.
-func executorEnvironment(own, agentEnv []string, task mesos.TaskInfo, sidecarURL string) []string {
+// of mesos-local's environment (without the host settings when they go to
+// the operator's file); the MESOS_* variables an agent sets; the task's
+// executor.command.environment, which a real agent applies on top; and the
+// extras: EXECUTOR_SIDECAR_URL, which always names the Sidecar mesos-local
+// uses, -syslog-addr's EXECUTOR_SYSLOG_ADDR and the operator file's
+// variable.
+func executorEnvironment(own, agentEnv []string, task mesos.TaskInfo, extras envExtras) []string {
 	env := &orderedEnv{values: map[string]string{}}
 	env.setAll(demoSettings)
 	for _, kv := range own {
 		name, value, _ := strings.Cut(kv, "=")
-		if isPassedThrough(name) {
+		if isPassedThrough(name) && (extras.operatorVar == "" || !isHostSetting(name)) {
 			env.set(name, value)
 		}
 	}
@@ -40,7 +57,13 @@ func executorEnvironment(own, agentEnv []string, task mesos.TaskInfo, sidecarURL
 			env.set(v.Name, *v.Value)
 		}
 	}
-	env.set("EXECUTOR_SIDECAR_URL", sidecarURL)
+	env.set("EXECUTOR_SIDECAR_URL", extras.sidecarURL)
+	if extras.syslogAddr != "" {
+		env.set("EXECUTOR_SYSLOG_ADDR", extras.syslogAddr)
+	}
+	if extras.operatorVar != "" {
+		env.set(extras.operatorVar, extras.operatorFile)
+	}
 	return env.list()
 }
 

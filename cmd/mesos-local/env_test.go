@@ -28,7 +28,7 @@ func TestExecutorEnvironmentLayers(t *testing.T) {
 		{Name: "MESOS_EXECUTOR_ID", Value: ptr("from-task")},  // applied on top, as an agent does
 		{Name: "SECRETLY", Type: mesos.Environment_Variable_SECRET.Enum()},
 	}}}}}
-	env := executorEnvironment(own, agentEnv, task, "http://127.0.0.1:4000/state.json")
+	env := executorEnvironment(own, agentEnv, task, envExtras{sidecarURL: "http://127.0.0.1:4000/state.json"})
 
 	want := []string{
 		"EXECUTOR_SIDECAR_BACKOFF=30s",
@@ -51,7 +51,7 @@ func TestExecutorEnvironmentLayers(t *testing.T) {
 }
 
 func TestExecutorEnvironmentDemoDefaults(t *testing.T) {
-	env := executorEnvironment(nil, []string{"MESOS_SANDBOX=/s"}, mesos.TaskInfo{}, "http://127.0.0.1:1/state.json")
+	env := executorEnvironment(nil, []string{"MESOS_SANDBOX=/s"}, mesos.TaskInfo{}, envExtras{sidecarURL: "http://127.0.0.1:1/state.json"})
 	want := []string{
 		"EXECUTOR_SIDECAR_BACKOFF=1s",
 		"EXECUTOR_SIDECAR_POLL_INTERVAL=1s",

@@ -59,6 +59,27 @@ task's TASK_HOST, lists the task's container (found through Docker by the label
 sidecar-executor.task-id) as ALIVE as soon as it runs, unless the container has
 the label SidecarDiscover=false; -unhealthy-after makes it UNHEALTHY later. -sidecar-url uses a real Sidecar instead.
 
+Optional peers, for tasks that use upstream sidecar-executor's settings:
+  -master         an embedded Mesos master on 127.0.0.1 whose /slaves lists this
+                  machine (and -master-agents); the agent's /state names it as
+                  master_hostname, so EXECUTOR_SEED_SIDECAR=true gives the
+                  container SIDECAR_SEEDS. Its port reaches the executor as
+                  EXECUTOR_MESOS_MASTER_PORT, an operator-only setting: -master
+                  needs -operator-env-var.
+  -syslog-addr    replaces the task's EXECUTOR_SYSLOG_ADDR, so that a task's
+                  relayed log lines go to a collector of yours (e.g. rsyslogd or
+                  nc -klu 5514).
+  -operator-env-var NAME
+                  for an executor built with
+                    -ldflags '-X main.operatorEnvOverrideVar=NAME'
+                  (a test build; a release build always reads
+                  /etc/sidecar-executor/environment): mesos-local writes an
+                  operator's file outside the sandbox and names it in NAME. It
+                  holds the host's settings: the DOCKER_*, VAULT_* and EXECUTOR_*
+                  variables of mesos-local's environment (which then are not in the
+                  executor's environment, the task's) and -master's port. With a
+                  release build, put such settings in that file yourself.
+
 Ctrl-C (or SIGTERM) sends KILL; a second one sends SHUTDOWN. An executor that
 has not exited a shutdown grace period after SHUTDOWN is killed, as an agent
 destroys it, and so is one that has not subscribed within a minute.
@@ -89,6 +110,10 @@ type options struct {
 	sidecarURL     string
 	check          bool
 	verbose        bool
+	master         bool
+	masterAgents   []string
+	syslogAddr     string
+	operatorEnvVar string
 }
 
 func main() {
@@ -117,6 +142,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags.StringVar(&o.sidecarURL, "sidecar-url", "", "use the real Sidecar whose state.json is at this `URL` instead of the embedded one")
 	flags.BoolVar(&o.check, "check", false, "check the task file, fill it in and print the TaskInfo that would be launched; start nothing")
 	flags.BoolVar(&o.verbose, "v", false, "also print the emulated agent's trace of calls and events")
+	flags.BoolVar(&o.master, "master", false, "run an embedded Mesos master whose /slaves lists this machine, for EXECUTOR_SEED_SIDECAR\n(needs -operator-env-var)")
+	masterAgents := flags.String("master-agents", "", "with -master: more agent host `names` (comma list) the master lists")
+	flags.StringVar(&o.syslogAddr, "syslog-addr", "", "send the task's relayed log lines to this UDP `host:port`: replaces EXECUTOR_SYSLOG_ADDR")
+	flags.StringVar(&o.operatorEnvVar, "operator-env-var", "", "the variable `NAME` from which the executor reads its operator's file\n(a build with -ldflags '-X main.operatorEnvOverrideVar=NAME'); mesos-local writes that file")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -136,6 +165,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, &usageError{msg: "-unhealthy-after must not be negative"}
 	case o.unhealthyAfter > 0 && o.sidecarURL != "":
 		return o, &usageError{msg: "-unhealthy-after scripts the embedded Sidecar; it cannot be used with -sidecar-url"}
+	}
+	if err := o.checkPeers(*masterAgents); err != nil {
+		return o, err
 	}
 	if o.sidecarURL != "" {
 		if u, err := url.Parse(o.sidecarURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

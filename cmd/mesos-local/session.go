@@ -17,6 +17,7 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/sidecar-executor/sidecar-executor/internal/mastertest"
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
 	"github.com/sidecar-executor/sidecar-executor/internal/sidecartest"
 )
@@ -74,7 +75,9 @@ type session struct {
 	agent      *mesostest.Agent
 	sidecar    *sidecartest.Server // nil with -sidecar-url
 	sidecarURL string
-	docker     *docker.Client // nil when Docker cannot be configured
+	master     *mastertest.Server // with -master
+	operator   *operatorFile      // with -operator-env-var
+	docker     *docker.Client     // nil when Docker cannot be configured
 	sandbox    string
 	grace      time.Duration
 
@@ -123,6 +126,22 @@ func (s *session) start() error {
 		s.sidecar = server
 		s.sidecarURL = server.StateURL()
 	}
+	var operatorExtra []string
+	if s.opts.master {
+		master, err := startMaster(s.masterAgentNames())
+		if err != nil {
+			return err
+		}
+		s.master = master
+		operatorExtra = append(operatorExtra, "EXECUTOR_MESOS_MASTER_PORT="+master.Port())
+	}
+	if s.opts.operatorEnvVar != "" {
+		operator, err := writeOperatorFile(os.Environ(), operatorExtra)
+		if err != nil {
+			return err
+		}
+		s.operator = operator
+	}
 	cfg := mesostest.Config{
 		FrameworkID:         s.filled.frameworkID,
 		ExecutorID:          s.filled.executorID,
@@ -130,6 +149,9 @@ func (s *session) start() error {
 		AgentHostname:       s.hostname,
 		Capabilities:        []mesos.FrameworkInfo_Capability_Type{mesos.FrameworkInfo_Capability_TASK_KILLING_STATE},
 		ShutdownGracePeriod: s.grace,
+	}
+	if s.master != nil {
+		cfg.MasterHostname = masterHostname
 	}
 	if s.opts.verbose {
 		cfg.Logf = func(format string, args ...any) { s.print.event("agent", format, args...) }
@@ -154,6 +176,10 @@ func (s *session) close() {
 	if s.sidecar != nil {
 		s.sidecar.Close()
 	}
+	if s.master != nil {
+		s.master.Close()
+	}
+	s.operator.remove()
 }
 
 // run launches the task and follows it until the executor has gone.
@@ -355,7 +381,11 @@ func (s *session) startExecutor(stdoutPath, stderrPath string) (*exec.Cmd, error
 	defer stderrFile.Close()
 	cmd := exec.Command(s.executorPath)
 	cmd.Dir = s.sandbox
-	cmd.Env = executorEnvironment(os.Environ(), s.agent.Environment(s.sandbox), s.filled.task, s.sidecarURL)
+	extras := envExtras{sidecarURL: s.sidecarURL, syslogAddr: s.opts.syslogAddr}
+	if s.operator != nil {
+		extras.operatorVar, extras.operatorFile = s.opts.operatorEnvVar, s.operator.path
+	}
+	cmd.Env = executorEnvironment(os.Environ(), s.agent.Environment(s.sandbox), s.filled.task, extras)
 	cmd.Stdout, cmd.Stderr = stdoutFile, stderrFile
 	// Its own process group: Ctrl-C in the terminal is for mesos-local,
 	// which turns it into KILL, as the scheduler would.
@@ -417,6 +447,15 @@ func (s *session) printHeader(stdoutPath, stderrPath string) {
 		row("sidecar", "embedded, %s, host %s", s.sidecarURL, s.sidecar.Hostname())
 	} else {
 		row("sidecar", "%s", s.sidecarURL)
+	}
+	if s.master != nil {
+		row("master", "embedded, %s/slaves (master_hostname %s), agents %s", s.master.URL(), masterHostname, strings.Join(s.masterAgentNames(), ","))
+	}
+	if s.opts.syslogAddr != "" {
+		row("syslog", "EXECUTOR_SYSLOG_ADDR=%s (-syslog-addr)", s.opts.syslogAddr)
+	}
+	if s.operator != nil {
+		row("operator file", "%s (in %s; removed at the end)", s.operator.path, s.opts.operatorEnvVar)
 	}
 	for _, p := range s.filled.published {
 		hint := ""
@@ -552,4 +591,16 @@ func tailLines(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "    " + strings.Join(lines, "\n    ")
+}
+
+// masterAgentNames are the host names the embedded master lists.
+func (s *session) masterAgentNames() []string {
+	taskHost, _ := taskEnv(s.filled.task, "TASK_HOST")
+	names := []string{taskHost}
+	for _, name := range s.opts.masterAgents {
+		if name != taskHost {
+			names = append(names, name)
+		}
+	}
+	return names
 }
