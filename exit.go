@@ -121,6 +121,9 @@ func classifyExit(state docker.State, stoppedFor *stopRequest, memoryLimit int64
 			unhealthy := false
 			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(),
 				message: stoppedFor.message, healthy: &unhealthy}
+		case causeMaxCompletion:
+			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_MAX_COMPLETION_TIME_REACHED.Enum(),
+				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
 		case causeAgentLost:
 			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_AGENT_DISCONNECTED.Enum(),
 				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}

@@ -34,6 +34,10 @@ type containerRuntime interface {
 	removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error
 	createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error)
 	inspectContainer(ctx context.Context, id string) (*docker.Container, error)
+	// inspectStarted inspects the launch's started container and also
+	// returns TASK_RUNNING's data: Docker's answer as a JSON array of one
+	// object, nil when it is too large (running_status.go).
+	inspectStarted(ctx context.Context, id string) (*docker.Container, []byte, error)
 	// waitContainer blocks until the container is no longer running,
 	// riding out an engine outage of up to limit.
 	waitContainer(ctx context.Context, id string, limit time.Duration, logger *log.Entry) error

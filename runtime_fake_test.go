@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -424,6 +425,23 @@ func (f *fakeRuntime) inspectContainer(ctx context.Context, id string) (*docker.
 		return nil, fmt.Errorf("inspect container %s: %w", shortID(id), err)
 	}
 	return f.inspectNow(id)
+}
+
+// inspectStarted answers with the snapshot, marshalled as Docker would
+// send it, wrapped as TASK_RUNNING's data.
+func (f *fakeRuntime) inspectStarted(ctx context.Context, id string) (*docker.Container, []byte, error) {
+	if err := f.enter(ctx, "inspectStarted", id, 0); err != nil {
+		return nil, nil, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	container, err := f.inspectNow(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := json.Marshal(container)
+	if err != nil {
+		return nil, nil, err
+	}
+	return container, inspectData(raw, maxRunningData), nil
 }
 
 func (f *fakeRuntime) inspectNow(id string) (*docker.Container, error) {

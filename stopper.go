@@ -48,7 +48,7 @@ func (s *stopper) request(req stopRequest) {
 	if s.first == nil {
 		s.first = &req
 		s.logger.WithFields(log.Fields{"grace": grace.String(), "reason": req.message}).Info("stopping the container")
-		if req.cause != causeUnhealthy && req.cause != causeAgentLost && s.task.env.killingCapable() {
+		if req.cause != causeUnhealthy && req.cause != causeAgentLost && req.cause != causeMaxCompletion && s.task.env.killingCapable() {
 			s.task.status(mesos.TASK_KILLING, nil, req.message)
 		}
 		s.grace = grace

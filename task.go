@@ -26,6 +26,7 @@ const (
 	causeSignal
 	causeAgentLost
 	causeUnhealthy
+	causeMaxCompletion // TaskInfo.max_completion_time reached (max_completion.go)
 )
 
 // stopRequest asks a task to stop its container.
@@ -84,6 +85,11 @@ type taskRunner struct {
 	done  chan struct{}
 
 	spec *containerSpec
+	// completion is the max_completion_time timer, started by run.
+	completion *completionTimer
+	// runningData is TASK_RUNNING's data: Docker's inspect answer of the
+	// started container (running_status.go).
+	runningData []byte
 	// fromVault names the container variables whose values came from
 	// Vault; they are never logged.
 	fromVault []string
@@ -128,6 +134,8 @@ type outcome struct {
 
 func (t *taskRunner) run() {
 	defer close(t.done)
+	t.completion = startCompletionTimer(&t.info)
+	defer t.completion.stop()
 	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
 	result := t.launchAndSupervise()
 	if result.executorFailed {
@@ -163,6 +171,10 @@ func (t *taskRunner) launchAndSupervise() outcome {
 		case req := <-t.stops:
 			earlyStop = &req
 			cancelLaunch()
+		case <-t.completion.channel():
+			req := t.completion.expired()
+			earlyStop = &req
+			cancelLaunch()
 		case <-launchFinished:
 		}
 	}()
@@ -170,6 +182,11 @@ func (t *taskRunner) launchAndSupervise() outcome {
 	close(launchFinished)
 	<-watcherDone
 
+	if earlyStop != nil && container == nil && earlyStop.cause == causeMaxCompletion {
+		t.logger.WithField("message", earlyStop.message).Info("max_completion_time reached during the launch; no container was left running")
+		return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_MAX_COMPLETION_TIME_REACHED.Enum(),
+			message: earlyStop.message + " during the launch"}
+	}
 	if earlyStop != nil && container == nil {
 		t.logger.WithField("message", earlyStop.message).Info("stop requested during the launch; no container was left running")
 		state := mesos.TASK_KILLED
@@ -191,6 +208,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	fail := func(reason mesos.TaskStatus_Reason, message string) (*docker.Container, *outcome) {
 		o := launchFailure(reason, message)
 		return nil, &o
+	}
+	if err := t.completion.err; err != nil {
+		return fail(mesos.REASON_TASK_INVALID, err.Error())
 	}
 	if t.deps.settingsErr != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, t.deps.settingsErr.Error())
@@ -308,13 +328,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		cleanup()
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
-	if !networkHasAddresses(spec.Options.HostConfig) {
-		// Inspecting would only read the container's IP addresses for
-		// TASK_RUNNING, and on these networks Docker gives it none: the
-		// created container's ID is all supervision needs.
-		return created, nil
-	}
-	started, err := runtime.inspectContainer(context.Background(), created.ID)
+	// TASK_RUNNING carries what Docker says of the started container (its
+	// inspect answer and its addresses), on every network, the host's too.
+	started, data, err := runtime.inspectStarted(context.Background(), created.ID)
 	if err != nil {
 		if stopErr := runtime.stopContainer(context.Background(), created.ID, 0); stopErr != nil {
 			logger.WithError(stopErr).Error("could not stop the container after a failed launch")
@@ -322,21 +338,13 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		cleanup()
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
+	if data == nil {
+		logger.WithField("limit_bytes", maxRunningData).Warn("Docker's inspect answer is too large for TASK_RUNNING; sending TASK_RUNNING without it")
+	} else if data, err = redactRunningData(data, started, t.fromVault); err != nil {
+		logger.WithError(err).Warn("sending TASK_RUNNING without Docker's inspect answer")
+	}
+	t.runningData = data
 	return started, nil
-}
-
-// networkHasAddresses tells whether Docker gives a container on this
-// network mode IP addresses of its own: not on the host's network, nor on
-// none.
-func networkHasAddresses(hostConfig *docker.HostConfig) bool {
-	if hostConfig == nil {
-		return true
-	}
-	switch hostConfig.NetworkMode {
-	case "host", "none":
-		return false
-	}
-	return true
 }
 
 // ensureImage pulls the image when it is missing (present is the launch's
@@ -408,6 +416,7 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 	if pending == nil {
 		running := newStatus(t.info.TaskID, mesos.TASK_RUNNING, nil, "container "+shortID(id)+" is running")
 		running.ContainerStatus = containerStatus
+		running.Data = t.runningData
 		t.send(running, false)
 		logger.Info("container running")
 	}
@@ -435,6 +444,14 @@ loop:
 				update.Healthy = &change.healthy
 				update.ContainerStatus = containerStatus
 				t.send(update, false)
+			}
+		case <-t.completion.channel():
+			// Any stop already under way (a KILL, a SHUTDOWN, Sidecar's
+			// verdict) cancels the timer.
+			if stop.first == nil {
+				req := t.completion.expired()
+				logger.WithField("reason", req.message).Info("max_completion_time reached; stopping the container")
+				pending = &req
 			}
 		case err := <-health.failed:
 			logger.WithError(err).Error("Sidecar reports the container unhealthy; stopping it")
@@ -483,9 +500,8 @@ func (t *taskRunner) watchHealth(containerID string, labels map[string]string, l
 	go func() {
 		defer close(h.done)
 		if labels == nil {
-			// The launch inspects the started container only where it has
-			// addresses to report; the labels Sidecar names the service by
-			// (the image's included) are read here, off the launch's path.
+			// The launch's inspect had no Config to read the labels Sidecar
+			// names the service by (the image's included): ask again.
 			labels = t.containerLabels(ctx, containerID, logger)
 		}
 		h.watcher.useServiceRoute(labels)
@@ -539,23 +555,4 @@ func (t *taskRunner) sidecarHostKeys() []string {
 		add(hostname)
 	}
 	return keys
-}
-
-// containerStatusFor reports the container's IP addresses to Mesos, as the
-// built-in Docker executor does, when it has any (host networking has none).
-func containerStatusFor(container *docker.Container) *mesos.ContainerStatus {
-	ips := containerIPs(container)
-	if len(ips) == 0 {
-		return nil
-	}
-	info := mesos.NetworkInfo{}
-	for _, ip := range ips {
-		ip := ip
-		protocol := mesos.IPv4
-		if strings.Contains(ip, ":") {
-			protocol = mesos.IPv6
-		}
-		info.IPAddresses = append(info.IPAddresses, mesos.NetworkInfo_IPAddress{Protocol: protocol.Enum(), IPAddress: &ip})
-	}
-	return &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{info}}
 }

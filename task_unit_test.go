@@ -242,7 +242,7 @@ func assertSubsequence(t *testing.T, got, want []string) {
 }
 
 // bridgeTaskInfo is unitTaskInfo on Docker's bridge network, where the
-// launch inspects the started container for its IP address.
+// started container has an IP address of its own.
 func bridgeTaskInfo() mesos.TaskInfo {
 	info := unitTaskInfo()
 	info.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()
@@ -259,7 +259,7 @@ func TestTaskUnitExitZeroFinishes(t *testing.T) {
 	assertStatus(t, final, mesos.TASK_FINISHED, nil, "exited with status 0")
 
 	want := []string{"ping", "imagePresent", "removeStaleContainer", "pullImage", "createContainer", "startContainer",
-		"inspectContainer", "waitContainer", "inspectPatiently", "removeContainer"}
+		"inspectStarted", "waitContainer", "inspectPatiently", "removeContainer"}
 	got := engine.methods()
 	// The image and stale-container checks run at once: either may be
 	// recorded first.
@@ -346,8 +346,8 @@ func TestTaskUnitSIGKILLWithoutMemoryLimitIsNotAnOOM(t *testing.T) {
 	engine.exit(c.id, 137)
 	final := u.finish(t)
 	assertStatus(t, final, mesos.TASK_FAILED, nil, "exited with status 137 (SIGKILL)")
-	if n := len(engine.callsOf("inspectContainer")); n != 1 {
-		t.Errorf("%d inspects, want only the one after the start", n)
+	if n := len(engine.callsOf("inspectContainer")); n != 0 {
+		t.Errorf("%d inspects besides the one after the start, want none", n)
 	}
 }
 
@@ -361,9 +361,7 @@ func TestTaskUnitLaunchFailuresLeaveNothingBehind(t *testing.T) {
 	}{
 		{"create fails", "createContainer", []string{"removeOwnContainerNamed"}},
 		{"start fails", "startContainer", []string{"removeContainer"}},
-		// Only a bridge or user network makes the launch inspect the
-		// started container (for its IP address).
-		{"inspect after the start fails", "inspectContainer", []string{"stopContainer", "removeContainer"}},
+		{"inspect after the start fails", "inspectStarted", []string{"stopContainer", "removeContainer"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -377,7 +375,7 @@ func TestTaskUnitLaunchFailuresLeaveNothingBehind(t *testing.T) {
 			if at < 0 || !slices.Equal(methods[at+1:], tc.cleanup) {
 				t.Errorf("calls %v: want %v right after the failing %s", methods, tc.cleanup, tc.failing)
 			}
-			if tc.failing == "inspectContainer" {
+			if tc.failing == "inspectStarted" {
 				if stops := engine.callsOf("stopContainer"); stops[0].grace != 0 {
 					t.Errorf("stopped with grace %s, want 0", stops[0].grace)
 				}
