@@ -126,19 +126,6 @@ func (p *pendingStart) wait(ctx context.Context) error {
 	}
 }
 
-// imagePresent reports whether the engine already holds the image.
-func (r *dockerRuntime) imagePresent(image string) (bool, error) {
-	_, err := r.short.InspectImage(image)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, docker.ErrNoSuchImage):
-		return false, nil
-	default:
-		return false, fmt.Errorf("inspect image %s: %w", image, err)
-	}
-}
-
 // splitImageReference splits an image reference into the repository and tag
 // that Docker's pull API expects. Digest references keep the digest in the
 // repository (the client passes it through) and an empty tag; references

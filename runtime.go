@@ -23,8 +23,6 @@ type containerRuntime interface {
 	// launch's other calls run; its wait reports whether the engine
 	// answers, and its start starts the created container.
 	prepareStart(ctx context.Context) containerStart
-	// imagePresent reports whether the engine already holds the image.
-	imagePresent(image string) (bool, error)
 	// removeStaleContainer frees the name for this task: a container of
 	// that name left by an earlier executor of the task is removed; one
 	// that is not the task's makes it fail.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -262,7 +263,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	}
 	runtime := t.deps.docker
 	// The start's client negotiates Docker's API version (and pings the
-	// daemon) while the checks and the create below run: see pendingStart.
+	// daemon) while the create below runs: see pendingStart.
 	start := runtime.prepareStart(ctx)
 	// Until the daemon has answered the ping, a failure is reported as the
 	// ping's when the ping failed too: an unreachable daemon fails every
@@ -274,41 +275,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 
-	// The image check reads only, so it runs alongside the stale-container
-	// check; the pull, if one is needed, still waits for that check.
-	var present bool
-	var presentErr error
-	imageChecked := make(chan struct{})
-	if spec.ForcePull {
-		close(imageChecked)
-	} else {
-		go func() {
-			defer close(imageChecked)
-			present, presentErr = runtime.imagePresent(spec.Image)
-		}()
-	}
-	staleErr := runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger)
-	<-imageChecked
-	if staleErr != nil {
-		return failDocker(staleErr)
-	}
-	if presentErr != nil {
-		return failDocker(presentErr)
-	}
-	if err := t.ensureImage(ctx, present, logger); err != nil {
-		return failDocker(err)
-	}
-
 	logger.Info("creating the container")
-	created, err := runtime.createContainer(ctx, spec.Options)
+	created, err := t.createContainer(ctx, logger)
 	if err != nil {
-		// A create cancelled in flight (a KILL during the launch) may still
-		// have been carried out by Docker: leave no container of ours by this
-		// name. One that is not ours (a create that failed because the name
-		// was taken meanwhile) is left alone.
-		if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
-			logger.WithError(removeErr).Error("could not remove a container left by a failed create")
-		}
 		return failDocker(err)
 	}
 	logger = logger.WithField("container", shortID(created.ID))
@@ -347,16 +316,73 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	return started, nil
 }
 
-// ensureImage pulls the image when it is missing (present is the launch's
-// check) or a pull is forced, with the credentials found for its registry
-// (registry_auth.go) and the retry policy of the settings (pull.go).
-func (t *taskRunner) ensureImage(ctx context.Context, present bool, logger *log.Entry) error {
+// createContainer creates the task's container. Docker's create checks
+// what the launch used to ask beforehand, that the image is present and
+// the name free, so the usual launch (image present, no container left by
+// an earlier executor) is this one call, and the rest happens only when
+// the create says so:
+//   - no such image: the name is freed first (as below), then the image is
+//     pulled with the task's credentials (ensureImage) and the create tried
+//     again;
+//   - the name is taken: removeStaleContainer removes the container if an
+//     earlier executor of this task left it, or fails the launch if it is
+//     anyone else's, and the create is tried again.
+//
+// force_pull_image pulls before the first create. A create that fails
+// otherwise may still have been carried out by Docker (a KILL cancelled it
+// in flight): no container of ours is left by that name.
+func (t *taskRunner) createContainer(ctx context.Context, logger *log.Entry) (*docker.Container, error) {
+	runtime, spec := t.deps.docker, t.spec
+	freeName := func() error {
+		return runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger)
+	}
+	pulled, freed := false, false
+	if spec.ForcePull {
+		pulled = true
+		if err := t.ensureImage(ctx, logger); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		created, err := runtime.createContainer(ctx, spec.Options)
+		switch {
+		case err == nil:
+			return created, nil
+		case errors.Is(err, docker.ErrNoSuchImage) && !pulled:
+			pulled = true
+			if !freed {
+				freed = true
+				if err := freeName(); err != nil {
+					return nil, err
+				}
+			}
+			if err := t.ensureImage(ctx, logger); err != nil {
+				return nil, err
+			}
+		case errors.Is(err, docker.ErrContainerAlreadyExists) && !freed:
+			freed = true
+			if err := freeName(); err != nil {
+				return nil, err
+			}
+		default:
+			// A name taken by someone else since it was freed is left alone.
+			if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
+				logger.WithError(removeErr).Error("could not remove a container left by a failed create")
+			}
+			return nil, err
+		}
+	}
+}
+
+// ensureImage pulls the image, missing or forced (createContainer), with
+// the credentials found for its registry (registry_auth.go) and the retry
+// policy of the settings (pull.go).
+func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
 	image := t.spec.Image
 	if t.spec.ForcePull {
 		logger.Info("force_pull_image is set; pulling the image even if it is present locally")
-	} else if present {
-		logger.Info("image present locally; not pulling")
-		return nil
+	} else {
+		logger.Info("image not present locally; pulling it")
 	}
 	registry, err := registryForImage(image)
 	if err != nil {
