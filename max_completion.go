@@ -57,6 +57,14 @@ func (c *completionTimer) stop() {
 	}
 }
 
+// invalid is the TaskInfo's max_completion_time error, if any.
+func (c *completionTimer) invalid() error {
+	if c == nil {
+		return nil
+	}
+	return c.err
+}
+
 // channel is C, or nil (never ready) for a runner without a timer.
 func (c *completionTimer) channel() <-chan time.Time {
 	if c == nil {

@@ -210,7 +210,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		o := launchFailure(reason, message)
 		return nil, &o
 	}
-	if err := t.completion.err; err != nil {
+	if err := t.completion.invalid(); err != nil {
 		return fail(mesos.REASON_TASK_INVALID, err.Error())
 	}
 	if t.deps.settingsErr != nil {
