@@ -11,9 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/sidecartest"
 )
 
 type ipOf struct {
@@ -184,6 +187,44 @@ func TestTaskUnitRunningCarriesTheInspectAnswer(t *testing.T) {
 	}
 	if len(engine.callsOf("inspectStarted")) != 1 {
 		t.Errorf("calls %v: want one inspect of the started container", engine.methods())
+	}
+	engine.exit(c.id, 0)
+	u.finish(t)
+}
+
+func TestTaskUnitHealthUpdatesResendNetworkInfosButNotData(t *testing.T) {
+	sidecar := sidecartest.NewServer(t)
+	sidecar.SetHostname("agent-host")
+	engine := newUnitRuntime()
+	info := bridgeTaskInfo()
+	info.Labels = nil // Sidecar on
+	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
+		"EXECUTOR_SIDECAR_URL":           sidecar.StateURL(),
+		"EXECUTOR_SIDECAR_BACKOFF":       "1ms",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL": "20ms",
+	}})
+	c := engine.running(t)
+	sidecar.Script("agent-host", shortID(c.id), sidecartest.StatusAlive)
+	var running, health *mesos.TaskStatus
+	eventually(t, 5*time.Second, "a health update", func() bool {
+		for _, s := range u.statuses.all() {
+			switch {
+			case s.status.GetState() == mesos.TASK_RUNNING && s.status.Healthy == nil:
+				running = &s.status
+			case s.status.GetState() == mesos.TASK_RUNNING && s.status.Healthy != nil:
+				health = &s.status
+			}
+		}
+		return running != nil && health != nil
+	})
+	if len(running.GetData()) == 0 {
+		t.Error("TASK_RUNNING carries no data")
+	}
+	if len(health.GetData()) != 0 {
+		t.Errorf("the health update carries data: %.100q", health.GetData())
+	}
+	if got, want := flattenNetworkInfos(health.GetContainerStatus()), flattenNetworkInfos(running.GetContainerStatus()); len(want) == 0 || !slices.Equal(got, want) {
+		t.Errorf("health update network infos %v, want TASK_RUNNING's %v", got, want)
 	}
 	engine.exit(c.id, 0)
 	u.finish(t)
