@@ -68,6 +68,14 @@ func (c capturingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return resp, nil
 }
 
+// CloseIdleConnections passes the client's request on, so that wrapping
+// the transport does not keep idle connections open.
+func (c capturingTransport) CloseIdleConnections() {
+	if closer, ok := c.next.(interface{ CloseIdleConnections() }); ok {
+		closer.CloseIdleConnections()
+	}
+}
+
 // captureRawBodies wraps the client's transport in a capturingTransport.
 func captureRawBodies(client *docker.Client) {
 	next := client.HTTPClient.Transport
