@@ -6,12 +6,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
@@ -133,4 +135,36 @@ func TestMaxCompletionTimeEndsALongTask(t *testing.T) {
 		}
 	}
 	expectCleanExit(t, proc, task.TaskID.Value, 30*time.Second)
+}
+
+func TestRunningNamesTheUserNetwork(t *testing.T) {
+	client := requireDocker(t)
+	// Registered before the task's, this cleanup runs after the
+	// container is gone.
+	name := fmt.Sprintf("sidecar-exec-test-%d", time.Now().UnixNano())
+	network, err := client.CreateNetwork(docker.CreateNetworkOptions{Name: name, Driver: "bridge"})
+	if err != nil {
+		t.Fatalf("create the network %s: %v", name, err)
+	}
+	t.Cleanup(func() { client.RemoveNetwork(network.ID) }) //nolint:errcheck
+	agent, task, _ := startRunningTask(t, mesostest.Config{}, testImage, []taskOption{
+		withShellCommand("sleep 60"),
+		func(task *mesos.TaskInfo) {
+			task.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_USER.Enum()
+			task.Container.NetworkInfos = []mesos.NetworkInfo{{Name: strPtr(name)}}
+		},
+	})
+	running := waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
+	container := inspectTaskContainer(t, task.TaskID.Value)
+	if container == nil {
+		t.Fatal("no container")
+	}
+	ip := container.NetworkSettings.Networks[name].IPAddress
+	infos := running.GetContainerStatus().GetNetworkInfos()
+	if ip == "" || len(infos) != 1 || infos[0].GetName() != name || len(infos[0].IPAddresses) != 1 || infos[0].IPAddresses[0].GetIPAddress() != ip {
+		t.Errorf("network infos %v, want one named %s with the container's address %q", infos, name, ip)
+	}
+	mustKill(t, agent, task.TaskID.Value, nil)
+	waitTerminal(t, agent, task.TaskID.Value, 60*time.Second)
+	assertNoContainer(t, task.TaskID.Value)
 }
