@@ -46,6 +46,7 @@ func newDockerRuntime() (*dockerRuntime, error) {
 		return nil, err
 	}
 	short.SetTimeout(dockerCallTimeout)
+	captureRawBodies(short)
 	long, err := newDockerClient()
 	if err != nil {
 		return nil, err
@@ -123,19 +124,6 @@ func (p *pendingStart) wait(ctx context.Context) error {
 		return p.err
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// imagePresent reports whether the engine already holds the image.
-func (r *dockerRuntime) imagePresent(image string) (bool, error) {
-	_, err := r.short.InspectImage(image)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, docker.ErrNoSuchImage):
-		return false, nil
-	default:
-		return false, fmt.Errorf("inspect image %s: %w", image, err)
 	}
 }
 
@@ -311,6 +299,20 @@ func (r *dockerRuntime) inspectContainer(ctx context.Context, id string) (*docke
 	return container, nil
 }
 
+// inspectStarted inspects the container and keeps Docker's answer as it
+// was sent, for TASK_RUNNING's data.
+func (r *dockerRuntime) inspectStarted(ctx context.Context, id string) (*docker.Container, []byte, error) {
+	sink := &rawBodySink{limit: maxRunningData}
+	container, err := r.inspectContainer(withRawBody(ctx, sink), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sink.over {
+		return container, nil, nil
+	}
+	return container, inspectData(sink.buf.Bytes(), maxRunningData), nil
+}
+
 // waitContainer blocks until the container is no longer running. A broken
 // connection to Docker is not an exit: the wait is resumed once Docker
 // answers again, unless it stays unreachable for longer than limit.
@@ -476,24 +478,4 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// containerIPs lists the container's IP addresses, one per network.
-func containerIPs(container *docker.Container) []string {
-	if container == nil || container.NetworkSettings == nil {
-		return nil
-	}
-	var ips []string
-	seen := map[string]bool{}
-	add := func(ip string) {
-		if ip != "" && !seen[ip] {
-			seen[ip] = true
-			ips = append(ips, ip)
-		}
-	}
-	add(container.NetworkSettings.IPAddress)
-	for _, network := range container.NetworkSettings.Networks {
-		add(network.IPAddress)
-	}
-	return ips
 }

@@ -69,10 +69,10 @@ func (p *recordingDockerProxy) recorded() []string {
 }
 
 // The launch asks Docker only what it needs: the API version once (for
-// go-dockerclient's start, asked ahead of it), one ping, the stale-container
-// and image checks, the create and the start; on the host network no
-// inspect follows the start, since Docker gives the container no address
-// of its own to report.
+// go-dockerclient's start, asked ahead of it), one ping, the create (which
+// also checks that the image is present and the name free) and the start;
+// then one inspect of the started container, for what TASK_RUNNING
+// carries, on the host network too.
 func TestLaunchMakesOnlyTheDockerCallsItNeeds(t *testing.T) {
 	proxy := newRecordingDockerProxy(t)
 	agent, task, _ := startRunningTask(t, mesostest.Config{}, testImage,
@@ -102,17 +102,24 @@ func TestLaunchMakesOnlyTheDockerCallsItNeeds(t *testing.T) {
 		before = append(before, kind(call))
 	}
 	slices.Sort(before)
-	want := []string{"GET /_ping", "GET /containers/{id}/json", "GET /images/{name}/json", "GET /version", "POST /containers/create"}
+	want := []string{"GET /_ping", "GET /version", "POST /containers/create"}
 	if !slices.Equal(before, want) {
 		t.Errorf("calls before the start: %q, want each of %q once", before, want)
 	}
+	if after := calls[startAt+1:]; len(after) == 0 || kind(after[0]) != "GET /containers/{id}/json" {
+		t.Errorf("the call after the start is not the inspect TASK_RUNNING needs: %q", calls)
+	}
+	inspects := 0
 	for _, call := range calls[startAt+1:] {
 		if kind(call) == "GET /containers/{id}/json" {
-			t.Errorf("the container was inspected after its start on the host network: %q", calls)
+			inspects++
 		}
 		if kind(call) == "GET /version" {
 			t.Errorf("the version was asked after the start began: %q", calls)
 		}
+	}
+	if inspects != 1 {
+		t.Errorf("%d inspects after the start, want 1: %q", inspects, calls)
 	}
 
 	mustKill(t, agent, task.TaskID.Value, nil)

@@ -127,6 +127,9 @@ func classifyExit(state docker.State, stoppedFor *stopRequest, memoryLimit int64
 			unhealthy := false
 			return outcome{state: mesos.TASK_KILLED, message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit),
 				healthy: &unhealthy}
+		case causeMaxCompletion:
+			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_MAX_COMPLETION_TIME_REACHED.Enum(),
+				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}
 		case causeAgentLost:
 			return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_AGENT_DISCONNECTED.Enum(),
 				message: fmt.Sprintf("%s; container %s", stoppedFor.message, exit)}

@@ -23,8 +23,6 @@ type containerRuntime interface {
 	// launch's other calls run; its wait reports whether the engine
 	// answers, and its start starts the created container.
 	prepareStart(ctx context.Context) containerStart
-	// imagePresent reports whether the engine already holds the image.
-	imagePresent(image string) (bool, error)
 	// removeStaleContainer frees the name for this task: a container of
 	// that name left by an earlier executor of the task is removed; one
 	// that is not the task's makes it fail.
@@ -34,6 +32,10 @@ type containerRuntime interface {
 	removeOwnContainerNamed(ctx context.Context, name string, owner containerOwner, taskID string, logger *log.Entry) error
 	createContainer(ctx context.Context, opts docker.CreateContainerOptions) (*docker.Container, error)
 	inspectContainer(ctx context.Context, id string) (*docker.Container, error)
+	// inspectStarted inspects the launch's started container and also
+	// returns TASK_RUNNING's data: Docker's answer as a JSON array of one
+	// object, nil when it is too large (running_status.go).
+	inspectStarted(ctx context.Context, id string) (*docker.Container, []byte, error)
 	// waitContainer blocks until the container is no longer running,
 	// riding out an engine outage of up to limit.
 	waitContainer(ctx context.Context, id string, limit time.Duration, logger *log.Entry) error

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -35,7 +36,7 @@ var errFakeUnreachable = fmt.Errorf("dial unix /fake/docker.sock: %w", syscall.E
 type fakeCall struct {
 	method string
 	// target is the container ID, the container name (create, the
-	// removals by name) or the image (pull, imagePresent).
+	// removals by name) or the image (pull).
 	target string
 	grace  time.Duration // stopContainer only
 	at     time.Time
@@ -331,15 +332,6 @@ func (f *fakeRuntime) ping(ctx context.Context) error {
 	return nil
 }
 
-func (f *fakeRuntime) imagePresent(image string) (bool, error) {
-	if err := f.enter(context.Background(), "imagePresent", image, 0); err != nil {
-		return false, fmt.Errorf("inspect image %s: %w", image, err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.images[image], nil
-}
-
 func (f *fakeRuntime) pullImage(ctx context.Context, image string, _ docker.AuthConfiguration, _ time.Duration, _ *pullProgress) error {
 	if err := f.enter(ctx, "pullImage", image, 0); err != nil {
 		return fmt.Errorf("pull %s: %w", image, err)
@@ -395,6 +387,10 @@ func (f *fakeRuntime) createContainer(ctx context.Context, opts docker.CreateCon
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Docker looks for the image before it reserves the name.
+	if opts.Config != nil && !f.images[opts.Config.Image] {
+		return nil, fmt.Errorf("create container %s: %w", opts.Name, docker.ErrNoSuchImage)
+	}
 	if f.byNameLocked(opts.Name) != nil {
 		return nil, fmt.Errorf("create container %s: %w", opts.Name, docker.ErrContainerAlreadyExists)
 	}
@@ -447,6 +443,23 @@ func (f *fakeRuntime) inspectContainer(ctx context.Context, id string) (*docker.
 		return nil, fmt.Errorf("inspect container %s: %w", shortID(id), err)
 	}
 	return f.inspectNow(id)
+}
+
+// inspectStarted answers with the snapshot, marshalled as Docker would
+// send it, wrapped as TASK_RUNNING's data.
+func (f *fakeRuntime) inspectStarted(ctx context.Context, id string) (*docker.Container, []byte, error) {
+	if err := f.enter(ctx, "inspectStarted", id, 0); err != nil {
+		return nil, nil, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	container, err := f.inspectNow(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := json.Marshal(container)
+	if err != nil {
+		return nil, nil, err
+	}
+	return container, inspectData(raw, maxRunningData), nil
 }
 
 func (f *fakeRuntime) inspectNow(id string) (*docker.Container, error) {

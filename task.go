@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,6 +33,7 @@ const (
 	// causeAWSCredentialsExpiring: the AWS lease can no longer be
 	// renewed (vault_aws.go).
 	causeAWSCredentialsExpiring
+	causeMaxCompletion // TaskInfo.max_completion_time reached (max_completion.go)
 )
 
 // stopRequest asks a task to stop its container.
@@ -90,6 +92,11 @@ type taskRunner struct {
 	done  chan struct{}
 
 	spec *containerSpec
+	// completion is the max_completion_time timer, started by run.
+	completion *completionTimer
+	// runningData is TASK_RUNNING's data: Docker's inspect answer of the
+	// started container (running_status.go).
+	runningData []byte
 	// fromVault names the container variables whose values came from
 	// Vault; they are never logged.
 	fromVault []string
@@ -139,6 +146,8 @@ type outcome struct {
 
 func (t *taskRunner) run() {
 	defer close(t.done)
+	t.completion = startCompletionTimer(&t.info)
+	defer t.completion.stop()
 	t.attachCheckStatus()
 	t.status(mesos.TASK_STARTING, nil, "launching the task's container")
 	result := t.launchAndSupervise()
@@ -176,6 +185,10 @@ func (t *taskRunner) launchAndSupervise() outcome {
 		case req := <-t.stops:
 			earlyStop = &req
 			cancelLaunch()
+		case <-t.completion.channel():
+			req := t.completion.expired()
+			earlyStop = &req
+			cancelLaunch()
 		case <-launchFinished:
 		}
 	}()
@@ -183,6 +196,11 @@ func (t *taskRunner) launchAndSupervise() outcome {
 	close(launchFinished)
 	<-watcherDone
 
+	if earlyStop != nil && container == nil && earlyStop.cause == causeMaxCompletion {
+		t.logger.WithField("message", earlyStop.message).Info("max_completion_time reached during the launch; no container was left running")
+		return outcome{state: mesos.TASK_FAILED, reason: mesos.REASON_MAX_COMPLETION_TIME_REACHED.Enum(),
+			message: earlyStop.message + " during the launch"}
+	}
 	if earlyStop != nil && container == nil {
 		t.logger.WithField("message", earlyStop.message).Info("stop requested during the launch; no container was left running")
 		t.aws.deadline = earlyStop.deadline
@@ -205,6 +223,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	fail := func(reason mesos.TaskStatus_Reason, message string) (*docker.Container, *outcome) {
 		o := launchFailure(reason, message)
 		return nil, &o
+	}
+	if err := t.completion.invalid(); err != nil {
+		return fail(mesos.REASON_TASK_INVALID, err.Error())
 	}
 	if t.deps.settingsErr != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, t.deps.settingsErr.Error())
@@ -269,7 +290,7 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	}
 	runtime := t.deps.docker
 	// The start's client negotiates Docker's API version (and pings the
-	// daemon) while the checks and the create below run: see pendingStart.
+	// daemon) while the create below runs: see pendingStart.
 	start := runtime.prepareStart(ctx)
 	// Until the daemon has answered the ping, a failure is reported as the
 	// ping's when the ping failed too: an unreachable daemon fails every
@@ -281,42 +302,10 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 
-	// The image check reads only, so it runs alongside the stale-container
-	// check; the pull, if one is needed, still waits for that check.
-	var present bool
-	var presentErr error
-	imageChecked := make(chan struct{})
-	if spec.ForcePull {
-		close(imageChecked)
-	} else {
-		go func() {
-			defer close(imageChecked)
-			present, presentErr = runtime.imagePresent(spec.Image)
-		}()
-	}
-	staleErr := runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger)
-	<-imageChecked
-	if staleErr != nil {
-		return failDocker(staleErr)
-	}
-	if presentErr != nil {
-		return failDocker(presentErr)
-	}
-	if err := t.ensureImage(ctx, present, logger); err != nil {
-		return failDocker(err)
-	}
-
 	spec.Options.Config.Env = seeds.apply(ctx, spec.Options.Config.Env)
 	logger.Info("creating the container")
-	created, err := runtime.createContainer(ctx, spec.Options)
+	created, err := t.createContainer(ctx, logger)
 	if err != nil {
-		// A create cancelled in flight (a KILL during the launch) may still
-		// have been carried out by Docker: leave no container of ours by this
-		// name. One that is not ours (a create that failed because the name
-		// was taken meanwhile) is left alone.
-		if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
-			logger.WithError(removeErr).Error("could not remove a container left by a failed create")
-		}
 		return failDocker(err)
 	}
 	logger = logger.WithField("container", shortID(created.ID))
@@ -336,13 +325,9 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		cleanup()
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
-	if !networkHasAddresses(spec.Options.HostConfig) {
-		// Inspecting would only read the container's IP addresses for
-		// TASK_RUNNING, and on these networks Docker gives it none: the
-		// created container's ID is all supervision needs.
-		return created, nil
-	}
-	started, err := runtime.inspectContainer(context.Background(), created.ID)
+	// TASK_RUNNING carries what Docker says of the started container (its
+	// inspect answer and its addresses), on every network, the host's too.
+	started, data, err := runtime.inspectStarted(context.Background(), created.ID)
 	if err != nil {
 		if stopErr := runtime.stopContainer(context.Background(), created.ID, 0); stopErr != nil {
 			logger.WithError(stopErr).Error("could not stop the container after a failed launch")
@@ -350,33 +335,82 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		cleanup()
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
+	if data == nil {
+		logger.WithField("limit_bytes", maxRunningData).Warn("Docker's inspect answer is too large for TASK_RUNNING; sending TASK_RUNNING without it")
+	} else if data, err = redactRunningData(data, started, t.fromVault); err != nil {
+		logger.WithError(err).Warn("sending TASK_RUNNING without Docker's inspect answer")
+	}
+	t.runningData = data
 	return started, nil
 }
 
-// networkHasAddresses tells whether Docker gives a container on this
-// network mode IP addresses of its own: not on the host's network, nor on
-// none.
-func networkHasAddresses(hostConfig *docker.HostConfig) bool {
-	if hostConfig == nil {
-		return true
+// createContainer creates the task's container. Docker's create checks
+// what the launch used to ask beforehand, that the image is present and
+// the name free, so the usual launch (image present, no container left by
+// an earlier executor) is this one call, and the rest happens only when
+// the create says so:
+//   - no such image: the name is freed first (as below), then the image is
+//     pulled with the task's credentials (ensureImage) and the create tried
+//     again;
+//   - the name is taken: removeStaleContainer removes the container if an
+//     earlier executor of this task left it, or fails the launch if it is
+//     anyone else's, and the create is tried again.
+//
+// force_pull_image pulls before the first create. A create that fails
+// otherwise may still have been carried out by Docker (a KILL cancelled it
+// in flight): no container of ours is left by that name.
+func (t *taskRunner) createContainer(ctx context.Context, logger *log.Entry) (*docker.Container, error) {
+	runtime, spec := t.deps.docker, t.spec
+	freeName := func() error {
+		return runtime.removeStaleContainer(ctx, spec.Name, t.deps.owner, t.info.TaskID.Value, logger)
 	}
-	switch hostConfig.NetworkMode {
-	case "host", "none":
-		return false
+	pulled, freed := false, false
+	if spec.ForcePull {
+		pulled = true
+		if err := t.ensureImage(ctx, logger); err != nil {
+			return nil, err
+		}
 	}
-	return true
+	for {
+		created, err := runtime.createContainer(ctx, spec.Options)
+		switch {
+		case err == nil:
+			return created, nil
+		case errors.Is(err, docker.ErrNoSuchImage) && !pulled:
+			pulled = true
+			if !freed {
+				freed = true
+				if err := freeName(); err != nil {
+					return nil, err
+				}
+			}
+			if err := t.ensureImage(ctx, logger); err != nil {
+				return nil, err
+			}
+		case errors.Is(err, docker.ErrContainerAlreadyExists) && !freed:
+			freed = true
+			if err := freeName(); err != nil {
+				return nil, err
+			}
+		default:
+			// A name taken by someone else since it was freed is left alone.
+			if removeErr := runtime.removeOwnContainerNamed(context.Background(), spec.Name, t.deps.owner, t.info.TaskID.Value, logger); removeErr != nil {
+				logger.WithError(removeErr).Error("could not remove a container left by a failed create")
+			}
+			return nil, err
+		}
+	}
 }
 
-// ensureImage pulls the image when it is missing (present is the launch's
-// check) or a pull is forced, with the credentials found for its registry
-// (registry_auth.go) and the retry policy of the settings (pull.go).
-func (t *taskRunner) ensureImage(ctx context.Context, present bool, logger *log.Entry) error {
+// ensureImage pulls the image, missing or forced (createContainer), with
+// the credentials found for its registry (registry_auth.go) and the retry
+// policy of the settings (pull.go).
+func (t *taskRunner) ensureImage(ctx context.Context, logger *log.Entry) error {
 	image := t.spec.Image
 	if t.spec.ForcePull {
 		logger.Info("force_pull_image is set; pulling the image even if it is present locally")
-	} else if present {
-		logger.Info("image present locally; not pulling")
-		return nil
+	} else {
+		logger.Info("image not present locally; pulling it")
 	}
 	registry, err := registryForImage(image)
 	if err != nil {
@@ -443,6 +477,7 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 	if pending == nil {
 		running := newStatus(t.info.TaskID, mesos.TASK_RUNNING, nil, "container "+shortID(id)+" is running")
 		running.ContainerStatus = containerStatus
+		running.Data = t.runningData
 		t.send(running, false)
 		logger.Info("container running")
 	}
@@ -476,6 +511,14 @@ loop:
 				update.Healthy = &change.healthy
 				update.ContainerStatus = containerStatus
 				t.send(update, false)
+			}
+		case <-t.completion.channel():
+			// Any stop already under way (a KILL, a SHUTDOWN, Sidecar's
+			// verdict) cancels the timer.
+			if stop.first == nil {
+				req := t.completion.expired()
+				logger.WithField("reason", req.message).Info("max_completion_time reached; stopping the container")
+				pending = &req
 			}
 		case err := <-health.failed:
 			logger.WithError(err).Error("Sidecar reports the container unhealthy; stopping it")
@@ -535,9 +578,8 @@ func (t *taskRunner) watchHealth(containerID string, labels map[string]string, l
 	go func() {
 		defer close(h.done)
 		if labels == nil {
-			// The launch inspects the started container only where it has
-			// addresses to report; the labels Sidecar names the service by
-			// (the image's included) are read here, off the launch's path.
+			// The launch's inspect had no Config to read the labels Sidecar
+			// names the service by (the image's included): ask again.
 			labels = t.containerLabels(ctx, containerID, logger)
 		}
 		h.watcher.useServiceRoute(labels)
@@ -591,23 +633,4 @@ func (t *taskRunner) sidecarHostKeys() []string {
 		add(hostname)
 	}
 	return keys
-}
-
-// containerStatusFor reports the container's IP addresses to Mesos, as the
-// built-in Docker executor does, when it has any (host networking has none).
-func containerStatusFor(container *docker.Container) *mesos.ContainerStatus {
-	ips := containerIPs(container)
-	if len(ips) == 0 {
-		return nil
-	}
-	info := mesos.NetworkInfo{}
-	for _, ip := range ips {
-		ip := ip
-		protocol := mesos.IPv4
-		if strings.Contains(ip, ":") {
-			protocol = mesos.IPv6
-		}
-		info.IPAddresses = append(info.IPAddresses, mesos.NetworkInfo_IPAddress{Protocol: protocol.Enum(), IPAddress: &ip})
-	}
-	return &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{info}}
 }

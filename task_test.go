@@ -131,21 +131,6 @@ func TestLimitedWriterCutsOutput(t *testing.T) {
 	}
 }
 
-func TestContainerStatusCarriesIPs(t *testing.T) {
-	if containerStatusFor(&docker.Container{NetworkSettings: &docker.NetworkSettings{}}) != nil {
-		t.Fatal("a container without IP (host networking) must not report network infos")
-	}
-	c := &docker.Container{NetworkSettings: &docker.NetworkSettings{
-		IPAddress: "172.17.0.5",
-		Networks:  map[string]docker.ContainerNetwork{"bridge": {IPAddress: "172.17.0.5"}, "extra": {IPAddress: "10.9.0.2"}},
-	}}
-	status := containerStatusFor(c)
-	ips := status.GetNetworkInfos()[0].IPAddresses
-	if len(ips) != 2 || ips[0].GetIPAddress() != "172.17.0.5" || ips[0].GetProtocol() != mesos.IPv4 {
-		t.Fatalf("ips %v", ips)
-	}
-}
-
 func TestDrainBudget(t *testing.T) {
 	settings := &Config{KillTaskTimeout: 5, SidecarDrainingDuration: 10 * time.Second}
 	watcher := &sidecarWatcher{}

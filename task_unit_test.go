@@ -242,7 +242,7 @@ func assertSubsequence(t *testing.T, got, want []string) {
 }
 
 // bridgeTaskInfo is unitTaskInfo on Docker's bridge network, where the
-// launch inspects the started container for its IP address.
+// started container has an IP address of its own.
 func bridgeTaskInfo() mesos.TaskInfo {
 	info := unitTaskInfo()
 	info.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()
@@ -258,15 +258,11 @@ func TestTaskUnitExitZeroFinishes(t *testing.T) {
 	final := u.finish(t)
 	assertStatus(t, final, mesos.TASK_FINISHED, nil, "exited with status 0")
 
-	want := []string{"ping", "imagePresent", "removeStaleContainer", "pullImage", "createContainer", "startContainer",
-		"inspectContainer", "waitContainer", "inspectPatiently", "removeContainer"}
-	got := engine.methods()
-	// The image and stale-container checks run at once: either may be
-	// recorded first.
-	if len(got) > 2 {
-		slices.Sort(got[1:3])
-	}
-	if !slices.Equal(got, want) {
+	// The image is missing: the create says so, the name is freed and the
+	// image pulled before the create is tried again.
+	want := []string{"ping", "createContainer", "removeStaleContainer", "pullImage", "createContainer", "startContainer",
+		"inspectStarted", "waitContainer", "inspectPatiently", "removeContainer"}
+	if got := engine.methods(); !slices.Equal(got, want) {
 		t.Errorf("calls %v, want %v", got, want)
 	}
 	if pulls := engine.callsOf("pullImage"); len(pulls) != 1 || pulls[0].target != unitImage {
@@ -350,8 +346,8 @@ func TestTaskUnitSIGKILLWithoutMemoryLimitIsNotAnOOM(t *testing.T) {
 	engine.exit(c.id, 137)
 	final := u.finish(t)
 	assertStatus(t, final, mesos.TASK_FAILED, nil, "exited with status 137 (SIGKILL)")
-	if n := len(engine.callsOf("inspectContainer")); n != 1 {
-		t.Errorf("%d inspects, want only the one after the start", n)
+	if n := len(engine.callsOf("inspectContainer")); n != 0 {
+		t.Errorf("%d inspects besides the one after the start, want none", n)
 	}
 }
 
@@ -365,9 +361,7 @@ func TestTaskUnitLaunchFailuresLeaveNothingBehind(t *testing.T) {
 	}{
 		{"create fails", "createContainer", []string{"removeOwnContainerNamed"}},
 		{"start fails", "startContainer", []string{"removeContainer"}},
-		// Only a bridge or user network makes the launch inspect the
-		// started container (for its IP address).
-		{"inspect after the start fails", "inspectContainer", []string{"stopContainer", "removeContainer"}},
+		{"inspect after the start fails", "inspectStarted", []string{"stopContainer", "removeContainer"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -381,7 +375,7 @@ func TestTaskUnitLaunchFailuresLeaveNothingBehind(t *testing.T) {
 			if at < 0 || !slices.Equal(methods[at+1:], tc.cleanup) {
 				t.Errorf("calls %v: want %v right after the failing %s", methods, tc.cleanup, tc.failing)
 			}
-			if tc.failing == "inspectContainer" {
+			if tc.failing == "inspectStarted" {
 				if stops := engine.callsOf("stopContainer"); stops[0].grace != 0 {
 					t.Errorf("stopped with grace %s, want 0", stops[0].grace)
 				}
@@ -418,20 +412,27 @@ func TestTaskUnitFailedCreateFreesTheName(t *testing.T) {
 
 func TestTaskUnitFailedCreateLeavesAnotherOwnersContainer(t *testing.T) {
 	engine := newUnitRuntime()
-	// A container of the same name appears between the stale-container
-	// check and the create: someone else's, which must survive.
+	// An earlier executor of the task left its container: the first create
+	// finds the name taken and the stale container is removed. Then a
+	// container of the same name appears before the second create:
+	// someone else's, which must survive.
 	name := containerName("framework-1", "unit-task-1")
+	engine.containers["stale"] = &fakeContainer{id: "stale", name: name,
+		labels: map[string]string{frameworkIDLabel: "framework-1", taskIDLabel: "unit-task-1"}, exited: make(chan struct{})}
+	creates := 0
 	engine.beforeCall = func(method string) {
 		if method == "createContainer" {
-			engine.mu.Lock()
-			engine.containers["other"] = &fakeContainer{id: "other", name: name, labels: map[string]string{frameworkIDLabel: "someone-else"}, exited: make(chan struct{})}
-			engine.mu.Unlock()
+			if creates++; creates == 2 {
+				engine.mu.Lock()
+				engine.containers["other"] = &fakeContainer{id: "other", name: name, labels: map[string]string{frameworkIDLabel: "someone-else"}, exited: make(chan struct{})}
+				engine.mu.Unlock()
+			}
 		}
 	}
 	u := startUnitTask(t, engine, unitConfig{})
 	final := u.finish(t)
 	assertStatus(t, final, mesos.TASK_FAILED, mesos.REASON_CONTAINER_LAUNCH_FAILED.Enum(), "already exists")
-	assertSubsequence(t, engine.methods(), []string{"removeStaleContainer", "createContainer", "removeOwnContainerNamed"})
+	assertSubsequence(t, engine.methods(), []string{"createContainer", "removeStaleContainer", "createContainer", "removeOwnContainerNamed"})
 	if ids := engine.containerIDs(); !slices.Equal(ids, []string{"other"}) {
 		t.Errorf("containers %v, want the other owner's left alone", ids)
 	}
@@ -463,8 +464,10 @@ func TestTaskUnitKillDuringThePull(t *testing.T) {
 			u.runner.Stop(stopRequest{cause: tc.cause, grace: -1, message: "stop now"})
 			final := u.finish(t)
 			assertStatus(t, final, tc.want, mesos.REASON_TASK_KILLED_DURING_LAUNCH.Enum(), "killed during launch: stop now")
-			if slices.Contains(engine.methods(), "createContainer") {
-				t.Errorf("a container was created after the stop: %v", engine.methods())
+			// The first create found the image missing; none follows the pull.
+			methods := engine.methods()
+			if slices.Contains(methods[slices.Index(methods, "pullImage"):], "createContainer") {
+				t.Errorf("a container was created after the stop: %v", methods)
 			}
 			assertNoFakeContainer(t, engine)
 		})
@@ -490,9 +493,10 @@ func TestTaskUnitFailsBeforeTouchingDocker(t *testing.T) {
 		{"refused by the admission policy", unitConfig{info: privileged}, mesos.REASON_TASK_UNAUTHORIZED, nil},
 		{"Docker client unusable", unitConfig{deps: func(d *taskDeps) { d.docker, d.dockerErr = nil, errors.New("DOCKER_HOST: bad") }},
 			mesos.REASON_CONTAINER_LAUNCH_FAILED, nil},
-		// The read-only checks run alongside the ping; nothing is pulled
-		// or created.
-		{"Docker does not answer", unitConfig{deps: func(*taskDeps) {}}, mesos.REASON_CONTAINER_LAUNCH_FAILED, []string{"imagePresent", "ping", "removeStaleContainer"}},
+		// The create runs alongside the ping and fails; nothing is pulled
+		// or created, and the name is looked at once, in case the create
+		// went through.
+		{"Docker does not answer", unitConfig{deps: func(*taskDeps) {}}, mesos.REASON_CONTAINER_LAUNCH_FAILED, []string{"createContainer", "ping", "removeOwnContainerNamed"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,16 +39,19 @@ func baseSettings(sidecarURL string) []string {
 
 // launchKillResult holds the paired executor and baseline figures, in ms.
 type launchKillResult struct {
-	Launch      []float64 // LAUNCH written → TASK_RUNNING received
-	BaseAPI     []float64 // create + start through the Docker API
-	BaseCLI     []float64 // docker run -d, the CLI process
-	Kill        []float64 // KILL written → TASK_KILLED received
-	Stop        []float64 // POST /containers/{id}/stop through the API
-	KillToDie   []float64 // KILL written → Docker's die event
-	DieToKilled []float64 // die event → TASK_KILLED received
-	AckExit     []float64 // terminal ACKNOWLEDGED written → process exit
-	RSSRunning  []float64 // VmRSS (MB) with the task running
-	Threads     []float64
+	Launch  []float64 // LAUNCH written → TASK_RUNNING received
+	BaseAPI []float64 // create + start through the Docker API
+	// BaseAPIInspect is create + start + one inspect: the Docker work the
+	// executor does before TASK_RUNNING (which carries the inspect).
+	BaseAPIInspect []float64
+	BaseCLI        []float64 // docker run -d, the CLI process
+	Kill           []float64 // KILL written → TASK_KILLED received
+	Stop           []float64 // POST /containers/{id}/stop through the API
+	KillToDie      []float64 // KILL written → Docker's die event
+	DieToKilled    []float64 // die event → TASK_KILLED received
+	AckExit        []float64 // terminal ACKNOWLEDGED written → process exit
+	RSSRunning     []float64 // VmRSS (MB) with the task running
+	Threads        []float64
 }
 
 // exitResult is the container-exit path.
@@ -91,6 +94,10 @@ func (h *harness) runLaunchKill(n int, sidecarURL string, proxy *dockerProxy, bd
 			return fmt.Errorf("baseline start: %w", err)
 		}
 		apiRun := time.Since(start)
+		if _, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: created.ID}); err != nil {
+			return fmt.Errorf("baseline inspect: %w", err)
+		}
+		apiRunInspect := time.Since(start)
 		time.Sleep(settle)
 		stopStart := time.Now()
 		if err := h.docker.client.StopContainer(created.ID, 5); err != nil {
@@ -121,6 +128,7 @@ func (h *harness) runLaunchKill(n int, sidecarURL string, proxy *dockerProxy, bd
 		}
 		if record {
 			res.BaseAPI = append(res.BaseAPI, ms(apiRun))
+			res.BaseAPIInspect = append(res.BaseAPIInspect, ms(apiRunInspect))
 			res.Stop = append(res.Stop, ms(stop))
 			res.BaseCLI = append(res.BaseCLI, ms(cliRun))
 		}
