@@ -222,6 +222,9 @@ func TestUpstreamDeployExample(t *testing.T) {
 			}
 		}
 	}
+	if strings.Contains(executorLog, "has no effect") {
+		t.Errorf("the executor reported a setting without effect:\n%s", regexp.MustCompile(`(?m)^.*has no effect.*$`).FindAllString(executorLog, -1))
+	}
 	ignored := regexp.MustCompile(`operator-only settings; they are ignored.*variables="([^"]*)"`).FindStringSubmatch(executorLog)
 	if ignored == nil || ignored[1] != "EXECUTOR_DOCKER_REPOSITORY EXECUTOR_MESOS_MASTER_PORT" {
 		t.Errorf("the executor's note on ignored operator-only settings is %q, want EXECUTOR_DOCKER_REPOSITORY and EXECUTOR_MESOS_MASTER_PORT", ignored)
