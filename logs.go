@@ -41,7 +41,8 @@ const (
 	followRetryFirst = 100 * time.Millisecond
 	followRetryMax   = 2 * time.Second
 	// followStallLimit is how long a follow connection may deliver
-	// nothing while the container runs before it is replaced.
+	// nothing while the container runs before it is replaced (once per
+	// silence).
 	followStallLimit = 10 * time.Second
 	// timestampMaxLen is longer than any timestamp Docker puts before a
 	// record (RFC 3339 with nanoseconds and a zone offset: 35 bytes).
@@ -77,6 +78,9 @@ type outputStream struct {
 	// on purpose, to replace it.
 	kickConn context.CancelFunc
 	kicked   bool
+	// silenceKickedAt is the delivered count at the last replacement of
+	// a silent connection (-1: none yet).
+	silenceKickedAt int
 }
 
 // startOutput starts following the container's output into the sandbox's
@@ -100,6 +104,7 @@ func startOutputStream(runtime containerRuntime, id string, tty bool, driver str
 	o := &outputStream{
 		runtime: runtime, id: id, tty: tty, sinks: sinks, logger: logger,
 		ctx: ctx, cancel: cancel, exited: make(chan struct{}), done: make(chan struct{}),
+		silenceKickedAt: -1,
 	}
 	for _, stream := range []logStream{streamStdout, streamStderr} {
 		o.parsers[stream] = &recordParser{stream: stream, out: o, atStart: true}
@@ -231,8 +236,7 @@ func (o *outputStream) follow(driver string) {
 				o.reportUnreadable(driver, err)
 				return
 			}
-			var missing *docker.NoSuchContainer
-			if errors.As(err, &missing) {
+			if containerGone(err) {
 				o.logger.WithError(err).Warn("the container is gone; its output stream ends")
 				return
 			}
@@ -279,14 +283,28 @@ func (o *outputStream) watchStall(ctx context.Context, cancel context.CancelFunc
 			case now := <-tick.C:
 				if n := o.delivered(); n != progress {
 					progress, last = n, now
-				} else if now.Sub(last) >= followStallLimit && !o.hasExited() {
-					o.kick()
+				} else if now.Sub(last) >= followStallLimit && !o.hasExited() && o.kickForSilence(n) {
 					return
 				}
 			}
 		}
 	}()
 	return done
+}
+
+// kickForSilence replaces a silent connection once per silence: a quiet
+// container costs one reconnection (and Docker one read of its log), not
+// one every followStallLimit.
+func (o *outputStream) kickForSilence(delivered int) bool {
+	o.mu.Lock()
+	if o.silenceKickedAt == delivered {
+		o.mu.Unlock()
+		return false
+	}
+	o.silenceKickedAt = delivered
+	o.mu.Unlock()
+	o.kick()
+	return true
 }
 
 // kick ends the current follow connection; the stream reconnects at once.
@@ -348,6 +366,13 @@ func (o *outputStream) closeSinks() {
 	for _, sink := range o.sinks {
 		sink.closeSink()
 	}
+}
+
+// containerGone tells whether Docker no longer has the container.
+func containerGone(err error) bool {
+	var missing *docker.NoSuchContainer
+	var apiErr *docker.Error
+	return errors.As(err, &missing) || errors.As(err, &apiErr) && apiErr.Status == 404
 }
 
 // unreadableLogs tells whether Docker refused to read the logs because of
