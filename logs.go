@@ -191,8 +191,9 @@ func (o *outputStream) giveUpDrain(message string, after time.Duration) {
 func (o *outputStream) follow(driver string) {
 	defer close(o.done)
 	defer o.closeSinks()
-	stdout := &streamWriter{o: o, stream: streamStdout}
-	stderr := &streamWriter{o: o, stream: streamStderr}
+	pace := &pacer{}
+	stdout := &streamWriter{o: o, stream: streamStdout, pace: pace}
+	stderr := &streamWriter{o: o, stream: streamStderr, pace: pace}
 	delay := followRetryFirst
 	failures := 0
 	for {
@@ -462,17 +463,51 @@ func (s *resumeSkip) replayed(stream logStream, ts time.Time) bool {
 type streamWriter struct {
 	o      *outputStream
 	stream logStream
+	pace   *pacer
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.o.mu.Lock()
-	defer w.o.mu.Unlock()
 	parser := w.o.parsers[w.stream]
 	parser.feed(p)
 	if !w.o.tty {
 		parser.recordEnd()
 	}
+	w.o.mu.Unlock()
+	if w.pace != nil {
+		w.pace.wrote()
+	}
 	return len(p), nil
+}
+
+// pacer batches a busy stream's reads. A following Docker flushes every
+// record on its own, so a chatty container costs a read and a wakeup per
+// line; pausing briefly when records come fast lets them gather in the
+// socket's buffer and be read many at a time. Docker's log driver holds
+// the output meanwhile: the container is never slowed.
+type pacer struct {
+	windowStart time.Time
+	writes      int
+}
+
+const (
+	// paceWindow and paceBurst: more than paceBurst records within
+	// paceWindow make the stream pause for pacePause.
+	paceWindow = 10 * time.Millisecond
+	paceBurst  = 32
+	pacePause  = 5 * time.Millisecond
+)
+
+func (p *pacer) wrote() {
+	now := time.Now()
+	if now.Sub(p.windowStart) >= paceWindow {
+		p.windowStart, p.writes = now, 0
+	}
+	p.writes++
+	if p.writes > paceBurst {
+		time.Sleep(pacePause)
+		p.windowStart, p.writes = time.Now(), 0
+	}
 }
 
 // recordParser turns one stream's records ("<timestamp> <text>") into

@@ -71,6 +71,9 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// CPU and memory are read while the container writes: from 2 s after
+	// its first block until 3 s before its last.
+	time.Sleep(2 * time.Second)
 	ticks0, err := cpuTicks(r.pid)
 	if err != nil {
 		return nil, err
@@ -81,16 +84,9 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 	}
 	windowStart := time.Now()
 	var rssMax int64
-	var endAt time.Time
-	for deadline := time.Now().Add(time.Duration(seconds)*time.Second + 2*time.Minute); endAt.IsZero(); {
-		if time.Now().After(deadline) {
-			return nil, r.failure(fmt.Errorf("the end marker did not reach the sandbox"))
-		}
+	for time.Since(windowStart) < time.Duration(seconds-5)*time.Second {
 		if v, err := r.rss(); err == nil {
 			rssMax = max(rssMax, v)
-		}
-		if containsEndMarker(stdout) {
-			endAt = time.Now()
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -106,6 +102,16 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 	hwm, err := statusKB(r.pid, "VmHWM")
 	if err != nil {
 		return nil, err
+	}
+	var endAt time.Time
+	for deadline := time.Now().Add(time.Duration(seconds)*time.Second + 2*time.Minute); endAt.IsZero(); {
+		if time.Now().After(deadline) {
+			return nil, r.failure(fmt.Errorf("the end marker did not reach the sandbox"))
+		}
+		if containsEndMarker(stdout) {
+			endAt = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	res := &logResult{Seconds: seconds, Span: endAt.Sub(firstAt), Lag: -1}
 	if c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)}); err == nil && !c.State.FinishedAt.IsZero() {
@@ -173,7 +179,7 @@ func (res *logResult) markdown() string {
 	fmt.Fprintf(&b, "| kept in the sandbox (stdout and its rotated copies, default cap) | %.1f MB |\n", float64(res.Received)/1e6)
 	fmt.Fprintf(&b, "| rate into the sandbox (first line → end marker) | %.1f MB/s |\n", float64(res.Written)/1e6/res.Span.Seconds())
 	if res.Lag >= 0 {
-		fmt.Fprintf(&b, "| end marker in the sandbox after the container's exit (200 ms polling) | %s |\n", res.Lag.Round(time.Millisecond))
+		fmt.Fprintf(&b, "| end marker in the sandbox after the container's exit (50 ms polling) | %s |\n", res.Lag.Round(time.Millisecond))
 	}
 	fmt.Fprintf(&b, "| executor CPU while streaming | %.1f %% of a core |\n", res.CorePercent)
 	fmt.Fprintf(&b, "| executor RSS, max sampled / VmHWM | %.1f MB / %.1f MB |\n", res.RSSMaxMB, res.HWMMB)

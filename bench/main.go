@@ -105,6 +105,8 @@ func (o options) validate() error {
 		return errors.New("-idle-window must be at least 30s: a shorter window cannot hold a 30s poll")
 	case o.healthInterval <= 0:
 		return errors.New("-health-interval must be positive")
+	case o.logSeconds < 10:
+		return errors.New("-log-seconds must be at least 10")
 	case o.breakdownN < 0:
 		return errors.New("-breakdown-n must not be negative")
 	}
