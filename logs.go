@@ -482,20 +482,22 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 
 // pacer batches a busy stream's reads. A following Docker flushes every
 // record on its own, so a chatty container costs a read and a wakeup per
-// line; pausing briefly when records come fast lets them gather in the
-// socket's buffer and be read many at a time. Docker's log driver holds
-// the output meanwhile: the container is never slowed.
+// line; a short pause, at most once per paceWindow and only when records
+// come fast, lets them gather in the socket's buffer to be read many at a
+// time. At most pacePause/paceWindow of the stream's time is spent
+// pausing; Docker's log driver holds the output meanwhile, so the
+// container is never slowed.
 type pacer struct {
 	windowStart time.Time
 	writes      int
 }
 
 const (
-	// paceWindow and paceBurst: more than paceBurst records within
-	// paceWindow make the stream pause for pacePause.
-	paceWindow = 10 * time.Millisecond
-	paceBurst  = 32
-	pacePause  = 5 * time.Millisecond
+	// More than paceBurst records within paceWindow pause the stream
+	// once for pacePause.
+	paceWindow = 20 * time.Millisecond
+	paceBurst  = 64
+	pacePause  = 10 * time.Millisecond
 )
 
 func (p *pacer) wrote() {
@@ -504,9 +506,8 @@ func (p *pacer) wrote() {
 		p.windowStart, p.writes = now, 0
 	}
 	p.writes++
-	if p.writes > paceBurst {
+	if p.writes == paceBurst+1 {
 		time.Sleep(pacePause)
-		p.windowStart, p.writes = time.Now(), 0
 	}
 }
 

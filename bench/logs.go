@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	docker "github.com/fsouza/go-dockerclient"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
@@ -114,9 +113,11 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 		time.Sleep(50 * time.Millisecond)
 	}
 	res := &logResult{Seconds: seconds, Span: endAt.Sub(firstAt), Lag: -1}
-	if c, err := h.docker.client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: r.containerName(taskID)}); err == nil && !c.State.FinishedAt.IsZero() {
-		res.Lag = max(endAt.Sub(c.State.FinishedAt), 0)
+	dieCtx, dieCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if dieAt, err := h.dies.wait(dieCtx, r.containerName(taskID)); err == nil {
+		res.Lag = max(endAt.Sub(dieAt), 0)
 	}
+	dieCancel()
 	// The run ends as any task does; its state is not this scenario's
 	// concern (another bench run's cleanup may remove the container).
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
