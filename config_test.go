@@ -52,6 +52,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
+		OutputSettings:           OutputSettings{LogMaxSize: 10 << 20, LogRotateKeep: 3},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -89,6 +90,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT": "45s",
 		"EXECUTOR_DEBUG":                      "true",
 		"EXECUTOR_LOG_FORMAT":                 "json",
+		"EXECUTOR_LOG_MAX_SIZE":               "2MB",
+		"EXECUTOR_LOG_ROTATE_KEEP":            "7",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -105,7 +108,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		PullInactivityTimeout: 15 * time.Second, PullProgressInterval: time.Second, LogsSince: 10 * time.Minute,
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
-		Debug: true, LogFormat: "json",
+		Debug: true, LogFormat: "json", OutputSettings: OutputSettings{LogMaxSize: 2 << 20, LogRotateKeep: 7},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

@@ -166,6 +166,7 @@ func TestOperatorOnlyRule(t *testing.T) {
 		"EXECUTOR_DOCKER_REPOSITORY", "DOCKER_CONFIG", "HOME", "VAULT_ADDR", "VAULT_TOKEN", "VAULT_USERNAME",
 		"VAULT_PASSWORD", "VAULT_TOKEN_FILE", "VAULT_CACERT", "VAULT_CLIENT_KEY", "VAULT_NAMESPACE", "VAULT_HEADERS",
 		"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION",
+		"EXECUTOR_LOG_MAX_SIZE", "EXECUTOR_LOG_ROTATE_KEEP",
 	} {
 		if !isOperatorOnly(name) {
 			t.Errorf("%s is task-tunable, want operator-only", name)
@@ -174,7 +175,8 @@ func TestOperatorOnlyRule(t *testing.T) {
 	var cfg Config
 	for _, setting := range configSettings(&cfg) {
 		tunable := !isOperatorOnly(setting.name)
-		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY"
+		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY" &&
+			setting.name != settingLogMaxSize && setting.name != settingLogRotateKeep
 		if tunable != wantTunable {
 			t.Errorf("%s: task-tunable %v, want %v", setting.name, tunable, wantTunable)
 		}
