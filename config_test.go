@@ -108,6 +108,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_SEED_SIDECAR":               "true",
 		"EXECUTOR_MESOS_MASTER_PORT":          "8080",
 		"EXECUTOR_AWS_ROLE":                   "app",
+		"EXECUTOR_LOG_MAX_SIZE":               "2MB",
+		"EXECUTOR_LOG_ROTATE_KEEP":            "7",
 		"EXECUTOR_AWS_ROLE_TTL":               "1h",
 		"EXECUTOR_AWS_ROLE_MAX_TTL":           "2h",
 		"EXECUTOR_ALLOWED_AWS_ROLES":          "app,batch",
@@ -132,7 +134,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		RelaySettings: RelaySettings{RelaySyslog: true, RelaySyslogStartupOnly: true, RelaySyslogStartupTime: 30 * time.Second,
 			SyslogAddr: "logs.local:5514", ContainerLogsStdout: true, SendDockerLabels: "ServiceName,team", LogHostname: "agent-7", SyslogFormat: "rfc5424"},
 		SeedSettings:   SeedSettings{SeedSidecar: true, MesosMasterPort: "8080"},
-		OutputSettings: OutputSettings{LogMaxSize: 10 << 20, LogRotateKeep: 3},
+		OutputSettings: OutputSettings{LogMaxSize: 2 << 20, LogRotateKeep: 7},
 		AWSSettings:    AWSSettings{AWSRole: "app", AWSRoleTTL: time.Hour, AWSRoleMaxTTL: 2 * time.Hour, AllowedAWSRoles: []string{"app", "batch"}},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {

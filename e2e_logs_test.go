@@ -67,6 +67,11 @@ func startExecutorWithSandboxFiles(t *testing.T, agent *mesostest.Agent, plant f
 			<-p.exited
 		}
 		if t.Failed() {
+			entries, _ := os.ReadDir(sandbox)
+			for _, e := range entries {
+				info, _ := e.Info()
+				t.Logf("sandbox entry %s %s %d", e.Name(), info.Mode(), info.Size())
+			}
 			for _, name := range []string{"stdout", "stderr"} {
 				data, _ := os.ReadFile(filepath.Join(sandbox, name))
 				if len(data) > 20000 {
@@ -190,7 +195,7 @@ func TestContainerOutputReachesTheSandboxLive(t *testing.T) {
 func TestContainerOutputIsCappedAndRotated(t *testing.T) {
 	t.Parallel()
 	agent := newAgent(t, mesostest.Config{})
-	withOperatorFile(t, "EXECUTOR_LOG_MAX_SIZE=1MB", "EXECUTOR_LOG_ROTATE_KEEP=3")
+	operator := withOperatorFile(t, "EXECUTOR_LOG_MAX_SIZE=1MB", "EXECUTOR_LOG_ROTATE_KEEP=3")
 	// 520000 numbered lines of 98 bytes: about 50 MB.
 	const lines = 520000
 	task := newDockerTask(t, agent, testImage, withShellCommand(
@@ -205,7 +210,7 @@ func TestContainerOutputIsCappedAndRotated(t *testing.T) {
 		if err := os.Symlink(victim, filepath.Join(sandbox, "stdout.1")); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, operator)
 	expectFinal(t, agent, task.TaskID.Value, 5*time.Minute, mesos.TASK_FINISHED)
 	expectCleanExit(t, proc, task.TaskID.Value, 60*time.Second)
 

@@ -3,8 +3,8 @@ package main
 // How a task's container ended: finishContainer turns the exit into the
 // terminal outcome (exit code, signal, OOM kill, the stop that caused it),
 // copies the container's recent output to the sandbox when it did not
-// succeed and its output could not be streamed there, and removes it. Moved out of task.go, which launches and
-// supervises.
+// succeed and its output could not be streamed there (logs.go), and
+// removes it. Moved out of task.go, which launches and supervises.
 
 import (
 	"context"

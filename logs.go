@@ -30,13 +30,20 @@ const (
 	// line buffer before it is split anyway. Docker sends a line in
 	// records of at most 16 KiB; this only guards against a broken stream.
 	maxRecordRemainder = 64 << 10
-	// outputDrainLimit bounds the read of the container's last output
-	// once it has exited: the terminal update must not wait on Docker.
-	outputDrainLimit = 2 * time.Second
+	// outputDrainIdle and outputDrainMax bound the read of the
+	// container's last output once it has exited, which the terminal
+	// update waits for: a stream that makes no progress for
+	// outputDrainIdle, or still runs after outputDrainMax, is cut.
+	outputDrainIdle = 2 * time.Second
+	outputDrainMax  = time.Minute
 	// followRetryFirst and followRetryMax space the reconnections of a
 	// broken follow while the container runs.
 	followRetryFirst = 100 * time.Millisecond
 	followRetryMax   = 2 * time.Second
+	// followStallLimit is how long a follow connection may deliver
+	// nothing while the container runs before it is replaced (once per
+	// silence).
+	followStallLimit = 10 * time.Second
 	// timestampMaxLen is longer than any timestamp Docker puts before a
 	// record (RFC 3339 with nanoseconds and a zone offset: 35 bytes).
 	timestampMaxLen = 40
@@ -67,6 +74,13 @@ type outputStream struct {
 	received bool
 	// unreadable is set when Docker cannot read this container's logs.
 	unreadable bool
+	// kickConn ends the current connection; kicked says it was ended
+	// on purpose, to replace it.
+	kickConn context.CancelFunc
+	kicked   bool
+	// silenceKickedAt is the delivered count at the last replacement of
+	// a silent connection (-1: none yet).
+	silenceKickedAt int
 }
 
 // startOutput starts following the container's output into the sandbox's
@@ -90,6 +104,7 @@ func startOutputStream(runtime containerRuntime, id string, tty bool, driver str
 	o := &outputStream{
 		runtime: runtime, id: id, tty: tty, sinks: sinks, logger: logger,
 		ctx: ctx, cancel: cancel, exited: make(chan struct{}), done: make(chan struct{}),
+		silenceKickedAt: -1,
 	}
 	for _, stream := range []logStream{streamStdout, streamStderr} {
 		o.parsers[stream] = &recordParser{stream: stream, out: o, atStart: true}
@@ -105,33 +120,47 @@ func startOutputStream(runtime containerRuntime, id string, tty bool, driver str
 }
 
 // finish tells the stream the container has exited, waits for it to read
-// the output to its end (at most outputDrainLimit, and never past
-// deadline when one is set), ends the sinks and reports whether the
-// sandbox received the container's output. Without it, the end-of-task
-// copy of the logs is what the sandbox gets.
+// the output to its end, ends the sinks and reports whether the sandbox
+// received the container's output. The wait is bounded: it ends when the
+// stream makes no progress for outputDrainIdle, after outputDrainMax, and
+// (when deadline is set) after half the time left before it. Without a
+// streamed output, the end-of-task copy of the logs is what the sandbox
+// gets.
 func (o *outputStream) finish(deadline time.Time) (streamed bool) {
 	select {
 	case <-o.exited:
 	default:
 		close(o.exited)
 	}
-	limit := outputDrainLimit
+	limit := outputDrainMax
 	if !deadline.IsZero() {
-		if half := time.Until(deadline) / 2; half < limit {
-			limit = max(half, 0)
-		}
+		limit = max(min(limit, time.Until(deadline)/2), 0)
 	}
-	timer := time.NewTimer(limit)
-	defer timer.Stop()
-	select {
-	case <-o.done:
-	default:
+	hard := time.NewTimer(limit)
+	defer hard.Stop()
+	tick := time.NewTicker(outputDrainIdle / 8)
+	defer tick.Stop()
+	progress, lastProgress := o.delivered(), time.Now()
+	retried := false
+	for waiting := true; waiting; {
 		select {
 		case <-o.done:
-		case <-timer.C:
-			o.logger.WithField("limit", limit.String()).Warn("the container's last output was not read in time; the sandbox may miss its end")
-			o.cancel()
-			<-o.done
+			waiting = false
+		case <-hard.C:
+			o.giveUpDrain("the container's last output was not read in time; the sandbox may miss its end", limit)
+			waiting = false
+		case now := <-tick.C:
+			if n := o.delivered(); n != progress {
+				progress, lastProgress = n, now
+			} else if now.Sub(lastProgress) >= outputDrainIdle && !retried {
+				// A stalled follow: one fresh connection reads what
+				// Docker still has.
+				retried, lastProgress = true, now
+				o.kick()
+			} else if now.Sub(lastProgress) >= outputDrainIdle {
+				o.giveUpDrain("the container's last output stopped coming; the sandbox may miss its end", outputDrainIdle)
+				waiting = false
+			}
 		}
 	}
 	o.cancel()
@@ -140,11 +169,31 @@ func (o *outputStream) finish(deadline time.Time) (streamed bool) {
 	return o.received && !o.unreadable
 }
 
+func (o *outputStream) delivered() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.resume.total
+}
+
+// giveUpDrain ends the stream (and so closes the sinks) before it has
+// read the container's output to the end.
+func (o *outputStream) giveUpDrain(message string, after time.Duration) {
+	select {
+	case <-o.done:
+		return
+	default:
+	}
+	o.logger.WithField("after", after.String()).Warn(message)
+	o.cancel()
+	<-o.done
+}
+
 func (o *outputStream) follow(driver string) {
 	defer close(o.done)
 	defer o.closeSinks()
-	stdout := &streamWriter{o: o, stream: streamStdout}
-	stderr := &streamWriter{o: o, stream: streamStderr}
+	pace := &pacer{}
+	stdout := &streamWriter{o: o, stream: streamStdout, pace: pace}
+	stderr := &streamWriter{o: o, stream: streamStderr, pace: pace}
 	delay := followRetryFirst
 	failures := 0
 	for {
@@ -154,12 +203,29 @@ func (o *outputStream) follow(driver string) {
 		o.skip = o.resume.skipFor()
 		deliveredBefore := o.resume.total
 		o.mu.Unlock()
-		err := o.runtime.followLogs(o.ctx, o.id, since, o.tty, stdout, stderr)
+		connCtx, connCancel := context.WithCancel(o.ctx)
+		o.mu.Lock()
+		o.kickConn, o.kicked = connCancel, false
+		o.mu.Unlock()
+		watchdog := o.watchStall(connCtx, connCancel)
+		err := o.runtime.followLogs(connCtx, o.id, since, o.tty, stdout, stderr)
+		connCancel()
+		<-watchdog
 		if o.connectionEnded(err == nil) > deliveredBefore {
 			delay = followRetryFirst
 		}
 		if o.ctx.Err() != nil {
 			return
+		}
+		o.mu.Lock()
+		kicked := o.kicked
+		o.mu.Unlock()
+		if kicked {
+			// Docker's follow can stall (it may lose its place when the
+			// json-file driver rotates under a slow reader): a quiet
+			// connection is replaced, from where the output stands.
+			o.logger.Debug("no output on the follow for a while; reconnecting")
+			continue
 		}
 		if err == nil && exitedBefore {
 			// The container had exited before this read began: its
@@ -171,8 +237,7 @@ func (o *outputStream) follow(driver string) {
 				o.reportUnreadable(driver, err)
 				return
 			}
-			var missing *docker.NoSuchContainer
-			if errors.As(err, &missing) {
+			if containerGone(err) {
 				o.logger.WithError(err).Warn("the container is gone; its output stream ends")
 				return
 			}
@@ -200,6 +265,56 @@ func (o *outputStream) follow(driver string) {
 		case <-wait.C:
 			delay = min(delay*2, followRetryMax)
 		}
+	}
+}
+
+// watchStall replaces a follow connection that delivers nothing for
+// followStallLimit while the container runs.
+func (o *outputStream) watchStall(ctx context.Context, cancel context.CancelFunc) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(followStallLimit / 4)
+		defer tick.Stop()
+		progress, last := o.delivered(), time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if n := o.delivered(); n != progress {
+					progress, last = n, now
+				} else if now.Sub(last) >= followStallLimit && !o.hasExited() && o.kickForSilence(n) {
+					return
+				}
+			}
+		}
+	}()
+	return done
+}
+
+// kickForSilence replaces a silent connection once per silence: a quiet
+// container costs one reconnection (and Docker one read of its log), not
+// one every followStallLimit.
+func (o *outputStream) kickForSilence(delivered int) bool {
+	o.mu.Lock()
+	if o.silenceKickedAt == delivered {
+		o.mu.Unlock()
+		return false
+	}
+	o.silenceKickedAt = delivered
+	o.mu.Unlock()
+	o.kick()
+	return true
+}
+
+// kick ends the current follow connection; the stream reconnects at once.
+func (o *outputStream) kick() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.kickConn != nil {
+		o.kicked = true
+		o.kickConn()
 	}
 }
 
@@ -254,6 +369,13 @@ func (o *outputStream) closeSinks() {
 	}
 }
 
+// containerGone tells whether Docker no longer has the container.
+func containerGone(err error) bool {
+	var missing *docker.NoSuchContainer
+	var apiErr *docker.Error
+	return errors.As(err, &missing) || errors.As(err, &apiErr) && apiErr.Status == 404
+}
+
 // unreadableLogs tells whether Docker refused to read the logs because of
 // the container's log driver.
 func unreadableLogs(err error) bool {
@@ -264,20 +386,18 @@ func unreadableLogs(err error) bool {
 	return apiErr.Status == 501 || strings.Contains(apiErr.Message, "does not support reading")
 }
 
-// resumePoint remembers where the output delivered so far ends, in the
-// terms of Docker's since filter, which has a resolution of one second:
-// sec is the latest second a delivered record was stamped with, and count
-// how many delivered records were stamped in that second or later. A
-// resumed follow asks for the records since sec and skips count of them:
-// Docker replays its log in the order it wrote it, so those are exactly
-// the ones delivered. (A record stamped earlier than sec but written
-// after, which Docker does between its two streams, is not replayed by
-// the since filter and is not counted.)
+// resumePoint remembers where the output delivered so far ends: for each
+// stream, the timestamp of its latest delivered record and how many were
+// stamped exactly so. Docker stamps every record with the nanosecond it
+// read it, in order within a stream. A resumed follow asks for the records
+// since the earliest of those (Docker's since filter has a resolution of
+// one second, so some are replayed) and drops the replayed ones: those
+// stamped before their stream's latest, and as many stamped exactly then
+// as were delivered. A record Docker no longer has (its json-file rotated
+// under a slow reader) is simply not replayed; what follows it still is.
 type resumePoint struct {
-	sec   int64
-	count int
-	// started is set once a record was delivered.
-	started bool
+	last  [3]time.Time // by logStream; zero: nothing delivered yet
+	atEnd [3]int
 	// total counts the records delivered.
 	total int
 	// partial is how many bytes of a record in progress were already
@@ -286,37 +406,54 @@ type resumePoint struct {
 	partial int
 }
 
-func (r *resumePoint) delivered(ts time.Time) {
+func (r *resumePoint) delivered(stream logStream, ts time.Time) {
 	r.total++
-	sec := ts.Unix()
 	switch {
-	case !r.started || sec > r.sec:
-		r.sec, r.count, r.started = sec, 1, true
-	case sec == r.sec:
-		r.count++
+	case ts.After(r.last[stream]):
+		r.last[stream], r.atEnd[stream] = ts, 1
+	case ts.Equal(r.last[stream]):
+		r.atEnd[stream]++
 	}
 }
 
 func (r *resumePoint) since() time.Time {
-	if !r.started {
-		return time.Time{}
+	var since time.Time
+	for _, stream := range []logStream{streamStdout, streamStderr} {
+		if last := r.last[stream]; !last.IsZero() && (since.IsZero() || last.Before(since)) {
+			since = last
+		}
 	}
-	return time.Unix(r.sec, 0)
+	if since.IsZero() {
+		return since
+	}
+	return time.Unix(since.Unix(), 0)
 }
 
 func (r *resumePoint) skipFor() resumeSkip {
-	if !r.started {
-		return resumeSkip{bytes: r.partial}
-	}
-	return resumeSkip{sec: r.sec, records: r.count, bytes: r.partial}
+	return resumeSkip{last: r.last, atEnd: r.atEnd, bytes: r.partial}
 }
 
-// resumeSkip is what one follow connection skips of what Docker replays.
+// resumeSkip is what one follow connection drops of what Docker replays.
 type resumeSkip struct {
-	sec     int64
-	records int
-	// bytes of the first record not skipped whole.
+	last  [3]time.Time
+	atEnd [3]int
+	// bytes of the first record not dropped whole.
 	bytes int
+}
+
+// replayed tells whether a record was delivered before, and counts it.
+func (s *resumeSkip) replayed(stream logStream, ts time.Time) bool {
+	last := s.last[stream]
+	switch {
+	case last.IsZero() || ts.After(last):
+		return false
+	case ts.Equal(last):
+		if s.atEnd[stream] == 0 {
+			return false
+		}
+		s.atEnd[stream]--
+	}
+	return true
 }
 
 // streamWriter receives one stream of a follow connection. Demultiplexed
@@ -326,17 +463,52 @@ type resumeSkip struct {
 type streamWriter struct {
 	o      *outputStream
 	stream logStream
+	pace   *pacer
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.o.mu.Lock()
-	defer w.o.mu.Unlock()
 	parser := w.o.parsers[w.stream]
 	parser.feed(p)
 	if !w.o.tty {
 		parser.recordEnd()
 	}
+	w.o.mu.Unlock()
+	if w.pace != nil {
+		w.pace.wrote()
+	}
 	return len(p), nil
+}
+
+// pacer batches a busy stream's reads. A following Docker flushes every
+// record on its own, so a chatty container costs a read and a wakeup per
+// line; a short pause, at most once per paceWindow and only when records
+// come fast, lets them gather in the socket's buffer to be read many at a
+// time. At most pacePause/paceWindow of the stream's time is spent
+// pausing; Docker's log driver holds the output meanwhile, so the
+// container is never slowed.
+type pacer struct {
+	windowStart time.Time
+	writes      int
+}
+
+const (
+	// More than paceBurst records within paceWindow pause the stream
+	// once for pacePause.
+	paceWindow = 20 * time.Millisecond
+	paceBurst  = 64
+	pacePause  = 10 * time.Millisecond
+)
+
+func (p *pacer) wrote() {
+	now := time.Now()
+	if now.Sub(p.windowStart) >= paceWindow {
+		p.windowStart, p.writes = now, 0
+	}
+	p.writes++
+	if p.writes == paceBurst+1 {
+		time.Sleep(pacePause)
+	}
 }
 
 // recordParser turns one stream's records ("<timestamp> <text>") into
@@ -406,12 +578,7 @@ func (p *recordParser) beginRecord() {
 		return
 	}
 	p.ts = ts
-	skip := &p.out.skip
-	p.skipping = false
-	if skip.records > 0 && ts.Unix() >= skip.sec {
-		skip.records--
-		p.skipping = true
-	}
+	p.skipping = p.out.skip.replayed(p.stream, ts)
 }
 
 // badStamp handles a record start that is not a timestamp: its bytes are
@@ -431,7 +598,7 @@ func (p *recordParser) text(text []byte) {
 	if p.skipping {
 		return
 	}
-	if skip := &p.out.skip; skip.bytes > 0 && skip.records == 0 {
+	if skip := &p.out.skip; skip.bytes > 0 {
 		n := min(skip.bytes, len(text))
 		skip.bytes -= n
 		p.inRecord += n
@@ -488,7 +655,7 @@ func (p *recordParser) recordEnd() {
 	}
 	if !p.skipping {
 		if !p.ts.IsZero() {
-			p.out.resume.delivered(p.ts)
+			p.out.resume.delivered(p.stream, p.ts)
 			p.out.received = true
 		}
 		p.out.resume.partial = 0

@@ -382,6 +382,9 @@ func (f *sandboxFile) copyToRotated() error {
 	}
 	info, err := source.Stat()
 	if err == nil {
+		err = tmp.Chmod(info.Mode().Perm())
+	}
+	if err == nil {
 		// A reader of the file itself lets the kernel copy it.
 		_, err = io.Copy(tmp, io.LimitReader(source, info.Size()))
 	}

@@ -350,3 +350,27 @@ func BenchmarkOutputStream(b *testing.B) {
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestOutputEndsWhenTheContainerIsGone(t *testing.T) {
+	engine := newFakeRuntime()
+	id := runningFakeContainer(t, engine)
+	engine.writeOutput(id, stamped(time.Now(), streamStdout, "only line\n")...)
+	sink := newRecordingSink()
+	logger, logs := testLogger()
+	o := startOutputStream(engine, id, false, "", logger, sink)
+	eventually(t, 10*time.Second, "the line", func() bool { return len(sink.of(streamStdout)) == 1 })
+	if err := engine.removeContainer(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-o.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream still runs after the container was removed")
+	}
+	if !strings.Contains(logs.String(), "the container is gone") {
+		t.Errorf("the end was not logged:\n%s", logs.String())
+	}
+	if !o.finish(time.Time{}) || sink.closeCount() != 1 {
+		t.Errorf("finish or close wrong: closed %d times", sink.closeCount())
+	}
+}

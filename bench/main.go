@@ -49,6 +49,7 @@ type options struct {
 	env            envList
 	compare        string
 	samples        string
+	logSeconds     int
 }
 
 // envList collects repeated -env NAME=value flags.
@@ -79,7 +80,8 @@ func main() {
 	flag.StringVar(&o.executor, "executor", "", "executor binary to measure (default: build it with make build's flags)")
 	flag.StringVar(&o.tags, "tags", "", "build tags for the executor build")
 	flag.StringVar(&o.image, "image", "sidecar-executor/busybox:1.35", "image of the tasks (must be present)")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,pss,breakdown,checks (checks, the cost of Mesos health checks, runs only when named); the report then goes to stdout only")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,pss,breakdown,checks,logs (checks, the cost of Mesos health checks, and logs, log streaming at 10 MB/s, run only when named); the report then goes to stdout only")
+	flag.IntVar(&o.logSeconds, "log-seconds", 30, "how long the logs scenario's container writes 10 MB/s")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (sandboxes, executor logs)")
 	flag.StringVar(&o.samples, "samples", "", "also write every sample, in ms, as JSON to this file")
 	flag.StringVar(&o.compare, "compare", "", "a second executor binary, run in every launch/kill and exit repetition next to the first for an A/B comparison (the report then goes to stdout only)")
@@ -103,12 +105,14 @@ func (o options) validate() error {
 		return errors.New("-idle-window must be at least 30s: a shorter window cannot hold a 30s poll")
 	case o.healthInterval <= 0:
 		return errors.New("-health-interval must be positive")
+	case o.logSeconds < 10:
+		return errors.New("-log-seconds must be at least 10")
 	case o.breakdownN < 0:
 		return errors.New("-breakdown-n must not be negative")
 	}
 	for _, s := range strings.Split(o.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "", "launch", "exit", "health", "idle", "density", "pss", "breakdown", "checks":
+		case "", "launch", "exit", "health", "idle", "density", "pss", "breakdown", "checks", "logs":
 		default:
 			return fmt.Errorf("-only: unknown part %q", s)
 		}
@@ -270,6 +274,15 @@ func run(o options) error {
 		if rep.pss, err = h.runPSS(o.pssK, sidecar.StateURL()); err != nil {
 			return err
 		}
+	}
+	if o.only != "" && o.wants("logs") {
+		// Only when asked for (-only logs): its figures go to the
+		// hand-written section of BENCHMARKS.md.
+		res, err := h.runLogStream(o.logSeconds, sidecar.StateURL())
+		if err != nil {
+			return err
+		}
+		fmt.Print(res.markdown())
 	}
 	if o.wants("breakdown") && o.breakdownN > 0 {
 		if rep.breakdown, err = runBreakdown(h, o.breakdownN, o.k, sidecar.StateURL()); err != nil {
