@@ -20,7 +20,8 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 # test runs each briefly so that regressions show.
 FUZZ_TARGETS := .:FuzzBuildContainerSpec .:FuzzSplitShellCommand .:FuzzLookupServiceStatus \
 	.:FuzzParseVaultReference .:FuzzLoadConfig .:FuzzRegistryForImage .:FuzzAdmissionHostPaths \
-	.:FuzzRedactSecretsIn .:FuzzReadAgentHostnames .:FuzzParseUpstreamLine
+	.:FuzzRedactSecretsIn .:FuzzReadAgentHostnames .:FuzzParseUpstreamLine .:FuzzDockerParameter \
+	.:FuzzParseOperatorLine
 FUZZTIME ?= 60s
 
 .PHONY: all build dist mesos-local demo test test-image bench lint vet clean fuzz
