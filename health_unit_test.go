@@ -181,19 +181,12 @@ func checkCodes(updates []sentStatus) []string {
 // results).
 func sidecarAndMesos(t *testing.T, execResults []fakeExec, script ...int) (*unitTask, *fakeRuntime, *sidecartest.Server) {
 	t.Helper()
-	sidecar := sidecartest.NewServer(t)
-	sidecar.SetHostname("agent-host")
 	engine := newUnitRuntime()
 	engine.execResults = execResults
-	info := unitTaskInfo(withHealthCheck(quickCommandHealthCheck(2)))
-	info.Labels = nil // Sidecar on
-	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
-		"EXECUTOR_SIDECAR_URL":               sidecar.StateURL(),
-		"EXECUTOR_SIDECAR_BACKOFF":           "1ms",
-		"EXECUTOR_SIDECAR_POLL_INTERVAL":     "20ms",
+	u, sidecar := startSidecarUnitTask(t, engine, unitTaskInfo(withHealthCheck(quickCommandHealthCheck(2))), map[string]string{
 		"EXECUTOR_SIDECAR_MAX_FAILS":         "2",
 		"EXECUTOR_SIDECAR_DRAINING_DURATION": "50ms",
-	}})
+	})
 	c := engine.running(t)
 	sidecar.Script("agent-host", shortID(c.id), script...)
 	return u, engine, sidecar
