@@ -6,7 +6,6 @@ package main
 // the login of the real test registry (internal/registrytest).
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,15 +58,7 @@ printf '{"ServerURL":"%s","Username":"`+registryUser+`","Secret":"`+f.password+`
 	if server, err := os.ReadFile(asked); err != nil || string(server) != f.addr() {
 		t.Errorf("the helper was asked about %q (%v), want %q", server, err, f.addr())
 	}
-	accepted := false
-	for _, req := range f.reg.Requests() {
-		if strings.HasPrefix(req.Path, "/v2/team/app/manifests/") && req.User == registryUser && req.Status == http.StatusOK {
-			accepted = true
-		}
-	}
-	if !accepted {
-		t.Errorf("the registry never served the manifest to %s", registryUser)
-	}
+	f.assertManifestServed(t)
 	assertNoCredentialLeak(t, proc, agent, task.TaskID.Value, f.password)
 }
 
