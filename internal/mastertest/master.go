@@ -13,11 +13,9 @@
 package mastertest
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -173,14 +171,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(body))
 		return
 	}
-	document, err := json.Marshal(slavesDocument(agents))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(document)))
-	_, _ = w.Write(document)
+	testutil.WriteJSON(w, slavesDocument(agents))
 }
 
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, body string) {
