@@ -40,7 +40,7 @@ type Agent struct {
 type Server struct {
 	addr       string
 	httpServer *http.Server
-	serveDone  chan struct{}
+	serveDone  <-chan struct{}
 
 	mu         sync.Mutex
 	agents     []Agent
@@ -57,12 +57,8 @@ func Start(agents ...Agent) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mastertest: %w", err)
 	}
-	s := &Server{addr: listener.Addr().String(), serveDone: make(chan struct{}), agents: append([]Agent(nil), agents...)}
-	s.httpServer = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(s.serveDone)
-		_ = s.httpServer.Serve(listener) // ends when Close closes the listener
-	}()
+	s := &Server{addr: listener.Addr().String(), agents: append([]Agent(nil), agents...)}
+	s.httpServer, s.serveDone = testutil.Serve(listener, s) // until Close
 	return s, nil
 }
 
