@@ -82,13 +82,7 @@ func (r RelaySettings) relayEnabled() bool {
 // labelNames is SEND_DOCKER_LABELS as a list: elements trimmed, empty ones
 // dropped.
 func (r RelaySettings) labelNames() []string {
-	var names []string
-	for _, name := range strings.Split(r.SendDockerLabels, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			names = append(names, name)
-		}
-	}
-	return names
+	return splitList(r.SendDockerLabels)
 }
 
 // problems lists what is wrong with the settings, for Config.validate. An
