@@ -29,19 +29,28 @@ func quickCommandHealthCheck(failures uint32) mesos.HealthCheck {
 		DelaySeconds: f64(0), IntervalSeconds: f64(0.01), GracePeriodSeconds: f64(0), ConsecutiveFailures: u32(failures)}
 }
 
-// healthFlags lists the healthy flags of the health-check updates, and
-// fails the test on one without the health-check reason.
+// healthUpdateFlag returns s's healthy flag when s is a health-check
+// update (TASK_RUNNING with the health-check reason); ok is false for any
+// other update. A health-check update without the flag fails the test.
+func healthUpdateFlag(t *testing.T, s *mesos.TaskStatus) (healthy, ok bool) {
+	t.Helper()
+	if s.GetState() != mesos.TASK_RUNNING || s.GetReason() != mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
+		return false, false
+	}
+	if s.Healthy == nil {
+		t.Errorf("a health-check update without healthy: %q", s.GetMessage())
+		return false, false
+	}
+	return s.GetHealthy(), true
+}
+
+// healthFlags lists the healthy flags of the health-check updates.
 func healthFlags(t *testing.T, updates []sentStatus) []bool {
 	t.Helper()
 	var flags []bool
 	for _, u := range updates {
-		s := u.status
-		if s.GetState() == mesos.TASK_RUNNING && s.GetReason() == mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
-			if s.Healthy == nil {
-				t.Errorf("health update without healthy: %q", s.GetMessage())
-				continue
-			}
-			flags = append(flags, s.GetHealthy())
+		if healthy, ok := healthUpdateFlag(t, &u.status); ok {
+			flags = append(flags, healthy)
 		}
 	}
 	return flags
