@@ -1,5 +1,7 @@
 package testutil
 
+// Tests of Eventually (eventually.go).
+
 import (
 	"fmt"
 	"runtime"

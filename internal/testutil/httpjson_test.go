@@ -1,5 +1,7 @@
 package testutil
 
+// Tests of WriteJSON (httpjson.go).
+
 import (
 	"net/http"
 	"net/http/httptest"

@@ -1,5 +1,7 @@
 package testutil
 
+// Tests of Serve (serve.go).
+
 import (
 	"io"
 	"net/http"
