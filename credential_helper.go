@@ -82,13 +82,7 @@ func (s RegistryHelperSettings) problems() []string {
 
 // helperEnvNames is RegistryHelperEnv as a list.
 func (s RegistryHelperSettings) helperEnvNames() []string {
-	var names []string
-	for _, name := range strings.Split(s.RegistryHelperEnv, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			names = append(names, name)
-		}
-	}
-	return names
+	return splitList(s.RegistryHelperEnv)
 }
 
 // credentialHelper gets credentials from a credential helper; helperRunner

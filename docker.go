@@ -384,16 +384,15 @@ func (r *dockerRuntime) stopContainer(ctx context.Context, id string, grace time
 	return nil
 }
 
-// copyLogs writes the container's output since the given time to the
-// executor's own stdout and stderr, so it lands in the Mesos sandbox.
-func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
-	defer cancel()
+// logsOptions asks Docker for both output streams of container id, all of
+// it since the given time (all of it when since is zero), demultiplexed
+// unless the container has a TTY.
+func logsOptions(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) docker.LogsOptions {
 	opts := docker.LogsOptions{
 		Context:      ctx,
 		Container:    id,
-		OutputStream: &limitedWriter{w: stdout, remaining: logCopyLimit},
-		ErrorStream:  &limitedWriter{w: stderr, remaining: logCopyLimit},
+		OutputStream: stdout,
+		ErrorStream:  stderr,
 		Stdout:       true,
 		Stderr:       true,
 		Tail:         "all",
@@ -402,6 +401,15 @@ func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time
 	if !since.IsZero() {
 		opts.Since = since.Unix()
 	}
+	return opts
+}
+
+// copyLogs writes the container's output since the given time to the
+// executor's own stdout and stderr, so it lands in the Mesos sandbox.
+func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	opts := logsOptions(ctx, id, since, tty, &limitedWriter{w: stdout, remaining: logCopyLimit}, &limitedWriter{w: stderr, remaining: logCopyLimit})
 	if err := r.long.Logs(opts); err != nil {
 		return fmt.Errorf("copy logs of container %s: %w", shortID(id), err)
 	}
@@ -412,21 +420,8 @@ func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time
 // demultiplexed unless the container has a TTY. Docker's since filter has
 // a resolution of one second: logs.go skips what it already delivered.
 func (r *dockerRuntime) followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
-	opts := docker.LogsOptions{
-		Context:      ctx,
-		Container:    id,
-		OutputStream: stdout,
-		ErrorStream:  stderr,
-		Stdout:       true,
-		Stderr:       true,
-		Follow:       true,
-		Timestamps:   true,
-		Tail:         "all",
-		RawTerminal:  tty,
-	}
-	if !since.IsZero() {
-		opts.Since = since.Unix()
-	}
+	opts := logsOptions(ctx, id, since, tty, stdout, stderr)
+	opts.Follow, opts.Timestamps = true, true
 	if err := r.long.Logs(opts); err != nil {
 		return fmt.Errorf("follow the output of container %s: %w", shortID(id), err)
 	}

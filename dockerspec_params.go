@@ -17,9 +17,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -151,12 +152,7 @@ var refusedParameters = map[string]string{
 
 // supportedParameterKeys is the sorted list of keys, for error messages.
 func supportedParameterKeys() string {
-	keys := make([]string, 0, len(parameterHandlers))
-	for key := range parameterHandlers {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	return strings.Join(keys, ", ")
+	return strings.Join(slices.Sorted(maps.Keys(parameterHandlers)), ", ")
 }
 
 // applyParameters maps the `docker run` flags given in

@@ -9,10 +9,11 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 
 	units "github.com/docker/go-units"
@@ -320,12 +321,7 @@ func (b *specBuilder) applyLimits(cpuRequest float64, haveCPUs bool, memRequestM
 	if len(limits) == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(limits))
-	for name := range limits {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(limits)) {
 		value := limits[name].Value
 		field := fmt.Sprintf("limits[%q]", name)
 		switch {

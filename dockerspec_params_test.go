@@ -13,6 +13,17 @@ import (
 
 func int64Ptr(v int64) *int64 { return &v }
 
+// paramsInput is the test input, changed by mutate (when not nil), with
+// the Docker parameters params (key, value, ...).
+func paramsInput(mutate func(*specInput), params ...string) specInput {
+	in := testInput()
+	if mutate != nil {
+		mutate(&in)
+	}
+	withParameters(&in, params...)
+	return in
+}
+
 // TestParameterMapping maps each supported option, repeated where the CLI
 // accumulates or keeps the last, and compares the Engine API field.
 func TestParameterMapping(t *testing.T) {
@@ -129,11 +140,7 @@ func TestParameterMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := testInput()
-			if tt.mutate != nil {
-				tt.mutate(&in)
-			}
-			withParameters(&in, tt.params...)
+			in := paramsInput(tt.mutate, tt.params...)
 			spec := mustBuild(t, in)
 			if len(spec.Warnings) != 0 {
 				t.Errorf("warnings: %q", spec.Warnings)
@@ -231,11 +238,7 @@ func TestParameterErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := testInput()
-			if tt.mutate != nil {
-				tt.mutate(&in)
-			}
-			withParameters(&in, tt.params...)
+			in := paramsInput(tt.mutate, tt.params...)
 			spec, err := buildContainerSpec(in)
 			if err == nil {
 				t.Fatalf("built %+v; want an error containing %q", spec.Options.HostConfig, tt.want)

@@ -6,7 +6,6 @@ package main
 // the login of the real test registry (internal/registrytest).
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +36,17 @@ func (f *registryFixture) homeWithHelper(t *testing.T, name string) string {
 	return home
 }
 
+// markingHelperDir is helperDir for a helper, name, that answers with the
+// fixture's login and leaves the file marker behind when it is run, for
+// tests that the executor must not run it.
+func (f *registryFixture) markingHelperDir(t *testing.T, name string) (dir, pathSetting, marker string) {
+	t.Helper()
+	marker = filepath.Join(t.TempDir(), "helper-ran")
+	dir, pathSetting = helperDir(t, name, "touch "+marker+`
+echo '{"Username":"`+registryUser+`","Secret":"`+f.password+`"}'`)
+	return dir, pathSetting, marker
+}
+
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -59,15 +69,7 @@ printf '{"ServerURL":"%s","Username":"`+registryUser+`","Secret":"`+f.password+`
 	if server, err := os.ReadFile(asked); err != nil || string(server) != f.addr() {
 		t.Errorf("the helper was asked about %q (%v), want %q", server, err, f.addr())
 	}
-	accepted := false
-	for _, req := range f.reg.Requests() {
-		if strings.HasPrefix(req.Path, "/v2/team/app/manifests/") && req.User == registryUser && req.Status == http.StatusOK {
-			accepted = true
-		}
-	}
-	if !accepted {
-		t.Errorf("the registry never served the manifest to %s", registryUser)
-	}
+	f.assertManifestServed(t)
 	assertNoCredentialLeak(t, proc, agent, task.TaskID.Value, f.password)
 }
 
@@ -110,9 +112,7 @@ func TestSandboxDockerConfigCannotRunAHelper(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	marker := filepath.Join(t.TempDir(), "helper-ran")
-	_, helperPath := helperDir(t, "planted", "touch "+marker+`
-echo '{"Username":"`+registryUser+`","Secret":"`+f.password+`"}'`)
+	_, helperPath, marker := f.markingHelperDir(t, "planted")
 	sandbox := t.TempDir()
 	writeFile(t, filepath.Join(sandbox, ".docker", "config.json"), `{"credsStore": "planted", "credHelpers": {"`+f.addr()+`": "planted"}}`)
 
@@ -130,9 +130,7 @@ func TestCredentialHelperIsNotLookedUpInTheTasksPATH(t *testing.T) {
 	t.Parallel()
 	f := newRegistryFixture(t)
 	image := f.publish(t, "team/app:1", "one")
-	marker := filepath.Join(t.TempDir(), "helper-ran")
-	taskDir, _ := helperDir(t, "testlogin", "touch "+marker+`
-echo '{"Username":"`+registryUser+`","Secret":"`+f.password+`"}'`)
+	taskDir, _, marker := f.markingHelperDir(t, "testlogin")
 	operatorDir := t.TempDir()
 
 	agent, task, proc := launchPull(t, image, markerCheck("one"), t.TempDir(), f.homeWithHelper(t, "testlogin"), nil,

@@ -84,13 +84,8 @@ func agentHealthFlags(t *testing.T, agent *mesostest.Agent, taskID string) []boo
 	t.Helper()
 	var flags []bool
 	for _, u := range agent.Accepted(taskID) {
-		s := u.Status
-		if s.GetState() == mesos.TASK_RUNNING && s.GetReason() == mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
-			if s.Healthy == nil {
-				t.Errorf("a health-check update without healthy: %q", s.GetMessage())
-				continue
-			}
-			flags = append(flags, s.GetHealthy())
+		if healthy, ok := healthUpdateFlag(t, &u.Status); ok {
+			flags = append(flags, healthy)
 		}
 	}
 	return flags

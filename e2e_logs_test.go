@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,44 +42,22 @@ func startExecutorWithSandboxFiles(t *testing.T, agent *mesostest.Agent, plant f
 		return f
 	}
 	stdout, stderr := open("stdout"), open("stderr")
-	p := &executorProcess{sandbox: sandbox, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(executorBinary)
-	p.cmd.Dir = sandbox
-	p.cmd.Env = executorEnv(agent, sandbox, settings...)
+	p := newExecutorProcess(sandbox, executorEnv(agent, sandbox, settings...), executorBinary)
 	p.cmd.Stdout, p.cmd.Stderr = stdout, stderr
-	err := p.cmd.Start()
-	stdout.Close()
-	stderr.Close()
-	if err != nil {
-		t.Fatalf("start executor: %v", err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		p.state = p.cmd.ProcessState
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
+	p.launch(t, func() {
+		entries, _ := os.ReadDir(sandbox)
+		for _, e := range entries {
+			info, _ := e.Info()
+			t.Logf("sandbox entry %s %s %d", e.Name(), info.Mode(), info.Size())
 		}
-		if t.Failed() {
-			entries, _ := os.ReadDir(sandbox)
-			for _, e := range entries {
-				info, _ := e.Info()
-				t.Logf("sandbox entry %s %s %d", e.Name(), info.Mode(), info.Size())
+		for _, name := range []string{"stdout", "stderr"} {
+			data, _ := os.ReadFile(filepath.Join(sandbox, name))
+			if len(data) > 20000 {
+				data = data[len(data)-20000:]
 			}
-			for _, name := range []string{"stdout", "stderr"} {
-				data, _ := os.ReadFile(filepath.Join(sandbox, name))
-				if len(data) > 20000 {
-					data = data[len(data)-20000:]
-				}
-				t.Logf("sandbox %s (end):\n%s", name, data)
-			}
+			t.Logf("sandbox %s (end):\n%s", name, data)
 		}
-	})
+	}, stdout, stderr)
 	return p
 }
 

@@ -70,6 +70,21 @@ func (f *registryFixture) homeWithCredentials(t *testing.T, password string) str
 
 func (f *registryFixture) addr() string { return f.reg.Addr() }
 
+// assertManifestServed checks the registry served team/app's manifest to
+// registryUser (an authenticated pull, not an anonymous one).
+func (f *registryFixture) assertManifestServed(t *testing.T) {
+	t.Helper()
+	accepted := false
+	for _, req := range f.reg.Requests() {
+		if strings.HasPrefix(req.Path, "/v2/team/app/manifests/") && req.User == registryUser && req.Status == http.StatusOK {
+			accepted = true
+		}
+	}
+	if !accepted {
+		t.Errorf("the registry never served the manifest to %s", registryUser)
+	}
+}
+
 func (f *registryFixture) auth() docker.AuthConfiguration {
 	return docker.AuthConfiguration{Username: registryUser, Password: f.password, ServerAddress: f.addr()}
 }
@@ -273,15 +288,7 @@ func TestPullWithHostCredentials(t *testing.T) {
 	assertFinished(t, agent, task.TaskID.Value)
 	assertOutput(t, proc, "cannot parse the Docker credentials file", "using Docker credentials for the registry",
 		`msg="image pulled"`, "layers=2/2")
-	accepted := false
-	for _, req := range f.reg.Requests() {
-		if strings.HasPrefix(req.Path, "/v2/team/app/manifests/") && req.User == registryUser && req.Status == http.StatusOK {
-			accepted = true
-		}
-	}
-	if !accepted {
-		t.Errorf("the registry never served the manifest to %s", registryUser)
-	}
+	f.assertManifestServed(t)
 	assertNoCredentialLeak(t, proc, agent, task.TaskID.Value, f.password)
 }
 

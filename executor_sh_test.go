@@ -57,11 +57,7 @@ func fakeExecutor(t *testing.T, body string) string {
 
 func sha256File(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	sum := sha256.Sum256([]byte(readFile(t, path)))
 	return hex.EncodeToString(sum[:])
 }
 

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,12 +218,36 @@ func startExecutorIn(t *testing.T, agent *mesostest.Agent, sandbox, program stri
 	t.Helper()
 	// program may be executor.sh, which runs the binary.
 	requireExecutorBinary(t)
+	p := newExecutorProcess(sandbox, env, program, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.launch(t, func() {
+		t.Logf("executor stdout:\n%s", p.stdout.String())
+		t.Logf("executor stderr:\n%s", p.stderr.String())
+	})
+	return p
+}
+
+// newExecutorProcess prepares (without starting) program run in sandbox
+// with env.
+func newExecutorProcess(sandbox string, env []string, program string, args ...string) *executorProcess {
 	p := &executorProcess{sandbox: sandbox, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(program, args...)
 	p.cmd.Dir = sandbox
 	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
+	return p
+}
+
+// launch starts p.cmd, records its exit in p.state and p.exited, and
+// registers the cleanup that kills it if still running and, when the test
+// failed, calls dump to log what it wrote. closeAfterStart are the
+// parent's copies of files handed to the child, closed once it started.
+func (p *executorProcess) launch(t *testing.T, dump func(), closeAfterStart ...io.Closer) {
+	t.Helper()
+	err := p.cmd.Start()
+	for _, c := range closeAfterStart {
+		_ = c.Close()
+	}
+	if err != nil {
 		t.Fatalf("start executor: %v", err)
 	}
 	go func() {
@@ -238,11 +263,9 @@ func startExecutorIn(t *testing.T, agent *mesostest.Agent, sandbox, program stri
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("executor stdout:\n%s", p.stdout.String())
-			t.Logf("executor stderr:\n%s", p.stderr.String())
+			dump()
 		}
 	})
-	return p
 }
 
 // waitExit waits for the executor to exit and returns its exit code.
@@ -454,16 +477,11 @@ func inspectTaskContainer(t *testing.T, taskID string) *docker.Container {
 	return c
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or the deadline passes
+// (testutil.Eventually).
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 // assertNoContainer checks that the task left no container behind.

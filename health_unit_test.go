@@ -29,19 +29,28 @@ func quickCommandHealthCheck(failures uint32) mesos.HealthCheck {
 		DelaySeconds: f64(0), IntervalSeconds: f64(0.01), GracePeriodSeconds: f64(0), ConsecutiveFailures: u32(failures)}
 }
 
-// healthFlags lists the healthy flags of the health-check updates, and
-// fails the test on one without the health-check reason.
+// healthUpdateFlag returns s's healthy flag when s is a health-check
+// update (TASK_RUNNING with the health-check reason); ok is false for any
+// other update. A health-check update without the flag fails the test.
+func healthUpdateFlag(t *testing.T, s *mesos.TaskStatus) (healthy, ok bool) {
+	t.Helper()
+	if s.GetState() != mesos.TASK_RUNNING || s.GetReason() != mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
+		return false, false
+	}
+	if s.Healthy == nil {
+		t.Errorf("a health-check update without healthy: %q", s.GetMessage())
+		return false, false
+	}
+	return s.GetHealthy(), true
+}
+
+// healthFlags lists the healthy flags of the health-check updates.
 func healthFlags(t *testing.T, updates []sentStatus) []bool {
 	t.Helper()
 	var flags []bool
 	for _, u := range updates {
-		s := u.status
-		if s.GetState() == mesos.TASK_RUNNING && s.GetReason() == mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
-			if s.Healthy == nil {
-				t.Errorf("health update without healthy: %q", s.GetMessage())
-				continue
-			}
-			flags = append(flags, s.GetHealthy())
+		if healthy, ok := healthUpdateFlag(t, &u.status); ok {
+			flags = append(flags, healthy)
 		}
 	}
 	return flags
@@ -181,19 +190,12 @@ func checkCodes(updates []sentStatus) []string {
 // results).
 func sidecarAndMesos(t *testing.T, execResults []fakeExec, script ...int) (*unitTask, *fakeRuntime, *sidecartest.Server) {
 	t.Helper()
-	sidecar := sidecartest.NewServer(t)
-	sidecar.SetHostname("agent-host")
 	engine := newUnitRuntime()
 	engine.execResults = execResults
-	info := unitTaskInfo(withHealthCheck(quickCommandHealthCheck(2)))
-	info.Labels = nil // Sidecar on
-	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
-		"EXECUTOR_SIDECAR_URL":               sidecar.StateURL(),
-		"EXECUTOR_SIDECAR_BACKOFF":           "1ms",
-		"EXECUTOR_SIDECAR_POLL_INTERVAL":     "20ms",
+	u, sidecar := startSidecarUnitTask(t, engine, unitTaskInfo(withHealthCheck(quickCommandHealthCheck(2))), map[string]string{
 		"EXECUTOR_SIDECAR_MAX_FAILS":         "2",
 		"EXECUTOR_SIDECAR_DRAINING_DURATION": "50ms",
-	}})
+	})
 	c := engine.running(t)
 	sidecar.Script("agent-host", shortID(c.id), script...)
 	return u, engine, sidecar

@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -82,13 +83,7 @@ func (r RelaySettings) relayEnabled() bool {
 // labelNames is SEND_DOCKER_LABELS as a list: elements trimmed, empty ones
 // dropped.
 func (r RelaySettings) labelNames() []string {
-	var names []string
-	for _, name := range strings.Split(r.SendDockerLabels, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			names = append(names, name)
-		}
-	}
-	return names
+	return splitList(r.SendDockerLabels)
 }
 
 // problems lists what is wrong with the settings, for Config.validate. An
@@ -238,7 +233,7 @@ func startLogRelay(settings RelaySettings, opts relayOptions) *logRelay {
 			r.secrets = append(r.secrets, []byte(secret))
 		}
 	}
-	fields := log.Fields{"labels": strings.Join(keysOf(r.fields), " "), "format": settings.SyslogFormat}
+	fields := log.Fields{"labels": strings.Join(slices.Sorted(maps.Keys(r.fields)), " "), "format": settings.SyslogFormat}
 	if settings.RelaySyslogStartupOnly {
 		r.window = settings.RelaySyslogStartupTime
 		fields["startup_window"] = settings.RelaySyslogStartupTime.String()
@@ -303,15 +298,6 @@ func relayLabelFields(names []string, labels map[string]string) map[string]strin
 	}
 	delete(fields, "Hostname")
 	return fields
-}
-
-func keysOf(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // containerLine implements containerLineSink. It never blocks: the line is

@@ -229,12 +229,10 @@ func TestIgnoredTaskSettingsNameOperatorOnlyVariables(t *testing.T) {
 	}
 }
 
-// TestIgnoredTaskSettingsLoggedOnce: one warning names every ignored
-// variable and shows no value; nothing is logged when none is ignored.
-func TestIgnoredTaskSettingsLoggedOnce(t *testing.T) {
-	logger, hook := logtest.NewNullLogger()
-	env := testSettingsEnv(nil, "EXECUTOR_ALLOW_PRIVILEGED=true", "VAULT_PASSWORD=task-value-31415", "EXECUTOR_DEBUG=true")
-	env.logIgnoredTaskSettings(log.NewEntry(logger))
+// onlyWarning checks hook holds one entry, a warning, and returns its
+// message and its whole formatted line (fields included).
+func onlyWarning(t *testing.T, hook *logtest.Hook) (message, line string) {
+	t.Helper()
 	entries := hook.AllEntries()
 	if len(entries) != 1 || entries[0].Level != log.WarnLevel {
 		t.Fatalf("%d entries, want one warning", len(entries))
@@ -243,6 +241,16 @@ func TestIgnoredTaskSettingsLoggedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return entries[0].Message, line
+}
+
+// TestIgnoredTaskSettingsLoggedOnce: one warning names every ignored
+// variable and shows no value; nothing is logged when none is ignored.
+func TestIgnoredTaskSettingsLoggedOnce(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	env := testSettingsEnv(nil, "EXECUTOR_ALLOW_PRIVILEGED=true", "VAULT_PASSWORD=task-value-31415", "EXECUTOR_DEBUG=true")
+	env.logIgnoredTaskSettings(log.NewEntry(logger))
+	_, line := onlyWarning(t, hook)
 	for _, name := range []string{"EXECUTOR_ALLOW_PRIVILEGED", "VAULT_PASSWORD"} {
 		if !strings.Contains(line, name) {
 			t.Errorf("%q does not name %s", line, name)

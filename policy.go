@@ -12,10 +12,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -326,12 +326,7 @@ func (j *judge) judgeNamespaces() {
 		}
 	}
 	if j.in.Options.NetworkingConfig != nil {
-		names := make([]string, 0, len(j.in.Options.NetworkingConfig.EndpointsConfig))
-		for name := range j.in.Options.NetworkingConfig.EndpointsConfig {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
+		for _, name := range slices.Sorted(maps.Keys(j.in.Options.NetworkingConfig.EndpointsConfig)) {
 			if strings.HasPrefix(name, "container:") {
 				j.refusePrivileged("container.network_infos name "+name, "joins the network namespace of another container")
 			}

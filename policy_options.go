@@ -9,9 +9,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -134,12 +134,7 @@ func (j *judge) judgeOptions() {
 			j.refuse(field, "gives the container a host device", settingAllowedDevices+"="+device.PathOnHost)
 		}
 	}
-	names := make([]string, 0, len(j.host.Sysctls))
-	for name := range j.host.Sysctls {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(j.host.Sysctls)) {
 		if !rules.sysctlAllowed(name) {
 			j.refuse(fmt.Sprintf("parameter sysctl=%s=%s", name, j.host.Sysctls[name]),
 				"sets a kernel parameter outside the baseline's safe set ("+strings.Join(safeSysctls, ", ")+")", settingAllowedSysctls+"="+name)

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -199,13 +200,8 @@ func containerStatusFor(container *docker.Container) *mesos.ContainerStatus {
 		}
 		networks = map[string]docker.ContainerNetwork{name: {IPAddress: settings.IPAddress, GlobalIPv6Address: settings.GlobalIPv6Address}}
 	}
-	names := make([]string, 0, len(networks))
-	for name := range networks {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	var infos []mesos.NetworkInfo
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(networks)) {
 		network := networks[name]
 		var info mesos.NetworkInfo
 		if name != "" {

@@ -193,16 +193,8 @@ func TestTaskUnitRunningCarriesTheInspectAnswer(t *testing.T) {
 }
 
 func TestTaskUnitHealthUpdatesResendNetworkInfosButNotData(t *testing.T) {
-	sidecar := sidecartest.NewServer(t)
-	sidecar.SetHostname("agent-host")
 	engine := newUnitRuntime()
-	info := bridgeTaskInfo()
-	info.Labels = nil // Sidecar on
-	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
-		"EXECUTOR_SIDECAR_URL":           sidecar.StateURL(),
-		"EXECUTOR_SIDECAR_BACKOFF":       "1ms",
-		"EXECUTOR_SIDECAR_POLL_INTERVAL": "20ms",
-	}})
+	u, sidecar := startSidecarUnitTask(t, engine, bridgeTaskInfo(), nil)
 	c := engine.running(t)
 	sidecar.Script("agent-host", shortID(c.id), sidecartest.StatusAlive)
 	var running, health *mesos.TaskStatus

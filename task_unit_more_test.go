@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -20,19 +21,29 @@ import (
 	"github.com/sidecar-executor/sidecar-executor/internal/sidecartest"
 )
 
-func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
+// startSidecarUnitTask starts info on engine with Sidecar on, watched
+// through a fake Sidecar (host "agent-host") polled every 20ms with a 1ms
+// backoff; settings add or override EXECUTOR_* settings.
+func startSidecarUnitTask(t *testing.T, engine *fakeRuntime, info mesos.TaskInfo, settings map[string]string) (*unitTask, *sidecartest.Server) {
+	t.Helper()
 	sidecar := sidecartest.NewServer(t)
 	sidecar.SetHostname("agent-host")
-	engine := newUnitRuntime()
-	info := unitTaskInfo()
 	info.Labels = nil // Sidecar on
-	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
-		"EXECUTOR_SIDECAR_URL":               sidecar.StateURL(),
-		"EXECUTOR_SIDECAR_BACKOFF":           "1ms",
-		"EXECUTOR_SIDECAR_POLL_INTERVAL":     "20ms",
+	operator := map[string]string{
+		"EXECUTOR_SIDECAR_URL":           sidecar.StateURL(),
+		"EXECUTOR_SIDECAR_BACKOFF":       "1ms",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL": "20ms",
+	}
+	maps.Copy(operator, settings)
+	return startUnitTask(t, engine, unitConfig{info: info, operator: operator}), sidecar
+}
+
+func TestTaskUnitUnhealthyContainerIsStoppedAndFailed(t *testing.T) {
+	engine := newUnitRuntime()
+	u, sidecar := startSidecarUnitTask(t, engine, unitTaskInfo(), map[string]string{
 		"EXECUTOR_SIDECAR_MAX_FAILS":         "2",
 		"EXECUTOR_SIDECAR_DRAINING_DURATION": "0s",
-	}})
+	})
 	c := engine.running(t)
 	// Healthy first, then unhealthy for good.
 	sidecar.Script("agent-host", shortID(c.id), sidecartest.StatusAlive, sidecartest.StatusUnhealthy)

@@ -160,11 +160,7 @@ func (h *harness) checkCostOf(kind string, window time.Duration, daemons []int) 
 // processCPUNs is a process's CPU time: the larger of utime+stime and its
 // live threads' schedstat run time (see runIdle).
 func processCPUNs(pid int, clkTck int64) (int64, error) {
-	ticks, err := cpuTicks(pid)
-	if err != nil {
-		return 0, err
-	}
-	sched, err := schedRuntimeNs(pid)
+	ticks, sched, err := cpuReading(pid)
 	if err != nil {
 		return 0, err
 	}

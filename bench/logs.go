@@ -73,11 +73,7 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 	// CPU and memory are read while the container writes: from 2 s after
 	// its first block until 3 s before its last.
 	time.Sleep(2 * time.Second)
-	ticks0, err := cpuTicks(r.pid)
-	if err != nil {
-		return nil, err
-	}
-	sched0, err := schedRuntimeNs(r.pid)
+	ticks0, sched0, err := cpuReading(r.pid)
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +86,7 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 		time.Sleep(200 * time.Millisecond)
 	}
 	window := time.Since(windowStart)
-	ticks1, err := cpuTicks(r.pid)
-	if err != nil {
-		return nil, err
-	}
-	sched1, err := schedRuntimeNs(r.pid)
+	ticks1, sched1, err := cpuReading(r.pid)
 	if err != nil {
 		return nil, err
 	}

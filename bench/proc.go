@@ -99,6 +99,18 @@ func parseStatTicks(data []byte) (int64, error) {
 	return utime + stime, nil
 }
 
+// cpuReading reads both of a process's CPU counters: cpuTicks and
+// schedRuntimeNs.
+func cpuReading(pid int) (ticks, schedNs int64, err error) {
+	if ticks, err = cpuTicks(pid); err != nil {
+		return 0, 0, err
+	}
+	if schedNs, err = schedRuntimeNs(pid); err != nil {
+		return 0, 0, err
+	}
+	return ticks, schedNs, nil
+}
+
 // schedRuntimeNs sums the nanoseconds on CPU (first field of schedstat) of
 // the process's live threads: a finer cross-check of cpuTicks that misses
 // threads that exited.

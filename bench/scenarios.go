@@ -565,11 +565,7 @@ func (h *harness) runIdle(configs []idleConfig, window time.Duration, profileDir
 		polls          int
 	}
 	read := func(run *idleRun) (reading, error) {
-		ticks, err := cpuTicks(run.r.pid)
-		if err != nil {
-			return reading{}, err
-		}
-		sched, err := schedRuntimeNs(run.r.pid)
+		ticks, sched, err := cpuReading(run.r.pid)
 		if err != nil {
 			return reading{}, err
 		}

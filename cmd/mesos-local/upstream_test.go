@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/syslogtest"
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 	"github.com/sidecar-executor/sidecar-executor/internal/vaulttest"
 )
 
@@ -74,19 +75,6 @@ func TestUpstreamDeployExampleSetsEveryUpstreamSetting(t *testing.T) {
 		if !slices.Contains(keys, want) {
 			t.Errorf("the example has no %s Docker parameter", want)
 		}
-	}
-}
-
-// pollUntil checks cond every 50 ms until it holds, and fails the test if
-// it does not within timeout.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -179,7 +167,7 @@ func TestUpstreamDeployExample(t *testing.T) {
 		"starting upstream-web in production on " + hostname:         "info",
 	}
 	var messages []relayed
-	pollUntil(t, 20*time.Second, "the relayed lines at rsyslogd", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the relayed lines at rsyslogd", func() bool {
 		messages = messages[:0]
 		for _, raw := range collector.Messages() {
 			messages = append(messages, parseRelayed(t, raw))

@@ -13,11 +13,9 @@
 package mastertest
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -42,7 +40,7 @@ type Agent struct {
 type Server struct {
 	addr       string
 	httpServer *http.Server
-	serveDone  chan struct{}
+	serveDone  <-chan struct{}
 
 	mu         sync.Mutex
 	agents     []Agent
@@ -59,12 +57,8 @@ func Start(agents ...Agent) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mastertest: %w", err)
 	}
-	s := &Server{addr: listener.Addr().String(), serveDone: make(chan struct{}), agents: append([]Agent(nil), agents...)}
-	s.httpServer = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(s.serveDone)
-		_ = s.httpServer.Serve(listener) // ends when Close closes the listener
-	}()
+	s := &Server{addr: listener.Addr().String(), agents: append([]Agent(nil), agents...)}
+	s.httpServer, s.serveDone = testutil.Serve(listener, s) // until Close
 	return s, nil
 }
 
@@ -173,14 +167,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(body))
 		return
 	}
-	document, err := json.Marshal(slavesDocument(agents))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(document)))
-	_, _ = w.Write(document)
+	testutil.WriteJSON(w, slavesDocument(agents))
 }
 
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, body string) {

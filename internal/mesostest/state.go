@@ -6,12 +6,12 @@ package mesostest
 // hosts its one executor through the executor API, not through /state.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // agentState is the part of the agent's /state document the emulator
@@ -61,7 +61,7 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	}
 	_, port, _ := net.SplitHostPort(a.addr)
 	now := float64(time.Now().UnixNano()) / 1e9
-	document, err := json.Marshal(agentState{
+	testutil.WriteJSON(w, agentState{
 		Version:             "1.11.0",
 		GitSHA:              "0000000000000000000000000000000000000000",
 		BuildDate:           "2020-11-24 09:00:00",
@@ -79,13 +79,6 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 		Frameworks:          []any{},
 		CompletedFrameworks: []any{},
 	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(document)))
-	_, _ = w.Write(document)
 }
 
 // StateRequests is how many requests /state received.

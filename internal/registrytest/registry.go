@@ -55,7 +55,7 @@ type Server struct {
 	addr   string
 	app    *handlers.App
 	server *http.Server
-	done   chan struct{}
+	done   <-chan struct{}
 
 	mu         sync.Mutex
 	requests   []Request
@@ -94,14 +94,9 @@ func NewServer(t testing.TB, users map[string]string) *Server {
 	r := &Server{
 		addr:    listener.Addr().String(),
 		app:     handlers.NewApp(context.Background(), cfg),
-		done:    make(chan struct{}),
 		release: make(chan struct{}),
 	}
-	r.server = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(r.done)
-		_ = r.server.Serve(listener)
-	}()
+	r.server, r.done = testutil.Serve(listener, r)
 	t.Cleanup(r.Close)
 	return r
 }

@@ -231,12 +231,7 @@ func start(tb testing.TB) (*Server, error) {
 // serveLocked starts an http.Server on listener; s.mu is held or s is not yet
 // shared.
 func (s *Server) serveLocked(listener net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(s.route), ReadHeaderTimeout: 10 * time.Second}
-	s.httpServer = srv
-	go func() {
-		// Serve returns ErrServerClosed after Close; nothing to report.
-		_ = srv.Serve(listener)
-	}()
+	s.httpServer, _ = testutil.Serve(listener, http.HandlerFunc(s.route))
 }
 
 // Close stops the server and ends any answer it is holding back.

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/testutil"
 )
 
 // Request is what the server recorded about one request it received. The
@@ -57,7 +59,7 @@ type Server struct {
 	mu                  sync.Mutex
 	hostPort            string
 	httpServer          *http.Server
-	serveDone           chan struct{}
+	serveDone           <-chan struct{}
 	closed              bool
 	down                bool
 	reserved            io.Closer // holds the port while down
@@ -140,12 +142,7 @@ func Start() (*Server, error) {
 }
 
 func (s *Server) serve(listener net.Listener) {
-	s.httpServer = &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 10 * time.Second}
-	s.serveDone = make(chan struct{})
-	go func(srv *http.Server, done chan struct{}) {
-		defer close(done)
-		_ = srv.Serve(listener) // always ErrServerClosed once stopped
-	}(s.httpServer, s.serveDone)
+	s.httpServer, s.serveDone = testutil.Serve(listener, http.HandlerFunc(s.handle))
 }
 
 // stopServing closes the listener and every open connection, and waits for
