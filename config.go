@@ -76,6 +76,8 @@ type Config struct {
 	// AdmissionSettings are the operator's exceptions to the admission
 	// policy (policy.go); envconfig flattens them into EXECUTOR_ALLOW*.
 	AdmissionSettings
+	// DockerHealthSettings tune the watch of Docker's HEALTHCHECK (health_docker.go).
+	DockerHealthSettings
 	// DockerUnreachableTimeout is how long Docker may stay unreachable
 	// while a task runs before the task is failed. Shorter outages (a
 	// daemon restart with live-restore) are ridden out.
@@ -262,6 +264,7 @@ func (c *Config) validate() error {
 	}
 	_, admissionProblems := c.AdmissionSettings.rules()
 	problems = append(problems, admissionProblems...)
+	problems = append(problems, c.DockerHealthSettings.problems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid executor settings: %s", strings.Join(problems, "; "))
 	}

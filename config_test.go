@@ -52,6 +52,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		AckTimeout:               time.Minute,
 		DockerUnreachableTimeout: 5 * time.Minute,
 		LogFormat:                "text",
+		DockerHealthSettings:     DockerHealthSettings{DockerHealthKillAfter: dockerHealthKillAfter{after: 30 * time.Second}},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", *cfg, want)
@@ -65,30 +66,32 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	operator := map[string]string{}
 	var task []string
 	for name, value := range map[string]string{
-		"EXECUTOR_KILL_TASK_TIMEOUT":          "12",
-		"EXECUTOR_HTTP_TIMEOUT":               "750ms",
-		"EXECUTOR_SIDECAR_RETRY_COUNT":        "0",
-		"EXECUTOR_SIDECAR_RETRY_DELAY":        "1s",
-		"EXECUTOR_SIDECAR_URL":                "http://sidecar.local:7777/api/state.json",
-		"EXECUTOR_SIDECAR_BACKOFF":            "0s",
-		"EXECUTOR_SIDECAR_POLL_INTERVAL":      "5s",
-		"EXECUTOR_SIDECAR_MAX_FAILS":          "7",
-		"EXECUTOR_SIDECAR_DRAINING_DURATION":  "0s",
-		"EXECUTOR_DOCKER_REPOSITORY":          "registry.local:5000",
-		"EXECUTOR_PULL_RETRIES":               "0",
-		"EXECUTOR_PULL_BACKOFF":               "250ms",
-		"EXECUTOR_PULL_TIMEOUT":               "90s",
-		"EXECUTOR_PULL_INACTIVITY_TIMEOUT":    "15s",
-		"EXECUTOR_PULL_PROGRESS_INTERVAL":     "1s",
-		"EXECUTOR_LOGS_SINCE":                 "10m",
-		"EXECUTOR_FORCE_CPU_LIMIT":            "true",
-		"EXECUTOR_FORCE_MEMORY_LIMIT":         "true",
-		"EXECUTOR_USE_CPU_SHARES":             "true",
-		"EXECUTOR_ALLOW_PRIVILEGED":           "true",
-		"EXECUTOR_ACK_TIMEOUT":                "5s",
-		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT": "45s",
-		"EXECUTOR_DEBUG":                      "true",
-		"EXECUTOR_LOG_FORMAT":                 "json",
+		"EXECUTOR_KILL_TASK_TIMEOUT":           "12",
+		"EXECUTOR_HTTP_TIMEOUT":                "750ms",
+		"EXECUTOR_SIDECAR_RETRY_COUNT":         "0",
+		"EXECUTOR_SIDECAR_RETRY_DELAY":         "1s",
+		"EXECUTOR_SIDECAR_URL":                 "http://sidecar.local:7777/api/state.json",
+		"EXECUTOR_SIDECAR_BACKOFF":             "0s",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL":       "5s",
+		"EXECUTOR_SIDECAR_MAX_FAILS":           "7",
+		"EXECUTOR_SIDECAR_DRAINING_DURATION":   "0s",
+		"EXECUTOR_DOCKER_REPOSITORY":           "registry.local:5000",
+		"EXECUTOR_PULL_RETRIES":                "0",
+		"EXECUTOR_PULL_BACKOFF":                "250ms",
+		"EXECUTOR_PULL_TIMEOUT":                "90s",
+		"EXECUTOR_PULL_INACTIVITY_TIMEOUT":     "15s",
+		"EXECUTOR_PULL_PROGRESS_INTERVAL":      "1s",
+		"EXECUTOR_LOGS_SINCE":                  "10m",
+		"EXECUTOR_FORCE_CPU_LIMIT":             "true",
+		"EXECUTOR_FORCE_MEMORY_LIMIT":          "true",
+		"EXECUTOR_USE_CPU_SHARES":              "true",
+		"EXECUTOR_ALLOW_PRIVILEGED":            "true",
+		"EXECUTOR_ACK_TIMEOUT":                 "5s",
+		"EXECUTOR_DOCKER_UNREACHABLE_TIMEOUT":  "45s",
+		"EXECUTOR_DEBUG":                       "true",
+		"EXECUTOR_LOG_FORMAT":                  "json",
+		"EXECUTOR_DOCKER_HEALTH_POLL_INTERVAL": "2s",
+		"EXECUTOR_DOCKER_HEALTH_KILL_AFTER":    "never",
 	} {
 		if isOperatorOnly(name) {
 			operator[name] = value
@@ -106,6 +109,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		ForceCpuLimit: true, ForceMemoryLimit: true, UseCpuShares: true, AdmissionSettings: AdmissionSettings{AllowPrivileged: true}, AckTimeout: 5 * time.Second,
 		DockerUnreachableTimeout: 45 * time.Second, dockerRepositorySet: true,
 		Debug: true, LogFormat: "json",
+		DockerHealthSettings: DockerHealthSettings{DockerHealthPollInterval: 2 * time.Second, DockerHealthKillAfter: dockerHealthKillAfter{never: true}},
 	}
 	if !reflect.DeepEqual(withoutSources(cfg), want) {
 		t.Fatalf("\n got %+v\nwant %+v", *cfg, want)

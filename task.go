@@ -430,6 +430,9 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 		checks = t.startMesosChecks(t.checks, container, logger)
 	}
 	defer checks.stop()
+	// Docker's HEALTHCHECK speaks only where nothing else does (health_docker.go).
+	dockerHealth := t.watchDockerHealth(container, health.watcher == nil && pending == nil, logger)
+	defer dockerHealth.stop()
 	stop := stopper{task: t, id: id, logger: logger, sidecar: health.watcher}
 	defer stop.cancel()
 	var waitErr error
@@ -438,6 +441,7 @@ loop:
 		if pending != nil {
 			health.stop()
 			checks.stop()
+			dockerHealth.stop()
 			stop.request(*pending)
 			pending = nil
 		}
@@ -464,6 +468,10 @@ loop:
 			if stop.first == nil {
 				t.onCheckResult(result, logger)
 			}
+		case verdict := <-dockerHealth.verdicts:
+			if stop.first == nil {
+				pending = t.onDockerHealthVerdict(verdict, containerStatus, logger)
+			}
 		case accepted := <-stop.drained:
 			stop.drainFinished(accepted)
 		case <-stop.drainOver:
@@ -474,6 +482,7 @@ loop:
 	}
 	health.stop()
 	checks.stop()
+	dockerHealth.stop()
 	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, logger)
 }
 
