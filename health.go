@@ -319,10 +319,16 @@ func runHealthCheck(ctx context.Context, timing checkTiming, p prober, state *he
 	})
 }
 
+// minCheckInterval is the shortest wait between two attempts: Mesos
+// accepts an interval of 0, which would make a failing check spin, and a
+// COMMAND check load the host's Docker daemon that every task shares.
+const minCheckInterval = 100 * time.Millisecond
+
 // runSchedule makes attempts on Mesos' schedule until ctx ends or report
 // returns false. An attempt still running at the timeout is abandoned and
 // reported as timed out.
 func runSchedule(ctx context.Context, timing checkTiming, attempt func(context.Context) probeOutcome, report func(probeOutcome) bool) {
+	timing.interval = max(timing.interval, minCheckInterval)
 	wait := timing.delay
 	for {
 		if !sleepContext(ctx, wait) {

@@ -35,6 +35,8 @@ func TestClassifyExit(t *testing.T) {
 		{name: "killed after SIGKILL", state: docker.State{ExitCode: 137}, stop: kill, wantState: mesos.TASK_KILLED, wantMessage: "(SIGKILL)"},
 		{name: "unhealthy", state: docker.State{ExitCode: 143}, stop: unhealthy, wantState: mesos.TASK_FAILED,
 			wantReason: mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), wantMessage: "unhealthy 3 times", wantHealthy: new(bool)},
+		{name: "Mesos health check", state: docker.State{ExitCode: 143}, stop: &stopRequest{cause: causeHealthCheckFailed, message: "Mesos health check failed 3 times in a row"},
+			wantState: mesos.TASK_KILLED, wantMessage: "Mesos health check failed 3 times in a row; container exited with status 143", wantHealthy: new(bool)},
 		{name: "agent lost", state: docker.State{ExitCode: 143}, stop: lost, wantState: mesos.TASK_FAILED,
 			wantReason: mesos.REASON_AGENT_DISCONNECTED.Enum(), wantMessage: "lost the agent"},
 	}
@@ -159,6 +161,7 @@ func TestDrainBudget(t *testing.T) {
 		{"shutdown with no room left does not drain", watcher, stopRequest{cause: causeShutdown, grace: 3 * time.Second, deadline: time.Now().Add(time.Second)}, 0},
 		{"signal with time to spare drains in full", watcher, stopRequest{cause: causeSignal, grace: 20 * time.Second, deadline: time.Now().Add(time.Hour)}, 10 * time.Second},
 		{"unhealthy containers are not drained", watcher, stopRequest{cause: causeUnhealthy, grace: -1}, 0},
+		{"a failed Mesos health check drains", watcher, stopRequest{cause: causeHealthCheckFailed, grace: -1}, 10 * time.Second},
 		{"a lost agent does not drain", watcher, stopRequest{cause: causeAgentLost, grace: -1}, 0},
 		{"SidecarDiscover=false does not drain", nil, stopRequest{cause: causeKill, grace: -1}, 0},
 	}

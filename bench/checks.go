@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/sidecar-executor/sidecar-executor/internal/mesostest"
@@ -81,6 +82,13 @@ func (h *harness) checkCostOf(kind string, window time.Duration, daemons []int) 
 	defer r.abort()
 	command := fmt.Sprintf(`sh -c 'mkdir -p /www && echo ok > /www/index.html; trap "exit 0" TERM; httpd -f -p %d -h /www & wait'`, port)
 	task := h.benchTask(r.agent, taskID, command, nil)
+	// Without the bench's label: a bench started meanwhile (another
+	// checkout on this engine) removes every container that has it. The
+	// container is removed here instead, whatever happens.
+	task.Container.Docker.Parameters = nil
+	defer func() {
+		_ = h.docker.client.RemoveContainer(docker.RemoveContainerOptions{ID: r.containerName(taskID), Force: true})
+	}()
 	value := "false"
 	task.Labels.Labels = append(task.Labels.Labels, mesos.Label{Key: "SidecarDiscover", Value: &value})
 	seconds := func(v float64) *float64 { return &v }
