@@ -251,7 +251,8 @@ func (t *taskRunner) watchDockerHealth(container *docker.Container, sidecarOff b
 		defer close(w.done)
 		hc := dockerHealthcheck(container)
 		if container.Config == nil {
-			inspected, err := t.deps.docker.inspectContainer(ctx, container.ID)
+			// Rides out a Docker outage as the wait does.
+			inspected, err := t.deps.docker.inspectPatiently(ctx, container.ID, t.deps.dockerUnreachableLimit, logger)
 			if err != nil {
 				if ctx.Err() == nil {
 					logger.WithError(err).Warn("could not read the container's HEALTHCHECK; Docker's health is not watched")

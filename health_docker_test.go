@@ -7,6 +7,7 @@ package main
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,4 +328,40 @@ func TestTaskUnitDockerHealthcheckNONEIsNotWatched(t *testing.T) {
 	final := u.finish(t)
 	assertStatus(t, final, mesos.TASK_KILLED, nil, "killed by the scheduler")
 	assertDockerHealthNotWatched(t, u, engine, 1)
+}
+
+func TestTaskUnitDockerHealthcheckIsReadThroughAnOutage(t *testing.T) {
+	// Docker's create answer holds no config: the watch inspects the
+	// container for its HEALTHCHECK, and Docker is away at that moment.
+	engine := newUnitRuntime()
+	settings := quickDockerHealth(engine, "never")
+	engine.createAnswersLikeDocker = true
+	var reads atomic.Int32
+	engine.beforeCall = func(method string) {
+		if method != "inspectPatiently" {
+			return
+		}
+		switch reads.Add(1) {
+		case 1:
+			engine.setUnreachable(true)
+		case 3:
+			engine.setUnreachable(false)
+		}
+	}
+	u := startUnitTask(t, engine, unitConfig{operator: settings})
+	c := engine.running(t)
+	engine.setHealth(c.id, "unhealthy", 1, 1, "broken")
+	eventually(t, 10*time.Second, "a healthy=false update", func() bool { return len(healthFlags(t, u.statuses.all())) == 1 })
+	if got := healthFlags(t, u.statuses.all()); got[0] {
+		t.Errorf("health updates %v, want [false]", got)
+	}
+	if n := reads.Load(); n < 3 {
+		t.Errorf("%d reads of the HEALTHCHECK, want the outage ridden out (3 or more)", n)
+	}
+	u.kill(time.Second)
+	final := u.finish(t)
+	assertStatus(t, final, mesos.TASK_KILLED, nil, "killed by the scheduler")
+	if u.failed.Load() {
+		t.Error("the outage marked the executor failed")
+	}
 }

@@ -106,6 +106,9 @@ type fakeRuntime struct {
 	// imageHealthcheck is the HEALTHCHECK of the containers created
 	// afterwards, unless their create options set one.
 	imageHealthcheck *docker.HealthConfig
+	// createAnswersLikeDocker makes create return what Docker's answer
+	// holds, the ID alone: no config.
+	createAnswersLikeDocker bool
 }
 
 // fakeExec is the scripted outcome of one execInContainer call.
@@ -421,6 +424,9 @@ func (f *fakeRuntime) createContainer(ctx context.Context, opts docker.CreateCon
 	if err != nil {
 		// Docker created it, but the caller gave up on the answer.
 		return nil, fmt.Errorf("create container %s: %w", opts.Name, err)
+	}
+	if f.createAnswersLikeDocker {
+		return &docker.Container{ID: c.id, Name: opts.Name}, nil
 	}
 	return f.snapshotLocked(c), nil
 }
