@@ -11,6 +11,8 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/sidecar-executor/sidecar-executor/internal/sidecartest"
 )
 
 func withHealthCheck(hc mesos.HealthCheck) taskOption {
@@ -172,4 +174,64 @@ func checkCodes(updates []sentStatus) []string {
 		}
 	}
 	return codes
+}
+
+// sidecarAndMesos runs a task watched by both Sidecar (the emulator, on
+// the script given) and a Mesos COMMAND health check (the fake exec's
+// results).
+func sidecarAndMesos(t *testing.T, execResults []fakeExec, script ...int) (*unitTask, *fakeRuntime, *sidecartest.Server) {
+	t.Helper()
+	sidecar := sidecartest.NewServer(t)
+	sidecar.SetHostname("agent-host")
+	engine := newUnitRuntime()
+	engine.execResults = execResults
+	info := unitTaskInfo(withHealthCheck(quickCommandHealthCheck(2)))
+	info.Labels = nil // Sidecar on
+	u := startUnitTask(t, engine, unitConfig{info: info, operator: map[string]string{
+		"EXECUTOR_SIDECAR_URL":               sidecar.StateURL(),
+		"EXECUTOR_SIDECAR_BACKOFF":           "1ms",
+		"EXECUTOR_SIDECAR_POLL_INTERVAL":     "20ms",
+		"EXECUTOR_SIDECAR_MAX_FAILS":         "2",
+		"EXECUTOR_SIDECAR_DRAINING_DURATION": "50ms",
+	}})
+	c := engine.running(t)
+	sidecar.Script("agent-host", shortID(c.id), script...)
+	return u, engine, sidecar
+}
+
+func TestTaskUnitMesosHealthCheckFailsWhileSidecarSaysAlive(t *testing.T) {
+	var results []fakeExec
+	for i := 0; i < 3; i++ {
+		results = append(results, fakeExec{exitCode: 0})
+	}
+	results = append(results, fakeExec{exitCode: 1}, fakeExec{exitCode: 1})
+	u, engine, sidecar := sidecarAndMesos(t, results, sidecartest.StatusAlive)
+	final := u.finish(t)
+	assertStatus(t, final, mesos.TASK_KILLED, nil, "Mesos health check failed 2 times in a row")
+	if final.Healthy == nil || final.GetHealthy() {
+		t.Errorf("terminal healthy %v, want false", final.Healthy)
+	}
+	if len(sidecar.Drains()) == 0 {
+		t.Error("a task killed by its Mesos health check was not drained in Sidecar first")
+	}
+	assertCleanEnd(t, u, engine, "a Mesos health-check kill under Sidecar")
+}
+
+func TestTaskUnitSidecarFailsWhileTheMesosHealthCheckPasses(t *testing.T) {
+	u, engine, _ := sidecarAndMesos(t, nil, sidecartest.StatusAlive, sidecartest.StatusUnhealthy)
+	final := u.finish(t)
+	assertStatus(t, final, mesos.TASK_FAILED, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), "Sidecar")
+	if strings.Contains(final.GetMessage(), "Mesos health check") {
+		t.Errorf("message %q blames the Mesos health check", final.GetMessage())
+	}
+	passed := false
+	for _, s := range u.statuses.all() {
+		if strings.Contains(s.status.GetMessage(), "Mesos health check passed") {
+			passed = true
+		}
+	}
+	if !passed {
+		t.Error("the Mesos health check's verdict was not reported alongside Sidecar's")
+	}
+	assertCleanEnd(t, u, engine, "a Sidecar failure with a passing Mesos check")
 }
