@@ -38,8 +38,14 @@ func healthcheckedImage(t *testing.T) string {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A client of its own: the shared one's API-version check, which a
+	// build makes, is not safe for concurrent use.
+	builder, err := docker.NewClientFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var output bytes.Buffer
-	err := client.BuildImage(docker.BuildImageOptions{Context: testContext(t, 2*time.Minute), Name: name,
+	err = builder.BuildImage(docker.BuildImageOptions{Context: testContext(t, 2*time.Minute), Name: name,
 		InputStream: &context, OutputStream: &output, RmTmpContainer: true, ForceRmTmpContainer: true})
 	if err != nil {
 		t.Fatalf("building %s: %v\n%s", name, err, output.String())
