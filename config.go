@@ -86,6 +86,8 @@ type Config struct {
 	SeedSettings
 	// AWSSettings are the AWS credentials from Vault (vault_aws.go).
 	AWSSettings
+	// DockerHealthSettings tune the watch of Docker's HEALTHCHECK (health_docker.go).
+	DockerHealthSettings
 	// DockerUnreachableTimeout is how long Docker may stay unreachable
 	// while a task runs before the task is failed. Shorter outages (a
 	// daemon restart with live-restore) are ridden out.
@@ -278,6 +280,7 @@ func (c *Config) validate() error {
 	problems = append(problems, c.OutputSettings.problems()...)
 	problems = append(problems, c.SeedSettings.problems()...)
 	problems = append(problems, c.AWSSettings.problems()...)
+	problems = append(problems, c.DockerHealthSettings.problems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid executor settings: %s", strings.Join(problems, "; "))
 	}

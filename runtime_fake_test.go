@@ -64,6 +64,9 @@ type fakeContainer struct {
 	oomAfterInspects int
 	lateOOM          bool
 	signals          []fakeSignal
+	// healthcheck is the container's HEALTHCHECK; its verdict is in
+	// state.Health (setHealth).
+	healthcheck *docker.HealthConfig
 }
 
 type fakeRuntime struct {
@@ -110,6 +113,9 @@ type fakeRuntime struct {
 	// once used up, commands exit 0. A result with block set waits for
 	// the call's context to end (a command that hangs).
 	execResults []fakeExec
+	// imageHealthcheck is the HEALTHCHECK of the containers created
+	// afterwards, unless their create options set one.
+	imageHealthcheck *docker.HealthConfig
 }
 
 // fakeExec is the scripted outcome of one execInContainer call.
@@ -172,6 +178,17 @@ func (f *fakeRuntime) addImage(image string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.images[image] = true
+}
+
+// setHealth records Docker's health verdict on the container: its status,
+// failing streak and latest probe, as Docker's HEALTHCHECK would.
+func (f *fakeRuntime) setHealth(id, status string, failingStreak, exitCode int, output string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		c.state.Health = docker.Health{Status: status, FailingStreak: failingStreak,
+			Log: []docker.HealthCheck{{Start: time.Now(), End: time.Now(), ExitCode: exitCode, Output: output}}}
+	}
 }
 
 // exit ends the container's process with code, as if it exited by itself.
@@ -401,8 +418,12 @@ func (f *fakeRuntime) createContainer(ctx context.Context, opts docker.CreateCon
 		exited:      make(chan struct{}),
 		ignoresStop: f.ignoreStopSignal,
 	}
+	c.healthcheck = f.imageHealthcheck
 	if opts.Config != nil {
 		c.labels = opts.Config.Labels
+		if opts.Config.Healthcheck != nil {
+			c.healthcheck = opts.Config.Healthcheck
+		}
 	}
 	f.containers[c.id] = c
 	if err != nil {
@@ -429,11 +450,13 @@ func (f *fakeRuntime) startContainer(ctx context.Context, id string) error {
 }
 
 func (f *fakeRuntime) snapshotLocked(c *fakeContainer) *docker.Container {
+	state := c.state
+	state.Health.Log = slices.Clone(c.state.Health.Log)
 	return &docker.Container{
 		ID:              c.id,
 		Name:            "/" + c.name,
-		State:           c.state,
-		Config:          &docker.Config{Labels: c.labels},
+		State:           state,
+		Config:          &docker.Config{Labels: c.labels, Healthcheck: c.healthcheck},
 		NetworkSettings: &docker.NetworkSettings{IPAddress: "172.17.0.9"},
 	}
 }

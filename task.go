@@ -28,7 +28,9 @@ const (
 	causeAgentLost
 	causeUnhealthy
 	// causeHealthCheckFailed: the Mesos health check failed
-	// consecutive_failures times (health.go).
+	// consecutive_failures times (health.go), or Docker's HEALTHCHECK
+	// stayed unhealthy past EXECUTOR_DOCKER_HEALTH_KILL_AFTER
+	// (health_docker.go).
 	causeHealthCheckFailed
 	// causeAWSCredentialsExpiring: the AWS lease can no longer be
 	// renewed (vault_aws.go).
@@ -489,6 +491,9 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 		checks = t.startMesosChecks(t.checks, container, logger)
 	}
 	defer checks.stop()
+	// Docker's HEALTHCHECK speaks only where nothing else does (health_docker.go).
+	dockerHealth := t.watchDockerHealth(container, health.watcher == nil && pending == nil, logger)
+	defer dockerHealth.stop()
 	stop := stopper{task: t, id: id, logger: logger, sidecar: health.watcher}
 	defer stop.cancel()
 	var waitErr error
@@ -497,6 +502,7 @@ loop:
 		if pending != nil {
 			health.stop()
 			checks.stop()
+			dockerHealth.stop()
 			stop.request(*pending)
 			pending = nil
 		}
@@ -531,6 +537,10 @@ loop:
 			if stop.first == nil {
 				t.onCheckResult(result, logger)
 			}
+		case verdict := <-dockerHealth.verdicts:
+			if stop.first == nil {
+				pending = t.onDockerHealthVerdict(verdict, containerStatus, logger)
+			}
 		case accepted := <-stop.drained:
 			stop.drainFinished(accepted)
 		case <-stop.drainOver:
@@ -541,6 +551,7 @@ loop:
 	}
 	health.stop()
 	checks.stop()
+	dockerHealth.stop()
 	t.aws.deadline = stop.budgetEnd
 	streamed := output.finish(stop.budgetEnd)
 	return t.finishContainer(id, stop.first, stop.budgetEnd, waitErr, streamed, logger)
