@@ -31,6 +31,7 @@ const (
 type dockerRuntime struct {
 	short    *docker.Client
 	long     *docker.Client
+	follow   *docker.Client // followLogs' (docker_follow_conn.go); nil: long
 	endpoint string
 	exec     execClient // docker_exec.go
 }
@@ -51,7 +52,11 @@ func newDockerRuntime() (*dockerRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dockerRuntime{short: short, long: long, endpoint: short.Endpoint()}, nil
+	follow, err := newFollowClient()
+	if err != nil {
+		return nil, err
+	}
+	return &dockerRuntime{short: short, long: long, follow: follow, endpoint: short.Endpoint()}, nil
 }
 
 // newDockerClient makes a client from the environment that never asks the
@@ -422,7 +427,11 @@ func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time
 func (r *dockerRuntime) followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
 	opts := logsOptions(ctx, id, since, tty, stdout, stderr)
 	opts.Follow, opts.Timestamps = true, true
-	if err := r.long.Logs(opts); err != nil {
+	client := r.follow
+	if client == nil {
+		client = r.long
+	}
+	if err := client.Logs(opts); err != nil {
 		return fmt.Errorf("follow the output of container %s: %w", shortID(id), err)
 	}
 	return nil
