@@ -57,10 +57,11 @@ const (
 	// after the previous began, so that records gather in the socket and
 	// one call takes them all. A quiet stream (a read blocking for longer
 	// than followReadGap) is read at once. The socket holds what arrives
-	// meanwhile (10 MB/s is 100 KB per gap, half of a unix socket's ~200 KB;
-	// a 15 ms gap fell behind in the bench); the container is never slowed:
+	// meanwhile (10 MB/s is 50 KB per gap, a quarter of a unix socket's
+	// ~200 KB; 10 ms gaps cost less CPU but let the stream fall behind in
+	// the bench, 15 ms more so); the container is never slowed:
 	// Docker's log driver stores its output in the meantime.
-	followReadGap    = 10 * time.Millisecond
+	followReadGap    = 5 * time.Millisecond
 	followQuickReads = 4
 )
 
