@@ -91,7 +91,7 @@ func parseImageReference(image string) (imageReference, error) {
 	if image == "" {
 		return imageReference{}, errors.New("image is empty")
 	}
-	named, err := reference.ParseNormalizedNamed(image)
+	named, err := parseNormalizedImage(image)
 	if err != nil {
 		return imageReference{}, fmt.Errorf("image %q is not a valid Docker image reference ([registry[:port]/]lowercase/path[:tag][@sha256:<64 hex digits>]): %v", image, err)
 	}
@@ -103,6 +103,23 @@ func parseImageReference(image string) (imageReference, error) {
 		ref.Digest = digested.Digest().String()
 	}
 	return ref, nil
+}
+
+// parseNormalizedImage parses an image reference as Docker does, and
+// refuses one whose first component Docker would take for a registry host
+// (it holds a "." or a ":") while it is not a valid one ("00_0.0/app"): the
+// reference library then parses the whole name as a path on no registry,
+// so which registry would be asked, and get credentials, is unclear.
+func parseNormalizedImage(image string) (reference.Named, error) {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return nil, err
+	}
+	if reference.Domain(named) == "" {
+		first, _, _ := strings.Cut(image, "/")
+		return nil, fmt.Errorf("%q looks like a registry host (it has a . or a :) but is not a valid one", first)
+	}
+	return named, nil
 }
 
 // version is what the image says about the version of the service: its tag,

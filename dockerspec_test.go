@@ -189,6 +189,7 @@ func TestParseImageReference(t *testing.T) {
 		{image: "nginx:", wantErr: "not a valid Docker image reference"},
 		{image: "nginx:-x", wantErr: "not a valid Docker image reference"},
 		{image: "app:" + strings.Repeat("t", 129), wantErr: "not a valid Docker image reference"},
+		{image: "00_0.0/app", wantErr: `"00_0.0" looks like a registry host`},
 		{image: "app@sha256:abc", wantErr: "not a valid Docker image reference"},
 		{image: "app@md5:" + strings.Repeat("a", 32), wantErr: "not a valid Docker image reference"},
 		{image: "/app", wantErr: "not a valid Docker image reference"},

@@ -35,7 +35,7 @@ var hubAliases = map[string]bool{"docker.io": true, "index.docker.io": true, "re
 // distribution/reference: the first path component is a registry only if
 // it contains '.' or ':', is "localhost", or has upper-case letters.
 func registryForImage(image string) (string, error) {
-	named, err := reference.ParseNormalizedNamed(image)
+	named, err := parseNormalizedImage(image)
 	if err != nil {
 		return "", fmt.Errorf("image %q is not a valid Docker image reference: %w", image, err)
 	}
