@@ -192,15 +192,22 @@ func (t *taskRunner) onCheckResult(result *mesos.CheckStatusInfo, logger *log.En
 	t.send(update, false)
 }
 
+// sendHealthUpdate reports a change of the task's health, whichever source
+// (Sidecar, the Mesos health check, Docker's HEALTHCHECK) saw it: a
+// TASK_RUNNING update with healthy set and the network infos of
+// TASK_RUNNING, as Mesos' Docker executor sends them.
+func (t *taskRunner) sendHealthUpdate(healthy bool, message string, containerStatus *mesos.ContainerStatus) {
+	update := newStatus(t.info.TaskID, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), message)
+	update.Healthy = &healthy
+	update.ContainerStatus = containerStatus
+	t.send(update, false)
+}
+
 // onHealthVerdict sends the TASK_RUNNING update of a health check result
 // and, when the check has failed often enough, returns the stop request
 // that kills the task.
 func (t *taskRunner) onHealthVerdict(verdict healthVerdict, containerStatus *mesos.ContainerStatus, logger *log.Entry) *stopRequest {
-	update := newStatus(t.info.TaskID, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), verdict.message)
-	healthy := verdict.healthy
-	update.Healthy = &healthy
-	update.ContainerStatus = containerStatus
-	t.send(update, false)
+	t.sendHealthUpdate(verdict.healthy, verdict.message, containerStatus)
 	if !verdict.kill {
 		return nil
 	}

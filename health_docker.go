@@ -319,11 +319,7 @@ func (t *taskRunner) pollDockerHealth(ctx context.Context, id string, interval t
 // as a failed Mesos health check).
 func (t *taskRunner) onDockerHealthVerdict(verdict dockerHealthVerdict, containerStatus *mesos.ContainerStatus, logger *log.Entry) *stopRequest {
 	if verdict.update {
-		update := newStatus(t.info.TaskID, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), verdict.message)
-		healthy := verdict.healthy
-		update.Healthy = &healthy
-		update.ContainerStatus = containerStatus
-		t.send(update, false)
+		t.sendHealthUpdate(verdict.healthy, verdict.message, containerStatus)
 	}
 	if !verdict.kill {
 		return nil

@@ -513,10 +513,7 @@ loop:
 			pending = &req
 		case change := <-health.changes:
 			if stop.first == nil {
-				update := newStatus(t.info.TaskID, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), change.detail)
-				update.Healthy = &change.healthy
-				update.ContainerStatus = containerStatus
-				t.send(update, false)
+				t.sendHealthUpdate(change.healthy, change.detail, containerStatus)
 			}
 		case <-t.completion.channel():
 			// Any stop already under way (a KILL, a SHUTDOWN, Sidecar's
