@@ -422,11 +422,18 @@ func (r *dockerRuntime) copyLogs(ctx context.Context, id string, since time.Time
 }
 
 // followLogs follows the container's output with Docker's timestamps,
-// demultiplexed unless the container has a TTY. Docker's since filter has
+// split into stdout and stderr by frameSplitter unless the container has
+// a TTY. Docker's since filter has
 // a resolution of one second: logs.go skips what it already delivered.
 func (r *dockerRuntime) followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error {
 	opts := logsOptions(ctx, id, since, tty, stdout, stderr)
 	opts.Follow, opts.Timestamps = true, true
+	if !tty {
+		// The raw multiplexed stream, split by frameSplitter
+		// (docker_frames.go says why not go-dockerclient's demultiplexer).
+		opts.RawTerminal = true
+		opts.OutputStream, opts.ErrorStream = newFrameSplitter(stdout, stderr), nil
+	}
 	client := r.follow
 	if client == nil {
 		client = r.long

@@ -1,15 +1,23 @@
 package main
 
 // docker_follow_conn.go owns the Docker client that follows a container's
-// output (logs.go) and the large read buffer of its connections.
+// output (logs.go) and the connection it reads through.
 //
-// go-dockerclient reads a unix-socket stream through a 4 KiB buffer, and a
-// following Docker flushes every record on its own, so a chatty container
-// cost a read system call per few records. The follow client's connections
-// read through followReadBuffer instead: one system call takes whatever has
-// gathered in the socket (logs.go's pacer lets it gather), many records at
-// a time. Only the buffering changes; the bytes, their order and the HTTP
-// exchange are go-dockerclient's.
+// A following Docker writes every record of the container's output on its
+// own (one flush, one system call, one socket buffer per record). A unix
+// socket's capacity is counted in those buffers, not in bytes: it holds
+// ~2 ms of a container writing 10 MB/s of short lines. Read through Go's
+// network poller, every record that arrives on an idle connection wakes
+// the poller (an epoll_pwait each, thousands a second), and spacing the
+// reads only lets the socket fill and Docker fall behind.
+//
+// So on a unix-socket DOCKER_HOST the follow's connection is a socket
+// outside the poller (followConn, docker_follow_conn_linux.go): a quiet
+// stream is waited for by its own thread blocked in the kernel (no poller
+// wakeups, nothing to do for an idle task), and a busy stream is read at
+// most once per followReadGap, each read taking everything that gathered
+// meanwhile, through a buffer of followReadBuffer. Only the connection
+// changes; the HTTP exchange is go-dockerclient's.
 
 import (
 	"bufio"
@@ -19,76 +27,57 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 )
 
-// followReadBuffer is the most one read system call of a follow
-// connection takes. One buffer per followed container.
-const followReadBuffer = 256 << 10
+const (
+	// followReadBuffer is the most one read system call of a follow
+	// connection takes. One buffer per followed container.
+	followReadBuffer = 64 << 10
+	// followReadGap is the least time between the starts of two reads of
+	// a follow connection. What arrives meanwhile waits in the socket: at
+	// 10 MB/s of 100-byte lines, 1 ms is about half of what a unix socket
+	// holds (Docker waits when it is full; its log driver keeps the
+	// output, so the container is never slowed). A quiet stream is read
+	// as soon as a record arrives: the read began long before.
+	followReadGap = time.Millisecond
+	// followQuietReads is how many reads in a row may find the socket
+	// empty before the stream counts as quiet and the next record is
+	// waited for in the kernel.
+	followQuietReads = 4
+)
 
 // newFollowClient makes the client of followLogs: like long, without a
-// timeout, its connections read through followReadBuffer.
+// timeout, and on a unix socket its connections are followConns.
 func newFollowClient() (*docker.Client, error) {
 	client, err := newDockerClient()
 	if err != nil {
 		return nil, err
 	}
 	if client.Dialer != nil {
-		client.Dialer = bufferedDialer{next: client.Dialer, size: followReadBuffer}
+		client.Dialer = followDialer{next: client.Dialer}
 	}
 	return client, nil
 }
 
-// bufferedDialer dials with next and buffers the reads of the connection.
-type bufferedDialer struct {
+// followDialer dials unix sockets as followConns, anything else with next.
+type followDialer struct {
 	next docker.Dialer
-	size int
 }
 
-func (d bufferedDialer) Dial(network, address string) (net.Conn, error) {
-	conn, err := d.next.Dial(network, address)
-	if err != nil {
-		return nil, err
-	}
-	return &bufferedConn{Conn: conn, reader: bufio.NewReaderSize(&pacedReader{conn: conn}, d.size)}, nil
-}
-
-const (
-	// followReadGap and followQuickReads pace a busy follow connection:
-	// after more than followQuickReads system calls each begun within
-	// followReadGap of the one before, the next waits until followReadGap
-	// after the previous began, so that records gather in the socket and
-	// one call takes them all. A quiet stream (a read blocking for longer
-	// than followReadGap) is read at once. The socket holds what arrives
-	// meanwhile (10 MB/s is 50 KB per gap, a quarter of a unix socket's
-	// ~200 KB; 10 ms gaps cost less CPU but let the stream fall behind in
-	// the bench, 15 ms more so); the container is never slowed:
-	// Docker's log driver stores its output in the meantime.
-	followReadGap    = 5 * time.Millisecond
-	followQuickReads = 4
-)
-
-// pacedReader spaces the read system calls of a busy connection.
-type pacedReader struct {
-	conn      net.Conn
-	lastStart time.Time
-	quick     int
-}
-
-func (r *pacedReader) Read(p []byte) (int, error) {
-	now := time.Now()
-	if since := now.Sub(r.lastStart); since < followReadGap {
-		r.quick++
-		if r.quick > followQuickReads {
-			time.Sleep(followReadGap - since)
-			now = time.Now()
+func (d followDialer) Dial(network, address string) (net.Conn, error) {
+	if network == "unix" {
+		if conn, err := dialFollowConn(address); err != errFollowConnUnsupported {
+			if err != nil {
+				return nil, err
+			}
+			return &bufferedConn{Conn: conn, reader: bufio.NewReaderSize(conn, followReadBuffer)}, nil
 		}
-	} else {
-		r.quick = 0
 	}
-	r.lastStart = now
-	return r.conn.Read(p)
+	return d.next.Dial(network, address)
 }
 
 // bufferedConn is a connection whose reads go through a buffer; writes,
-// deadlines and Close are the connection's own.
+// deadlines and Close are the connection's own. go-dockerclient reads
+// the response through a 4 KiB buffer of its own; this one lets a read
+// system call take everything the socket holds.
 type bufferedConn struct {
 	net.Conn
 	reader *bufio.Reader

@@ -191,9 +191,8 @@ func (o *outputStream) giveUpDrain(message string, after time.Duration) {
 func (o *outputStream) follow(driver string) {
 	defer close(o.done)
 	defer o.closeSinks()
-	pace := &pacer{}
-	stdout := &streamWriter{o: o, stream: streamStdout, pace: pace}
-	stderr := &streamWriter{o: o, stream: streamStderr, pace: pace}
+	stdout := &streamWriter{o: o, stream: streamStdout}
+	stderr := &streamWriter{o: o, stream: streamStderr}
 	delay := followRetryFirst
 	failures := 0
 	for {
@@ -457,13 +456,12 @@ func (s *resumeSkip) replayed(stream logStream, ts time.Time) bool {
 }
 
 // streamWriter receives one stream of a follow connection. Demultiplexed
-// output arrives one Docker record per Write (go-dockerclient hands each
+// output arrives one Docker record per Write (frameSplitter hands each
 // frame of Docker's multiplexed stream to one Write, and Docker writes one
 // record per frame); a raw TTY stream arrives in arbitrary pieces.
 type streamWriter struct {
 	o      *outputStream
 	stream logStream
-	pace   *pacer
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
@@ -474,41 +472,7 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 		parser.recordEnd()
 	}
 	w.o.mu.Unlock()
-	if w.pace != nil {
-		w.pace.wrote()
-	}
 	return len(p), nil
-}
-
-// pacer batches a busy stream's reads. A following Docker flushes every
-// record on its own, so a chatty container costs a read and a wakeup per
-// line; a short pause, at most once per paceWindow and only when records
-// come fast, lets them gather in the socket's buffer to be read many at a
-// time. At most pacePause/paceWindow of the stream's time is spent
-// pausing; Docker's log driver holds the output meanwhile, so the
-// container is never slowed.
-type pacer struct {
-	windowStart time.Time
-	writes      int
-}
-
-const (
-	// More than paceBurst records within paceWindow pause the stream
-	// once for pacePause.
-	paceWindow = 20 * time.Millisecond
-	paceBurst  = 64
-	pacePause  = 10 * time.Millisecond
-)
-
-func (p *pacer) wrote() {
-	now := time.Now()
-	if now.Sub(p.windowStart) >= paceWindow {
-		p.windowStart, p.writes = now, 0
-	}
-	p.writes++
-	if p.writes == paceBurst+1 {
-		time.Sleep(pacePause)
-	}
 }
 
 // recordParser turns one stream's records ("<timestamp> <text>") into

@@ -39,7 +39,7 @@ var sidecarOff = "false"
 const logBlockLines = 10000
 
 // runLogStream runs the scenario for seconds of output.
-func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, error) {
+func (h *harness) runLogStream(seconds int, sidecarURL, profileDir string) (*logResult, error) {
 	taskID := h.prefix() + "-logs"
 	r, err := h.startExecutor(taskID, mesostest.Config{}, baseSettings(sidecarURL))
 	if err != nil {
@@ -78,6 +78,15 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 		return nil, err
 	}
 	windowStart := time.Now()
+	// With profileDir (a benchpprof build), a CPU profile of the window.
+	profileDone := make(chan error, 1)
+	if profileDir != "" {
+		go func() {
+			profileDone <- r.fetchProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds-5), filepath.Join(profileDir, "logs-cpu.pprof"))
+		}()
+	} else {
+		profileDone <- nil
+	}
 	var rssMax int64
 	for time.Since(windowStart) < time.Duration(seconds-5)*time.Second {
 		if v, err := r.rss(); err == nil {
@@ -87,6 +96,9 @@ func (h *harness) runLogStream(seconds int, sidecarURL string) (*logResult, erro
 	}
 	window := time.Since(windowStart)
 	ticks1, sched1, err := cpuReading(r.pid)
+	if err == nil {
+		err = <-profileDone
+	}
 	if err != nil {
 		return nil, err
 	}

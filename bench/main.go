@@ -73,7 +73,7 @@ func main() {
 	flag.DurationVar(&o.idleWindow, "idle-window", 60*time.Second, "window over which idle CPU time is measured (at least 30s)")
 	flag.DurationVar(&o.healthInterval, "health-interval", 500*time.Millisecond, "Sidecar poll interval of the verdict-change run")
 	flag.StringVar(&o.idle, "idle", "30s:1000,1s:1000,30s:10000,1s:10000", "idle executors run side by side, as poll-interval:services-in-Sidecar's-state")
-	flag.StringVar(&o.profile, "profile", "", "directory for CPU and heap profiles of the idle executors (builds with -tags benchpprof; the report then goes to stdout only)")
+	flag.StringVar(&o.profile, "profile", "", "directory for CPU and heap profiles of the idle executors, and a CPU profile of the logs scenario (builds with -tags benchpprof; the report then goes to stdout only)")
 	flag.IntVar(&o.breakdownN, "breakdown-n", 10, "repetitions traced through a Docker proxy for the time breakdown (0: none)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write (empty: print to stdout only)")
 	flag.StringVar(&o.goBench, "gobench", "", "output of the Go benchmarks to include in the report")
@@ -278,7 +278,7 @@ func run(o options) error {
 	if o.only != "" && o.wants("logs") {
 		// Only when asked for (-only logs): its figures go to the
 		// hand-written section of BENCHMARKS.md.
-		res, err := h.runLogStream(o.logSeconds, sidecar.StateURL())
+		res, err := h.runLogStream(o.logSeconds, sidecar.StateURL(), o.profile)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// errFollowConnUnsupported: this platform dials follow connections through
+// the ordinary dialer.
+var errFollowConnUnsupported = errors.New("follow connections outside the poller are not supported here")
+
+// followConn is a unix-socket connection that Go's network poller never
+// sees (docker_follow_conn.go says why). Its socket is non-blocking: a busy
+// stream is read every followReadGap; a stream found empty
+// followQuietReads times in a row is waited for in poll(2), blocking the
+// calling goroutine's thread in the kernel. Close shuts the socket down,
+// which ends a blocked poll at once, and closes the descriptor when no
+// read or write is using it any more, so that a descriptor number is never
+// reused under a system call still running on it.
+type followConn struct {
+	mu     sync.Mutex
+	fd     int
+	users  int
+	closed bool
+
+	// lastRead is when the previous read system call began, misses how
+	// many found nothing in a row (reads are serial: the HTTP response is
+	// read by one goroutine).
+	lastRead time.Time
+	misses   int
+	address  string
+}
+
+func dialFollowConn(address string) (net.Conn, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("socket", err)}
+	}
+	// A unix socket connects at once or not at all; EAGAIN is a full
+	// backlog.
+	for {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: address})
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: address, Net: "unix"}, Err: os.NewSyscallError("connect", err)}
+	}
+	return &followConn{fd: fd, address: address}, nil
+}
+
+// use marks a system call about to run on the descriptor.
+func (c *followConn) use() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return -1, net.ErrClosed
+	}
+	c.users++
+	return c.fd, nil
+}
+
+func (c *followConn) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.users--
+	if c.closed && c.users == 0 {
+		unix.Close(c.fd)
+	}
+}
+
+func (c *followConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if since := time.Since(c.lastRead); since < followReadGap {
+		time.Sleep(followReadGap - since)
+	}
+	fd, err := c.use()
+	if err != nil {
+		return 0, c.opError("read", err)
+	}
+	defer c.done()
+	for {
+		c.lastRead = time.Now()
+		n, err := rawRead(fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			// Nothing yet. A busy stream is between two records: look
+			// again after a gap. A quiet one is waited for in poll(2),
+			// which Close ends (the shutdown makes it readable).
+			if c.misses < followQuietReads {
+				// (A Close meanwhile shuts the socket down: the next
+				// read finds the end.)
+				c.misses++
+				time.Sleep(followReadGap)
+				continue
+			}
+			c.misses = 0
+			if err := waitReadable(fd); err != nil {
+				return 0, c.opError("read", err)
+			}
+			continue
+		case err != nil:
+			return 0, c.opError("read", os.NewSyscallError("read", err))
+		case n == 0:
+			if c.isClosed() {
+				return 0, c.opError("read", net.ErrClosed)
+			}
+			return 0, io.EOF
+		}
+		c.misses = 0
+		return n, nil
+	}
+}
+
+// rawRead reads the non-blocking socket without telling the Go scheduler
+// that a system call begins: it never blocks, and every blocking system
+// call wakes the runtime's monitor thread (sysmon) out of its sleep, which
+// then polls every 20 µs for a while; at a read per millisecond that
+// polling cost more than the reads.
+func rawRead(fd int, p []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// waitReadable blocks until the socket has something to read, is shut
+// down or failed.
+func waitReadable(fd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		return nil
+	}
+}
+
+func (c *followConn) Write(p []byte) (int, error) {
+	fd, err := c.use()
+	if err != nil {
+		return 0, c.opError("write", err)
+	}
+	defer c.done()
+	written := 0
+	for written < len(p) {
+		n, err := unix.Write(fd, p[written:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if err := waitWritable(fd); err != nil {
+				return written, c.opError("write", err)
+			}
+			continue
+		case err != nil:
+			return written, c.opError("write", os.NewSyscallError("write", err))
+		}
+		written += n
+	}
+	return written, nil
+}
+
+func waitWritable(fd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		return nil
+	}
+}
+
+func (c *followConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close ends the connection; a read blocked on it returns.
+func (c *followConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opError("close", net.ErrClosed)
+	}
+	c.closed = true
+	// Wakes a read or write blocked in the kernel; the descriptor is
+	// closed by the last of them (done), or here when none runs.
+	unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	if c.users == 0 {
+		unix.Close(c.fd)
+	}
+	return nil
+}
+
+func (c *followConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "unix", Addr: c.RemoteAddr(), Err: err}
+}
+
+func (c *followConn) LocalAddr() net.Addr  { return &net.UnixAddr{Net: "unix"} }
+func (c *followConn) RemoteAddr() net.Addr { return &net.UnixAddr{Name: c.address, Net: "unix"} }
+
+// errFollowDeadline: go-dockerclient sets deadlines only on streams with a
+// timeout, which the follow has none of (logs.go watches for stalls itself).
+var errFollowDeadline = errors.New("the follow connection has no deadlines")
+
+func (c *followConn) SetDeadline(t time.Time) error      { return c.deadline(t) }
+func (c *followConn) SetReadDeadline(t time.Time) error  { return c.deadline(t) }
+func (c *followConn) SetWriteDeadline(t time.Time) error { return c.deadline(t) }
+
+func (c *followConn) deadline(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	return errFollowDeadline
+}
