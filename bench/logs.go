@@ -1,7 +1,7 @@
 package main
 
 // logs.go is the log-streaming scenario (-only logs): a container writes
-// about 10 MB/s of 100-byte lines for a while, and the executor streams
+// 10 MB/s of 100-byte lines (-log-line-bytes) for a while, and the executor streams
 // them to the sandbox's stdout (logs.go of the executor). It measures the
 // rate the sandbox received, how far behind the last line arrived, and the
 // executor's CPU and RSS meanwhile. Its figures are printed, for the
@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 // logResult is one log-streaming run.
 type logResult struct {
 	Seconds     int
+	LineBytes   int
 	Written     int64         // bytes the container wrote
 	Received    int64         // bytes of container lines kept in the sandbox files (rotation drops the oldest)
 	Span        time.Duration // first line in the sandbox → end marker in the sandbox
@@ -35,21 +37,26 @@ type logResult struct {
 
 var sidecarOff = "false"
 
-// logBlockLines × 100 bytes is what the container writes every 100 ms.
-const logBlockLines = 10000
+// logRate is what the scenario's container writes, in bytes per second.
+const logRate = 10_000_000
 
-// runLogStream runs the scenario for seconds of output.
-func (h *harness) runLogStream(seconds int, sidecarURL, profileDir string) (*logResult, error) {
+// runLogStream runs the scenario for seconds of output in lines of
+// lineBytes (newline included).
+func (h *harness) runLogStream(seconds, lineBytes int, sidecarURL, profileDir string) (*logResult, error) {
 	taskID := h.prefix() + "-logs"
 	r, err := h.startExecutor(taskID, mesostest.Config{}, baseSettings(sidecarURL))
 	if err != nil {
 		return nil, err
 	}
 	defer r.abort()
-	// One block of numbered 100-byte lines, written every 100 ms, then an
-	// end marker.
-	command := fmt.Sprintf(`sh -c 'seq -w 0 %d | sed "s/$/ $(printf %%093d 0)/" > /tmp/block; sleep 1; i=0; while [ $i -lt %d ]; do cat /tmp/block; sleep 0.1; i=$((i+1)); done; echo bench-log-end'`,
-		logBlockLines-1, seconds*10)
+	// The container runs bench/logwriter from its sandbox: numbered lines
+	// at a steady 10 MB/s, written every millisecond, then an end marker.
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(r.sandbox, "logwriter"), "./bench/logwriter")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build bench/logwriter: %v\n%s", err, out)
+	}
+	command := fmt.Sprintf("/mnt/mesos/sandbox/logwriter -rate %d -line %d -seconds %d", logRate, lineBytes, seconds)
 	task := h.benchTask(r.agent, taskID, command, nil)
 	task.Labels.Labels = append(task.Labels.Labels, mesos.Label{Key: "SidecarDiscover", Value: &sidecarOff})
 	if _, err := r.launchAt(task); err != nil {
@@ -116,7 +123,7 @@ func (h *harness) runLogStream(seconds int, sidecarURL, profileDir string) (*log
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	res := &logResult{Seconds: seconds, Span: endAt.Sub(firstAt), Lag: -1}
+	res := &logResult{Seconds: seconds, LineBytes: lineBytes, Span: endAt.Sub(firstAt), Lag: -1}
 	dieCtx, dieCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if dieAt, err := h.dies.wait(dieCtx, r.containerName(taskID)); err == nil {
 		res.Lag = max(endAt.Sub(dieAt), 0)
@@ -132,7 +139,7 @@ func (h *harness) runLogStream(seconds int, sidecarURL, profileDir string) (*log
 	if err != nil {
 		return nil, r.failure(err)
 	}
-	res.Written = int64(seconds*10*logBlockLines*100) + int64(len("bench-log-end\n"))
+	res.Written = int64(logRate)*int64(seconds)/int64(lineBytes)*int64(lineBytes) + int64(len("bench-log-end\n"))
 	res.Received = receivedBytes(r.sandbox)
 	cpuMs := max(float64(ticks1-ticks0)*1000/float64(h.clkTck), float64(sched1-sched0)/1e6)
 	res.CorePercent = cpuMs / ms(window) * 100
@@ -179,7 +186,7 @@ func receivedBytes(sandbox string) int64 {
 
 func (res *logResult) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| Log streaming, %d s at ~10 MB/s (100-byte lines) | value |\n|---|---|\n", res.Seconds)
+	fmt.Fprintf(&b, "| Log streaming, %d s at 10 MB/s (%d-byte lines) | value |\n|---|---|\n", res.Seconds, res.LineBytes)
 	fmt.Fprintf(&b, "| written by the container | %.1f MB |\n", float64(res.Written)/1e6)
 	fmt.Fprintf(&b, "| kept in the sandbox (stdout and its rotated copies, default cap) | %.1f MB |\n", float64(res.Received)/1e6)
 	fmt.Fprintf(&b, "| rate into the sandbox (first line → end marker) | %.1f MB/s |\n", float64(res.Written)/1e6/res.Span.Seconds())

@@ -50,6 +50,7 @@ type options struct {
 	compare        string
 	samples        string
 	logSeconds     int
+	logLineBytes   int
 }
 
 // envList collects repeated -env NAME=value flags.
@@ -82,6 +83,7 @@ func main() {
 	flag.StringVar(&o.image, "image", "sidecar-executor/busybox:1.35", "image of the tasks (must be present)")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset of launch,exit,health,idle,density,pss,breakdown,checks,logs (checks, the cost of Mesos health checks, and logs, log streaming at 10 MB/s, run only when named); the report then goes to stdout only")
 	flag.IntVar(&o.logSeconds, "log-seconds", 30, "how long the logs scenario's container writes 10 MB/s")
+	flag.IntVar(&o.logLineBytes, "log-line-bytes", 100, "the length of the logs scenario's lines, newline included (16 to 10000)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (sandboxes, executor logs)")
 	flag.StringVar(&o.samples, "samples", "", "also write every sample, in ms, as JSON to this file")
 	flag.StringVar(&o.compare, "compare", "", "a second executor binary, run in every launch/kill and exit repetition next to the first for an A/B comparison (the report then goes to stdout only)")
@@ -107,6 +109,8 @@ func (o options) validate() error {
 		return errors.New("-health-interval must be positive")
 	case o.logSeconds < 10:
 		return errors.New("-log-seconds must be at least 10")
+	case o.logLineBytes < 16 || o.logLineBytes > 10000:
+		return errors.New("-log-line-bytes must be from 16 to 10000")
 	case o.breakdownN < 0:
 		return errors.New("-breakdown-n must not be negative")
 	}
@@ -278,7 +282,7 @@ func run(o options) error {
 	if o.only != "" && o.wants("logs") {
 		// Only when asked for (-only logs): its figures go to the
 		// hand-written section of BENCHMARKS.md.
-		res, err := h.runLogStream(o.logSeconds, sidecar.StateURL(), o.profile)
+		res, err := h.runLogStream(o.logSeconds, o.logLineBytes, sidecar.StateURL(), o.profile)
 		if err != nil {
 			return err
 		}
