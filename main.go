@@ -162,6 +162,8 @@ func run() int {
 		logger.WithError(dockerErr).Error("Docker is not usable; the task will be failed")
 	} else {
 		runtime = engine
+		// Ends on its own within a few milliseconds; see warmDockerJSON.
+		go warmDockerJSON()
 	}
 	deps := &taskDeps{
 		settings:               settings,
