@@ -134,3 +134,50 @@ func TestFrameSplitterErrors(t *testing.T) {
 		t.Error("a frame larger than maxFrameSize was accepted")
 	}
 }
+
+// A followed stream's frames, one per 100-byte line with Docker's
+// timestamp, in the 32 KiB pieces io.Copy hands on: frameSplitter against
+// moby's StdCopy on the same bytes.
+func followedFrames() []byte {
+	var stream []byte
+	line := "2026-11-27T21:40:00.123456789Z " + string(bytes.Repeat([]byte{'x'}, 99)) + "\n"
+	for len(stream) < 4<<20 {
+		stream = append(stream, frame(1+byte(len(stream)%2), line)...)
+	}
+	return stream
+}
+
+func BenchmarkFrameSplitter(b *testing.B) {
+	stream := followedFrames()
+	discard := writeRecorderCount{}
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		s := newFrameSplitter(&discard, &discard)
+		for data := stream; len(data) > 0; {
+			n := min(32<<10, len(data))
+			if _, err := s.Write(data[:n]); err != nil {
+				b.Fatal(err)
+			}
+			data = data[n:]
+		}
+	}
+}
+
+func BenchmarkStdCopyFollowedFrames(b *testing.B) {
+	stream := followedFrames()
+	discard := writeRecorderCount{}
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		if _, err := stdcopy.StdCopy(&discard, &discard, bytes.NewReader(stream)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// writeRecorderCount counts Writes and drops the bytes.
+type writeRecorderCount struct{ writes int }
+
+func (w *writeRecorderCount) Write(p []byte) (int, error) {
+	w.writes++
+	return len(p), nil
+}
