@@ -14,10 +14,11 @@ package main
 // So on a unix-socket DOCKER_HOST the follow's connection is a socket
 // outside the poller (followConn, docker_follow_conn_linux.go): a quiet
 // stream is waited for by its own thread blocked in the kernel (no poller
-// wakeups, nothing to do for an idle task), and a busy stream is read at
-// most once per followReadGap, each read taking everything that gathered
-// meanwhile, through a buffer of followReadBuffer. Only the connection
-// changes; the HTTP exchange is go-dockerclient's.
+// wakeups, nothing to do for an idle task; a record is read as soon as it
+// arrives), and a busy stream is read at most once per followReadGap, each
+// read taking everything that gathered meanwhile, through a buffer of
+// followReadBuffer. Only the connection changes; the HTTP exchange is
+// go-dockerclient's.
 
 import (
 	"bufio"
@@ -32,15 +33,17 @@ const (
 	// connection takes. One buffer per followed container.
 	followReadBuffer = 64 << 10
 	// followReadGap is the least time between the starts of two reads of
-	// a follow connection. What arrives meanwhile waits in the socket: at
+	// a busy follow connection. What arrives meanwhile waits in the socket: at
 	// 10 MB/s of 100-byte lines, 1 ms is about half of what a unix socket
 	// holds (Docker waits when it is full; its log driver keeps the
-	// output, so the container is never slowed). A quiet stream is read
-	// as soon as a record arrives: the read began long before.
+	// output, so the container is never slowed).
 	followReadGap = time.Millisecond
-	// followQuietReads is how many reads in a row may find the socket
-	// empty before the stream counts as quiet and the next record is
-	// waited for in the kernel.
+	// followQuickReads: more reads of data than this in a row, each
+	// within two followReadGaps of the one before, and the stream is
+	// busy.
+	followQuickReads = 4
+	// followQuietReads is how many reads in a row may find a busy stream
+	// empty before the next record is waited for in the kernel.
 	followQuietReads = 4
 )
 

@@ -18,10 +18,13 @@ import (
 var errFollowConnUnsupported = errors.New("follow connections outside the poller are not supported here")
 
 // followConn is a unix-socket connection that Go's network poller never
-// sees (docker_follow_conn.go says why). Its socket is non-blocking: a busy
-// stream is read every followReadGap; a stream found empty
-// followQuietReads times in a row is waited for in poll(2), blocking the
-// calling goroutine's thread in the kernel. Close shuts the socket down,
+// sees (docker_follow_conn.go says why). Its socket is non-blocking. A
+// busy stream (more than followQuickReads reads of data in a row, each
+// within two followReadGaps of the one before) is read once per followReadGap;
+// otherwise, and when a busy stream is found empty followQuietReads times
+// in a row, the next record is waited for in poll(2), which blocks the
+// calling goroutine's thread in the kernel: a quiet stream's record, and
+// the end of the output, are read as soon as they arrive. Close shuts the socket down,
 // which ends a blocked poll at once, and closes the descriptor when no
 // read or write is using it any more, so that a descriptor number is never
 // reused under a system call still running on it.
@@ -31,11 +34,12 @@ type followConn struct {
 	users  int
 	closed bool
 
-	// lastRead is when the previous read system call began, misses how
-	// many found nothing in a row (reads are serial: the HTTP response is
-	// read by one goroutine).
-	lastRead time.Time
-	misses   int
+	// lastData is when the last read that found data began, quick how
+	// many such reads in a row began within followReadGap of the one
+	// before (reads are serial: the HTTP response is read by one
+	// goroutine).
+	lastData time.Time
+	quick    int
 	address  string
 }
 
@@ -83,7 +87,8 @@ func (c *followConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if since := time.Since(c.lastRead); since < followReadGap {
+	paced := c.quick > followQuickReads
+	if since := time.Since(c.lastData); paced && since < followReadGap {
 		time.Sleep(followReadGap - since)
 	}
 	fd, err := c.use()
@@ -91,24 +96,23 @@ func (c *followConn) Read(p []byte) (int, error) {
 		return 0, c.opError("read", err)
 	}
 	defer c.done()
+	misses := 0
 	for {
-		c.lastRead = time.Now()
+		start := time.Now()
 		n, err := rawRead(fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
 			// Nothing yet. A busy stream is between two records: look
-			// again after a gap. A quiet one is waited for in poll(2),
-			// which Close ends (the shutdown makes it readable).
-			if c.misses < followQuietReads {
-				// (A Close meanwhile shuts the socket down: the next
-				// read finds the end.)
-				c.misses++
+			// again after a gap (a Close meanwhile shuts the socket
+			// down, and the next read finds the end). A quiet one is
+			// waited for in poll(2), which Close ends too.
+			if paced && misses < followQuietReads {
+				misses++
 				time.Sleep(followReadGap)
 				continue
 			}
-			c.misses = 0
 			if err := waitReadable(fd); err != nil {
 				return 0, c.opError("read", err)
 			}
@@ -121,7 +125,16 @@ func (c *followConn) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		c.misses = 0
+		// Data. Reads of data that follow each other closely make the
+		// stream busy (paced reads come a gap apart, a little more
+		// with the timer's slack); one after a longer wait makes it
+		// quiet.
+		if start.Sub(c.lastData) < 2*followReadGap {
+			c.quick++
+		} else {
+			c.quick = 0
+		}
+		c.lastData = start
 		return n, nil
 	}
 }
