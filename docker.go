@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -94,29 +95,30 @@ func warmDockerJSON() {
 }
 
 // pendingStart is the client that will start the launch's container, being
-// readied in the background while the launch checks for a stale container
-// and the image and creates the container.
+// readied in the background (a ping) while the launch creates the
+// container.
 //
 // go-dockerclient's StartContainer asks the daemon for its API version
 // (GET /version) before the first start of each client, whatever the
-// client's settings (container_start.go checks serverAPIVersion, which only
-// that request sets), and dockerd answers /version slowly (it collects
-// every component's version: 7-17 ms on the bench machine). Every executor
-// starts exactly one container, so every launch paid it in series between
-// create and start. Here the same question is asked ahead of time, by the
-// ping that tells an unreachable daemon apart: on a client that does not
-// skip the version check, go-dockerclient asks /version before the ping and
-// remembers the answer, so the start then goes straight to POST .../start.
+// client's settings (container_start.go), only to send the HostConfig in
+// the start's body to a daemon older than API 1.24 (Docker 1.12, 2016).
+// The executor puts the HostConfig in the create, which every daemon the
+// executor supports takes, so the answer changes nothing; and dockerd
+// answers /version slowly (it asks containerd, runc and docker-init for
+// their versions: 7-17 ms of the daemon's time on the bench machine), on
+// every launch, competing with the create on a busy agent. The start's
+// client therefore never sends it: its transport (versionlessTransport)
+// answers GET /version with an error of its own, which go-dockerclient's
+// start ignores, and the start goes straight to POST .../start.
 type pendingStart struct {
 	client *docker.Client
 	done   chan struct{}
 	err    error // set before done is closed
 }
 
-// prepareStart pings the daemon on a new client of its own, which then
-// knows the daemon's API version. The client is the launch's alone: the
-// version check in go-dockerclient is unsynchronised, so nothing else may
-// use the client until wait has returned.
+// prepareStart pings the daemon on a new client of its own. The client is
+// the launch's alone: go-dockerclient's version check in the start is
+// unsynchronised, so nothing else may use the client.
 func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 	p := &pendingStart{done: make(chan struct{})}
 	client, err := docker.NewClientFromEnv()
@@ -126,7 +128,12 @@ func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 		return p
 	}
 	client.SetTimeout(dockerCallTimeout)
-	client.SkipServerVersionCheck = false
+	client.SkipServerVersionCheck = true
+	next := client.HTTPClient.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	client.HTTPClient.Transport = versionlessTransport{next: next}
 	p.client = client
 	go func() {
 		defer close(p.done)
@@ -139,9 +146,52 @@ func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 	return p
 }
 
+// versionlessTransport refuses GET /version (pendingStart says why) and
+// passes every other request on unchanged.
+type versionlessTransport struct {
+	next http.RoundTripper
+}
+
+// errVersionNotAsked is the answer go-dockerclient's start gets, and
+// ignores, for its version check.
+var errVersionNotAsked = errors.New("the start's client does not ask the daemon's version")
+
+func (t versionlessTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet && isVersionPath(req.URL.Path) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, errVersionNotAsked
+	}
+	return t.next.RoundTrip(req)
+}
+
+// CloseIdleConnections lets the start free its connection (start does).
+func (t versionlessTransport) CloseIdleConnections() {
+	if closer, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		closer.CloseIdleConnections()
+	}
+}
+
+// isVersionPath tells Docker's version endpoint: /version, or /vX.Y/version
+// on a client that names an API version.
+func isVersionPath(path string) bool {
+	if path == "/version" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, "/v")
+	if !ok {
+		return false
+	}
+	number, tail, ok := strings.Cut(rest, "/")
+	if !ok || tail != "version" || number == "" {
+		return false
+	}
+	return strings.Trim(number, "0123456789.") == ""
+}
+
 // wait returns the ping's verdict once it is in, or the context's error if
-// the launch is abandoned first: the version request takes no context (it
-// is bounded by the client's timeout), and a KILL must not wait for it.
+// the launch is abandoned first (a KILL must not wait for the ping).
 func (p *pendingStart) wait(ctx context.Context) error {
 	select {
 	case <-p.done:

@@ -20,8 +20,8 @@ import (
 // go-dockerclient makes and in which order.
 type fakeDocker struct {
 	socket string
-	// versionGate, when set, holds GET /version until it is closed.
-	versionGate chan struct{}
+	// pingGate, when set, holds GET /_ping until it is closed.
+	pingGate chan struct{}
 
 	mu    sync.Mutex
 	calls []string
@@ -49,10 +49,13 @@ func startFakeDocker(t *testing.T) *fakeDocker {
 func (f *fakeDocker) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
-	gate := f.versionGate
+	gate := f.pingGate
 	f.mu.Unlock()
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/version"):
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ApiVersion":"1.41","Version":"20.10.24"}`)) //nolint:errcheck
+	case strings.HasSuffix(r.URL.Path, "/_ping"):
 		if gate != nil {
 			select {
 			case <-gate:
@@ -60,9 +63,6 @@ func (f *fakeDocker) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"ApiVersion":"1.41","Version":"20.10.24"}`)) //nolint:errcheck
-	case strings.HasSuffix(r.URL.Path, "/_ping"):
 		w.Write([]byte("OK")) //nolint:errcheck
 	case strings.HasSuffix(r.URL.Path, "/start") && r.Method == http.MethodPost:
 		w.WriteHeader(http.StatusNoContent)
@@ -89,28 +89,56 @@ func useFakeDocker(t *testing.T, f *fakeDocker, apiVersion string) {
 }
 
 // go-dockerclient's StartContainer asks GET /version before the first start
-// of a client. The launch has that asked ahead, with its ping, so the start
-// itself is a single POST.
-func TestPreparedStartAsksTheVersionAheadOfTheStart(t *testing.T) {
-	f := startFakeDocker(t)
-	useFakeDocker(t, f, "")
-	runtime, err := newDockerRuntime()
-	if err != nil {
-		t.Fatal(err)
+// of a client. The launch's start client never sends it (see pendingStart):
+// the launch pings, and the start is a single POST; with DOCKER_API_VERSION
+// set too, whose paths carry the version.
+func TestPreparedStartNeverAsksTheVersion(t *testing.T) {
+	for _, apiVersion := range []string{"", "1.41"} {
+		t.Run("DOCKER_API_VERSION="+apiVersion, func(t *testing.T) {
+			f := startFakeDocker(t)
+			useFakeDocker(t, f, apiVersion)
+			prefix := ""
+			if apiVersion != "" {
+				prefix = "/v" + apiVersion
+			}
+			runtime, err := newDockerRuntime()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			start := runtime.prepareStart(ctx)
+			if err := start.wait(ctx); err != nil {
+				t.Fatalf("wait: %v", err)
+			}
+			if got, want := f.recorded(), []string{"GET " + prefix + "/_ping"}; !slices.Equal(got, want) {
+				t.Fatalf("calls before the start: %q, want %q", got, want)
+			}
+			if err := start.start(ctx, "0123456789abcdef"); err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			if got, want := f.recorded(), []string{"GET " + prefix + "/_ping", "POST " + prefix + "/containers/0123456789abcdef/start"}; !slices.Equal(got, want) {
+				t.Fatalf("calls: %q, want %q", got, want)
+			}
+		})
 	}
-	ctx := context.Background()
-	start := runtime.prepareStart(ctx)
-	if err := start.wait(ctx); err != nil {
-		t.Fatalf("wait: %v", err)
-	}
-	if got, want := f.recorded(), []string{"GET /version", "GET /_ping"}; !slices.Equal(got, want) {
-		t.Fatalf("calls before the start: %q, want %q", got, want)
-	}
-	if err := start.start(ctx, "0123456789abcdef"); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	if got, want := f.recorded(), []string{"GET /version", "GET /_ping", "POST /containers/0123456789abcdef/start"}; !slices.Equal(got, want) {
-		t.Fatalf("calls: %q, want %q (the start must not ask the version again)", got, want)
+}
+
+func TestIsVersionPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/version":                  true,
+		"/v1.41/version":            true,
+		"/v1.24/version":            true,
+		"/containers/version/json":  false,
+		"/v1.41/containers/x/start": false,
+		"/vx/version":               false,
+		"/v/version":                false,
+		"/v1.41/version/x":          false,
+		"/versions":                 false,
+		"/v1.41/containers/version": false,
+	} {
+		if got := isVersionPath(path); got != want {
+			t.Errorf("isVersionPath(%q) = %v, want %v", path, got, want)
+		}
 	}
 }
 
@@ -148,13 +176,13 @@ func TestPreparedStartReportsAnUnreachableDaemon(t *testing.T) {
 	}
 }
 
-// A KILL during the launch cancels its context; the version request takes
-// none, so wait must not sit on it.
+// A KILL during the launch cancels its context, and wait returns at once
+// with its error, whatever the ping is doing.
 func TestPreparedStartWaitEndsWithTheLaunch(t *testing.T) {
 	f := startFakeDocker(t)
 	gate := make(chan struct{})
 	f.mu.Lock()
-	f.versionGate = gate
+	f.pingGate = gate
 	f.mu.Unlock()
 	useFakeDocker(t, f, "")
 	runtime, err := newDockerRuntime()

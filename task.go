@@ -291,8 +291,8 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, t.deps.dockerErr.Error())
 	}
 	runtime := t.deps.docker
-	// The start's client negotiates Docker's API version (and pings the
-	// daemon) while the create below runs: see pendingStart.
+	// The start's client pings the daemon while the create below runs:
+	// see pendingStart.
 	start := runtime.prepareStart(ctx)
 	// Until the daemon has answered the ping, a failure is reported as the
 	// ping's when the ping failed too: an unreachable daemon fails every
