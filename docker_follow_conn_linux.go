@@ -113,7 +113,7 @@ func (c *followConn) Read(p []byte) (int, error) {
 				time.Sleep(followReadGap)
 				continue
 			}
-			if err := waitReadable(fd); err != nil {
+			if err := waitFor(fd, unix.POLLIN); err != nil {
 				return 0, c.opError("read", err)
 			}
 			continue
@@ -152,10 +152,10 @@ func rawRead(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
-// waitReadable blocks until the socket has something to read, is shut
-// down or failed.
-func waitReadable(fd int) error {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+// waitFor blocks until the socket is ready for events (unix.POLLIN,
+// unix.POLLOUT), is shut down or failed.
+func waitFor(fd int, events int16) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	for {
 		_, err := unix.Poll(fds, -1)
 		if err == unix.EINTR {
@@ -181,7 +181,7 @@ func (c *followConn) Write(p []byte) (int, error) {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			if err := waitWritable(fd); err != nil {
+			if err := waitFor(fd, unix.POLLOUT); err != nil {
 				return written, c.opError("write", err)
 			}
 			continue
@@ -191,20 +191,6 @@ func (c *followConn) Write(p []byte) (int, error) {
 		written += n
 	}
 	return written, nil
-}
-
-func waitWritable(fd int) error {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("poll", err)
-		}
-		return nil
-	}
 }
 
 func (c *followConn) isClosed() bool {
