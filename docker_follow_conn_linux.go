@@ -18,16 +18,17 @@ import (
 var errFollowConnUnsupported = errors.New("follow connections outside the poller are not supported here")
 
 // followConn is a unix-socket connection that Go's network poller never
-// sees (docker_follow_conn.go says why). Its socket is non-blocking. A
-// busy stream (more than followQuickReads reads of data in a row, each
-// within two followReadGaps of the one before) is read once per followReadGap;
+// sees (docker_follow_conn.go says why). Its socket is non-blocking. A busy
+// stream (more than followQuickReads reads of data in a row, each within
+// two followReadGaps of the one before) is read once per followReadGap;
 // otherwise, and when a busy stream is found empty followQuietReads times
 // in a row, the next record is waited for in poll(2), which blocks the
 // calling goroutine's thread in the kernel: a quiet stream's record, and
-// the end of the output, are read as soon as they arrive. Close shuts the socket down,
-// which ends a blocked poll at once, and closes the descriptor when no
-// read or write is using it any more, so that a descriptor number is never
-// reused under a system call still running on it.
+// the end of the output, are read as soon as they arrive. Close shuts the
+// socket down, which ends a blocked poll at once, and closes the
+// descriptor when no read or write is using it any more, so that a
+// descriptor number is never reused under a system call still running on
+// it.
 type followConn struct {
 	mu     sync.Mutex
 	fd     int
@@ -35,7 +36,7 @@ type followConn struct {
 	closed bool
 
 	// lastData is when the last read that found data began, quick how
-	// many such reads in a row began within followReadGap of the one
+	// many such reads in a row began within two followReadGaps of the one
 	// before (reads are serial: the HTTP response is read by one
 	// goroutine).
 	lastData time.Time
@@ -44,21 +45,27 @@ type followConn struct {
 }
 
 func dialFollowConn(address string) (net.Conn, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("socket", err)}
 	}
-	// A unix socket connects at once or not at all; EAGAIN is a full
-	// backlog.
+	// Connected while blocking: a non-blocking connect to a unix socket
+	// whose backlog is full (a daemon busy accepting) fails with EAGAIN
+	// instead of waiting its turn.
 	for {
 		err = unix.Connect(fd, &unix.SockaddrUnix{Name: address})
 		if err != unix.EINTR {
 			break
 		}
 	}
+	if err == nil {
+		err = os.NewSyscallError("fcntl", unix.SetNonblock(fd, true))
+	} else {
+		err = os.NewSyscallError("connect", err)
+	}
 	if err != nil {
 		unix.Close(fd)
-		return nil, &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: address, Net: "unix"}, Err: os.NewSyscallError("connect", err)}
+		return nil, &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: address, Net: "unix"}, Err: err}
 	}
 	return &followConn{fd: fd, address: address}, nil
 }
