@@ -76,6 +76,28 @@ func newDockerClient() (*docker.Client, error) {
 	return client, nil
 }
 
+// nextTransport is what a wrapper of a client's HTTP transport passes the
+// requests it does not change to. It passes CloseIdleConnections on too, so
+// that wrapping the transport does not keep idle connections open.
+type nextTransport struct {
+	next http.RoundTripper
+}
+
+func (t nextTransport) CloseIdleConnections() {
+	if closer, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		closer.CloseIdleConnections()
+	}
+}
+
+// wrapTransport puts wrap's transport in front of the client's own.
+func wrapTransport(client *docker.Client, wrap func(next nextTransport) http.RoundTripper) {
+	next := client.HTTPClient.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	client.HTTPClient.Transport = wrap(nextTransport{next: next})
+}
+
 // warmDockerJSON has encoding/json build ahead of the launch what it builds
 // on the first use of a type and then keeps for the life of the process:
 // the field tables and encoders of go-dockerclient's types. An executor
@@ -129,11 +151,7 @@ func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 	}
 	client.SetTimeout(dockerCallTimeout)
 	client.SkipServerVersionCheck = true
-	next := client.HTTPClient.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	client.HTTPClient.Transport = versionlessTransport{next: next}
+	wrapTransport(client, func(next nextTransport) http.RoundTripper { return versionlessTransport{next} })
 	p.client = client
 	go func() {
 		defer close(p.done)
@@ -149,7 +167,7 @@ func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 // versionlessTransport refuses GET /version (pendingStart says why) and
 // passes every other request on unchanged.
 type versionlessTransport struct {
-	next http.RoundTripper
+	nextTransport
 }
 
 // errVersionNotAsked is the answer go-dockerclient's start gets, and
@@ -164,13 +182,6 @@ func (t versionlessTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		return nil, errVersionNotAsked
 	}
 	return t.next.RoundTrip(req)
-}
-
-// CloseIdleConnections lets the start free its connection (start does).
-func (t versionlessTransport) CloseIdleConnections() {
-	if closer, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		closer.CloseIdleConnections()
-	}
 }
 
 // isVersionPath tells Docker's version endpoint: /version, or /vX.Y/version

@@ -55,7 +55,7 @@ func withRawBody(ctx context.Context, sink *rawBodySink) context.Context {
 // fields; this keeps the answer as Docker wrote it without a second request
 // and without speaking Docker's HTTP API here.
 type capturingTransport struct {
-	next http.RoundTripper
+	nextTransport
 }
 
 func (c capturingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -69,21 +69,9 @@ func (c capturingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return resp, nil
 }
 
-// CloseIdleConnections passes the client's request on, so that wrapping
-// the transport does not keep idle connections open.
-func (c capturingTransport) CloseIdleConnections() {
-	if closer, ok := c.next.(interface{ CloseIdleConnections() }); ok {
-		closer.CloseIdleConnections()
-	}
-}
-
 // captureRawBodies wraps the client's transport in a capturingTransport.
 func captureRawBodies(client *docker.Client) {
-	next := client.HTTPClient.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	client.HTTPClient.Transport = capturingTransport{next: next}
+	wrapTransport(client, func(next nextTransport) http.RoundTripper { return capturingTransport{next} })
 }
 
 type teeBody struct {
