@@ -22,6 +22,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"time"
 
@@ -59,6 +60,10 @@ func newFollowClient() (*docker.Client, error) {
 	}
 	return client, nil
 }
+
+// errFollowConnUnsupported is dialFollowConn's answer on a platform that
+// dials follow connections through the ordinary dialer.
+var errFollowConnUnsupported = errors.New("follow connections outside the poller are not supported here")
 
 // followDialer dials unix sockets as followConns, anything else with next.
 type followDialer struct {

@@ -13,10 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errFollowConnUnsupported: this platform dials follow connections through
-// the ordinary dialer.
-var errFollowConnUnsupported = errors.New("follow connections outside the poller are not supported here")
-
 // followConn is a unix-socket connection that Go's network poller never
 // sees (docker_follow_conn.go says why). Its socket is non-blocking. A busy
 // stream (more than followQuickReads reads of data in a row, each within
