@@ -98,8 +98,6 @@ type helperCredentials struct {
 	found    bool
 	username string
 	secret   string
-	// program is the helper's path, for the log.
-	program string
 }
 
 // identityTokenUsername is the Username with which a helper says that the
@@ -186,12 +184,12 @@ func (r *helperRunner) get(ctx context.Context, name, serverURL string) (helperC
 	switch {
 	case err == nil && answer.Secret == "":
 		r.logger.WithFields(took).Info("the credential helper answered with an empty secret: no credentials")
-		return helperCredentials{program: path}, nil
+		return helperCredentials{}, nil
 	case err == nil:
-		return helperCredentials{found: true, username: answer.Username, secret: answer.Secret, program: path}, nil
+		return helperCredentials{found: true, username: answer.Username, secret: answer.Secret}, nil
 	case credentials.IsErrCredentialsNotFound(err):
 		r.logger.WithFields(took).Info("the credential helper has no credentials for the registry")
-		return helperCredentials{program: path}, nil
+		return helperCredentials{}, nil
 	}
 	// err may quote the helper's standard output, which may hold a
 	// secret: only what the process did is described.

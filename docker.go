@@ -33,7 +33,7 @@ const (
 type dockerRuntime struct {
 	short    *docker.Client
 	long     *docker.Client
-	follow   *docker.Client // followLogs' (docker_follow_conn.go); nil: long
+	follow   *docker.Client // followLogs' (docker_follow_conn.go)
 	endpoint string
 	exec     execClient // docker_exec.go
 }
@@ -143,14 +143,13 @@ type pendingStart struct {
 // unsynchronised, so nothing else may use the client.
 func (r *dockerRuntime) prepareStart(ctx context.Context) containerStart {
 	p := &pendingStart{done: make(chan struct{})}
-	client, err := docker.NewClientFromEnv()
+	client, err := newDockerClient()
 	if err != nil {
-		p.err = fmt.Errorf("configure the Docker client from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: %w", err)
+		p.err = err
 		close(p.done)
 		return p
 	}
 	client.SetTimeout(dockerCallTimeout)
-	client.SkipServerVersionCheck = true
 	wrapTransport(client, func(next nextTransport) http.RoundTripper { return versionlessTransport{next} })
 	p.client = client
 	go func() {
@@ -514,11 +513,7 @@ func (r *dockerRuntime) followLogs(ctx context.Context, id string, since time.Ti
 		opts.RawTerminal = true
 		opts.OutputStream, opts.ErrorStream = newFrameSplitter(stdout, stderr), nil
 	}
-	client := r.follow
-	if client == nil {
-		client = r.long
-	}
-	if err := client.Logs(opts); err != nil {
+	if err := r.follow.Logs(opts); err != nil {
 		return fmt.Errorf("follow the output of container %s: %w", shortID(id), err)
 	}
 	return nil

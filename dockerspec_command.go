@@ -245,13 +245,19 @@ func (b *specBuilder) applyEnvironment() error {
 	containerEnv.set("MESOS_SANDBOX", containerSandboxPath)
 
 	entries := containerEnv.list()
-	size := 0
-	for _, entry := range entries {
-		size += len(entry) + 1
-	}
-	if size > maxEnvironmentBytes {
+	if size := envSize(entries); size > maxEnvironmentBytes {
 		return taskErrorf("the container environment is %d bytes, more than the limit of %d bytes (1 MiB)", size, maxEnvironmentBytes)
 	}
 	b.config.Env = entries
 	return nil
+}
+
+// envSize is the size of a container environment as the limit counts it:
+// each entry and its terminating NUL.
+func envSize(entries []string) int {
+	size := 0
+	for _, entry := range entries {
+		size += len(entry) + 1
+	}
+	return size
 }

@@ -186,11 +186,8 @@ func (b *specBuilder) applyParameters() error {
 // DB_PASSWORD=… or a URL with a password.
 func (p parameter) redacted(err error) error {
 	shown := redactSecretsIn(p.value)
-	if name, _, ok := strings.Cut(p.value, "="); ok {
-		shown = redactEnv([]string{p.value})[0]
-		if !isSecretKey(name) {
-			shown = name + "=" + redactSecretsIn(strings.TrimPrefix(p.value, name+"="))
-		}
+	if strings.Contains(p.value, "=") {
+		shown = redactEnvVar(p.value)
 	}
 	if shown == p.value {
 		return err

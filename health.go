@@ -237,10 +237,7 @@ func (t *taskRunner) startMesosChecks(plan *checkPlan, container *docker.Contain
 		return m
 	}
 	target := probeTargetFor(container, t.spec)
-	var secrets []string
-	if t.spec != nil && t.spec.Options.Config != nil {
-		secrets = secretValues(t.spec.Options.Config.Env, t.fromVault)
-	}
+	secrets := t.containerSecrets()
 	if plan.health != nil {
 		cfg := plan.health
 		m.verdicts = make(chan healthVerdict, 1)

@@ -242,10 +242,7 @@ func (t *taskRunner) watchDockerHealth(container *docker.Container, sidecarOff b
 	w.cancel = cancel
 	w.verdicts = make(chan dockerHealthVerdict, 1)
 	settings := t.deps.settings.DockerHealthSettings
-	var secrets []string
-	if t.spec != nil && t.spec.Options.Config != nil {
-		secrets = secretValues(t.spec.Options.Config.Env, t.fromVault)
-	}
+	secrets := t.containerSecrets()
 	go func() {
 		defer close(w.done)
 		hc := dockerHealthcheck(container)

@@ -328,6 +328,14 @@ func redactOutput(output string, secrets []string) string {
 	return redactSecretsIn(output)
 }
 
+// containerSecrets are secretValues of the task's container environment.
+func (t *taskRunner) containerSecrets() []string {
+	if t.spec == nil || t.spec.Options.Config == nil {
+		return nil
+	}
+	return secretValues(t.spec.Options.Config.Env, t.fromVault)
+}
+
 // secretValues are the values of the container's environment that are
 // never logged: resolved from Vault, or under a secret-like name.
 func secretValues(env []string, fromVault []string) []string {

@@ -82,6 +82,15 @@ func isSecretKey(name string) bool {
 	return false
 }
 
+// redactEnvVar renders one KEY=VALUE pair as redactEnv does.
+func redactEnvVar(kv string, alsoSecret ...string) string {
+	name, value, _ := strings.Cut(kv, "=")
+	if (isSecretKey(name) || slices.Contains(alsoSecret, name)) && value != "" {
+		return name + "=" + redactedValue
+	}
+	return name + "=" + redactSecretsIn(value)
+}
+
 // redactEnv renders KEY=VALUE pairs for logging with secret values
 // replaced: whole values whose names mark them secret or that are named in
 // alsoSecret (values resolved from Vault), and the secret parts of every
@@ -89,13 +98,7 @@ func isSecretKey(name string) bool {
 func redactEnv(env []string, alsoSecret ...string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		name, value, _ := strings.Cut(kv, "=")
-		if (isSecretKey(name) || slices.Contains(alsoSecret, name)) && value != "" {
-			value = redactedValue
-		} else {
-			value = redactSecretsIn(value)
-		}
-		out = append(out, name+"="+value)
+		out = append(out, redactEnvVar(kv, alsoSecret...))
 	}
 	sort.Strings(out)
 	return out

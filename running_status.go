@@ -122,8 +122,7 @@ func redactRunningData(data []byte, container *docker.Container, alsoSecret []st
 	env := container.Config.Env
 	redacted := make([]string, len(env))
 	for i, kv := range env {
-		// One at a time: redactEnv sorts what it is given.
-		redacted[i] = redactEnv([]string{kv}, alsoSecret...)[0]
+		redacted[i] = redactEnvVar(kv, alsoSecret...)
 	}
 	if slices.Equal(env, redacted) {
 		return data, nil

@@ -378,11 +378,7 @@ func (p *pendingSeeds) apply(ctx context.Context, env []string) []string {
 		out = append(out, entry)
 	}
 	out = append(out, seedsVariable+"="+value)
-	size := 0
-	for _, entry := range out {
-		size += len(entry) + 1
-	}
-	if size > maxEnvironmentBytes {
+	if size := envSize(out); size > maxEnvironmentBytes {
 		p.logger.WithField("agents", len(p.seeds)).Warnf("cannot seed Sidecar: with %s the container environment would be %d bytes, more than the limit of %d; the task is launched without it", seedsVariable, size, maxEnvironmentBytes)
 		return env
 	}

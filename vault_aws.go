@@ -96,12 +96,24 @@ func (s AWSSettings) problems() []string {
 	if s.AWSRoleMaxTTL > 0 && s.AWSRoleTTL > s.AWSRoleMaxTTL {
 		problems = append(problems, fmt.Sprintf("%s_AWS_ROLE_TTL (%s) must not be longer than %s_AWS_ROLE_MAX_TTL (%s)", envPrefix, s.AWSRoleTTL, envPrefix, s.AWSRoleMaxTTL))
 	}
-	for _, role := range s.AllowedAWSRoles {
-		if role = strings.TrimSpace(role); role != "" && !awsRoleName.MatchString(role) {
+	for _, role := range s.allowedRoles() {
+		if !awsRoleName.MatchString(role) {
 			problems = append(problems, fmt.Sprintf("%s_ALLOWED_AWS_ROLES holds %q, which is not a Vault role name", envPrefix, role))
 		}
 	}
 	return problems
+}
+
+// allowedRoles is EXECUTOR_ALLOWED_AWS_ROLES without blanks around or
+// between its names.
+func (s AWSSettings) allowedRoles() []string {
+	var roles []string
+	for _, role := range s.AllowedAWSRoles {
+		if role = strings.TrimSpace(role); role != "" {
+			roles = append(roles, role)
+		}
+	}
+	return roles
 }
 
 // admitRole refuses a role the operator does not allow. The list guards
@@ -111,12 +123,7 @@ func (s AWSSettings) admitRole(taskUsesOwnVault bool) error {
 	if s.AWSRole == "" || taskUsesOwnVault {
 		return nil
 	}
-	var allowed []string
-	for _, role := range s.AllowedAWSRoles {
-		if role = strings.TrimSpace(role); role != "" {
-			allowed = append(allowed, role)
-		}
-	}
+	allowed := s.allowedRoles()
 	if len(allowed) == 0 || slices.Contains(allowed, s.AWSRole) {
 		return nil
 	}

@@ -105,13 +105,6 @@ func (s *Server) Close() {
 	<-s.serveDone
 }
 
-// SetAgents replaces the registered agents.
-func (s *Server) SetAgents(agents ...Agent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.agents = append([]Agent(nil), agents...)
-}
-
 // SetStatus makes /slaves answer status with a short text body instead of
 // the document (as a master with HTTP authentication answers 401, or one
 // still recovering 503); 0 restores the document.

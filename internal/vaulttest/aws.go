@@ -50,8 +50,6 @@ type AWSLease struct {
 	SecretKey    string
 	SessionToken string // empty for iam_user
 	Renewable    bool
-	// RequestedTTL is the ttl parameter of the creds request, 0 if none.
-	RequestedTTL time.Duration
 	Issued       time.Time
 	Expires      time.Time
 	Renewals     int
@@ -174,14 +172,13 @@ func (s *Server) awsCreds(w http.ResponseWriter, r *http.Request, path string, e
 		ttl = role.MaxTTL
 	}
 	lease := &awsLeaseEntry{AWSLease: AWSLease{
-		ID:           "aws/creds/" + name + "/" + randomString(18),
-		Role:         name,
-		AccessKey:    "AKIA" + strings.ToUpper(randomHex(8)),
-		SecretKey:    randomString(30),
-		Renewable:    role.CredentialType == AWSIAMUser,
-		RequestedTTL: requested,
-		Issued:       now,
-		Expires:      now.Add(ttl),
+		ID:        "aws/creds/" + name + "/" + randomString(18),
+		Role:      name,
+		AccessKey: "AKIA" + strings.ToUpper(randomHex(8)),
+		SecretKey: randomString(30),
+		Renewable: role.CredentialType == AWSIAMUser,
+		Issued:    now,
+		Expires:   now.Add(ttl),
 	}, maxExpires: now.Add(role.MaxTTL)}
 	var securityToken any
 	if role.CredentialType != AWSIAMUser {
