@@ -150,6 +150,9 @@ type logRelay struct {
 	rfc5424     bool
 	// fields are the label fields of every datagram, clashes renamed.
 	fields map[string]string
+	// object is the JSON datagram's map: fields and Hostname, plus the
+	// line's own keys set by encode (the sender's alone).
+	object map[string]string
 	// secrets are masked in every relayed line.
 	secrets [][]byte
 	// window is how long a startup-only relay lasts; zero without one.
@@ -470,16 +473,23 @@ func (r *logRelay) encode(buf *bytes.Buffer, entry relayEntry) {
 		r.encodeRFC5424(buf, entry, line)
 		return
 	}
-	object := make(map[string]string, len(r.fields)+5)
-	for key, value := range r.fields {
-		object[key] = value
+	if r.object == nil {
+		// The fields every datagram carries, once; only the sender
+		// encodes, so the map is reused from line to line.
+		r.object = make(map[string]string, len(r.fields)+5)
+		for key, value := range r.fields {
+			r.object[key] = value
+		}
+		r.object["Hostname"] = r.hostname
 	}
-	object["Hostname"] = r.hostname
+	object := r.object
 	object["Timestamp"] = entry.at.Format(time.RFC3339)
 	object["Level"] = relayLevel(entry.stream, line)
 	object["Payload"] = string(line)
 	if entry.stream != 0 {
 		object["Stream"] = entry.stream.String()
+	} else {
+		delete(object, "Stream")
 	}
 	// A map of strings always encodes.
 	_ = json.NewEncoder(buf).Encode(object)
