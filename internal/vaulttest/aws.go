@@ -142,7 +142,7 @@ func (s *Server) handleAWS(w http.ResponseWriter, r *http.Request, path string, 
 }
 
 func (s *Server) awsCreds(w http.ResponseWriter, r *http.Request, path string, entry *tokenEntry) {
-	if !entry.mayRead(path) {
+	if !entry.may("read", path) {
 		writeErrors(w, http.StatusForbidden, "permission denied")
 		return
 	}
@@ -223,7 +223,7 @@ func (s *Server) leaseOperation(w http.ResponseWriter, r *http.Request, op strin
 		return
 	}
 	call.LeaseID = body.LeaseID
-	if op == "revoke" && !entry.mayUpdate("sys/leases/revoke") {
+	if op == "revoke" && !entry.may("update", "sys/leases/revoke") {
 		fail(http.StatusForbidden, "permission denied")
 		return
 	}
@@ -283,20 +283,6 @@ func (s *Server) leaseOperation(w http.ResponseWriter, r *http.Request, op strin
 	response["lease_duration"] = int64(expires.Sub(now) / time.Second)
 	response["warnings"] = warnings
 	writeJSON(w, http.StatusOK, response)
-}
-
-// mayUpdate reports whether the token may write to path: root, or an
-// "update:<prefix>" policy covering it.
-func (e *tokenEntry) mayUpdate(path string) bool {
-	for _, policy := range e.policies {
-		if policy == "root" {
-			return true
-		}
-		if prefix, ok := strings.CutPrefix(policy, "update:"); ok && strings.HasPrefix(path, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 func roundUpSeconds(d time.Duration) time.Duration {

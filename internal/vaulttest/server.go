@@ -624,7 +624,7 @@ func (s *Server) readSecret(w http.ResponseWriter, path string, entry *tokenEntr
 		return
 	}
 	if mount.version == 1 {
-		if rest == "" || !entry.mayRead(mount.path+rest) {
+		if rest == "" || !entry.may("read", mount.path+rest) {
 			writeErrors(w, http.StatusForbidden, "permission denied")
 			return
 		}
@@ -645,7 +645,7 @@ func (s *Server) readSecret(w http.ResponseWriter, path string, entry *tokenEntr
 		writeJSON(w, http.StatusNotFound, response)
 		return
 	}
-	if !entry.mayRead(mount.path + inner) {
+	if !entry.may("read", mount.path+inner) {
 		writeErrors(w, http.StatusForbidden, "permission denied")
 		return
 	}
@@ -700,21 +700,24 @@ func envelope(data map[string]any, auth map[string]any) map[string]any {
 	}
 }
 
-// grants returns the path prefixes the token may read, or all=true for root.
-func (e *tokenEntry) grants() (prefixes []string, all bool) {
+// grants returns the path prefixes the token may use for op ("read",
+// "update": its "<op>:<prefix>" policies), or all=true for root.
+func (e *tokenEntry) grants(op string) (prefixes []string, all bool) {
 	for _, policy := range e.policies {
 		if policy == "root" {
 			return nil, true
 		}
-		if prefix, ok := strings.CutPrefix(policy, "read:"); ok {
+		if prefix, ok := strings.CutPrefix(policy, op+":"); ok {
 			prefixes = append(prefixes, prefix)
 		}
 	}
 	return prefixes, false
 }
 
-func (e *tokenEntry) mayRead(path string) bool {
-	prefixes, all := e.grants()
+// may reports whether the token may use path for op: root, or an
+// "<op>:<prefix>" policy covering it.
+func (e *tokenEntry) may(op, path string) bool {
+	prefixes, all := e.grants(op)
 	if all {
 		return true
 	}
@@ -729,7 +732,7 @@ func (e *tokenEntry) mayRead(path string) bool {
 // mayUseMount mirrors Vault's preflight check: the token needs some grant
 // inside the mount (or one covering all of it).
 func (e *tokenEntry) mayUseMount(mountPath string) bool {
-	prefixes, all := e.grants()
+	prefixes, all := e.grants("read")
 	if all {
 		return true
 	}
