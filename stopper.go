@@ -50,9 +50,7 @@ func (s *stopper) request(req stopRequest) {
 		s.logger.WithFields(log.Fields{"grace": grace.String(), "reason": req.message}).Info("stopping the container")
 		// TASK_KILLING announces a kill someone asked for, not the
 		// executor's own decision to stop the task.
-		executorsOwn := req.cause == causeUnhealthy || req.cause == causeAgentLost || req.cause == causeAWSCredentialsExpiring ||
-			req.cause == causeMaxCompletion
-		if !executorsOwn && s.task.env.killingCapable() {
+		if !req.cause.executorsOwn() && s.task.env.killingCapable() {
 			s.task.status(mesos.TASK_KILLING, nil, req.message)
 		}
 		s.grace = grace

@@ -38,6 +38,19 @@ const (
 	causeMaxCompletion // TaskInfo.max_completion_time reached (max_completion.go)
 )
 
+// executorsOwn tells the stops the executor decides on its own from those
+// someone asked for (a kill, a shutdown, a signal) and the failed Mesos or
+// Docker health checks, which Mesos handles as kills. Its own are not
+// announced with TASK_KILLING, and one that comes during the launch, before
+// a container runs, ends the task TASK_FAILED.
+func (c stopCause) executorsOwn() bool {
+	switch c {
+	case causeUnhealthy, causeAgentLost, causeAWSCredentialsExpiring, causeMaxCompletion:
+		return true
+	}
+	return false
+}
+
 // stopRequest asks a task to stop its container.
 type stopRequest struct {
 	cause stopCause
@@ -207,7 +220,7 @@ func (t *taskRunner) launchAndSupervise() outcome {
 		t.logger.WithField("message", earlyStop.message).Info("stop requested during the launch; no container was left running")
 		t.aws.deadline = earlyStop.deadline
 		state := mesos.TASK_KILLED
-		if earlyStop.cause == causeAgentLost || earlyStop.cause == causeAWSCredentialsExpiring {
+		if earlyStop.cause.executorsOwn() {
 			state = mesos.TASK_FAILED
 		}
 		return outcome{state: state, reason: mesos.REASON_TASK_KILLED_DURING_LAUNCH.Enum(),
