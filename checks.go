@@ -6,12 +6,12 @@ package main
 // makes it), and the bookkeeping that puts the latest check_status on every
 // status the task sends and a TASK_RUNNING update with
 // REASON_TASK_CHECK_STATUS_UPDATED whenever it changes. Also the handling of
-// health verdicts in the supervise loop (health.go runs the health check).
+// health verdicts in the supervise loop (health.go runs the health check,
+// health_docker.go watches Docker's HEALTHCHECK).
 
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -31,13 +31,8 @@ type checkConfig struct {
 func parseCheck(c *mesos.CheckInfo) (*checkConfig, error) {
 	cfg := &checkConfig{kind: c.Type}
 	var err error
-	if cfg.delay, err = parseSeconds("check.delay_seconds", c.DelaySeconds, mesos.Default_CheckInfo_DelaySeconds); err != nil {
-		return nil, err
-	}
-	if cfg.interval, err = parseSeconds("check.interval_seconds", c.IntervalSeconds, mesos.Default_CheckInfo_IntervalSeconds); err != nil {
-		return nil, err
-	}
-	if cfg.timeout, err = parseSeconds("check.timeout_seconds", c.TimeoutSeconds, mesos.Default_CheckInfo_TimeoutSeconds); err != nil {
+	if cfg.checkTiming, err = parseTiming("check", c.DelaySeconds, c.IntervalSeconds, c.TimeoutSeconds,
+		mesos.Default_CheckInfo_DelaySeconds, mesos.Default_CheckInfo_IntervalSeconds, mesos.Default_CheckInfo_TimeoutSeconds); err != nil {
 		return nil, err
 	}
 	switch c.Type {
@@ -53,21 +48,16 @@ func parseCheck(c *mesos.CheckInfo) (*checkConfig, error) {
 		if c.HTTP == nil {
 			return nil, errors.New("check.type is HTTP but check.http is not set")
 		}
-		if c.HTTP.Path != nil && !strings.HasPrefix(c.HTTP.GetPath(), "/") {
-			return nil, fmt.Errorf("check.http.path must start with \"/\" (got %q)", c.HTTP.GetPath())
-		}
-		if err := checkPort("check.http.port", c.HTTP.Port); err != nil {
+		if cfg.probe, err = httpProbeSpec("check.http", "http", c.HTTP.Path, c.HTTP.Port, false); err != nil {
 			return nil, err
 		}
-		cfg.probe = probeSpec{kind: probeHTTP, scheme: "http", port: c.HTTP.Port, path: c.HTTP.GetPath()}
 	case mesos.CheckInfo_TCP:
 		if c.TCP == nil {
 			return nil, errors.New("check.type is TCP but check.tcp is not set")
 		}
-		if err := checkPort("check.tcp.port", c.TCP.Port); err != nil {
+		if cfg.probe, err = tcpProbeSpec("check.tcp", c.TCP.Port, false); err != nil {
 			return nil, err
 		}
-		cfg.probe = probeSpec{kind: probeTCP, port: c.TCP.Port}
 	default:
 		return nil, fmt.Errorf("check.type must be COMMAND, HTTP or TCP (got %s)", c.Type)
 	}
@@ -203,14 +193,25 @@ func (t *taskRunner) sendHealthUpdate(healthy bool, message string, containerSta
 	t.send(update, false)
 }
 
-// onHealthVerdict sends the TASK_RUNNING update of a health check result
-// and, when the check has failed often enough, returns the stop request
-// that kills the task.
-func (t *taskRunner) onHealthVerdict(verdict healthVerdict, containerStatus *mesos.ContainerStatus, logger *log.Entry) *stopRequest {
-	t.sendHealthUpdate(verdict.healthy, verdict.message, containerStatus)
+// Health verdicts' kill log lines, one a source: onHealthVerdict's
+// killing.
+const (
+	mesosHealthKilling  = "the Mesos health check failed too many times; killing the task"
+	dockerHealthKilling = "the container stayed unhealthy by Docker's HEALTHCHECK; killing the task"
+)
+
+// onHealthVerdict sends the TASK_RUNNING update a health verdict asks for
+// (the Mesos health check's or Docker's HEALTHCHECK's) and, when the check
+// has failed often enough or the container stayed unhealthy long enough,
+// logs killing (the source's line) and returns the stop request that kills
+// the task (TASK_KILLED, healthy=false, the same for both sources).
+func (t *taskRunner) onHealthVerdict(verdict healthVerdict, killing string, containerStatus *mesos.ContainerStatus, logger *log.Entry) *stopRequest {
+	if verdict.update {
+		t.sendHealthUpdate(verdict.healthy, verdict.message, containerStatus)
+	}
 	if !verdict.kill {
 		return nil
 	}
-	logger.WithField("reason", verdict.message).Error("the Mesos health check failed too many times; killing the task")
+	logger.WithField("reason", verdict.message).Error(killing)
 	return &stopRequest{cause: causeHealthCheckFailed, grace: -1, message: verdict.message}
 }

@@ -59,13 +59,8 @@ func parseSeconds(field string, value *float64, def float64) (time.Duration, err
 func parseHealthCheck(hc *mesos.HealthCheck) (*healthCheckConfig, error) {
 	cfg := &healthCheckConfig{consecutiveFailures: mesos.Default_HealthCheck_ConsecutiveFailures}
 	var err error
-	if cfg.delay, err = parseSeconds("health_check.delay_seconds", hc.DelaySeconds, mesos.Default_HealthCheck_DelaySeconds); err != nil {
-		return nil, err
-	}
-	if cfg.interval, err = parseSeconds("health_check.interval_seconds", hc.IntervalSeconds, mesos.Default_HealthCheck_IntervalSeconds); err != nil {
-		return nil, err
-	}
-	if cfg.timeout, err = parseSeconds("health_check.timeout_seconds", hc.TimeoutSeconds, mesos.Default_HealthCheck_TimeoutSeconds); err != nil {
+	if cfg.checkTiming, err = parseTiming("health_check", hc.DelaySeconds, hc.IntervalSeconds, hc.TimeoutSeconds,
+		mesos.Default_HealthCheck_DelaySeconds, mesos.Default_HealthCheck_IntervalSeconds, mesos.Default_HealthCheck_TimeoutSeconds); err != nil {
 		return nil, err
 	}
 	if cfg.grace, err = parseSeconds("health_check.grace_period_seconds", hc.GracePeriodSeconds, mesos.Default_HealthCheck_GracePeriodSeconds); err != nil {
@@ -95,26 +90,63 @@ func parseHealthCheck(hc *mesos.HealthCheck) (*healthCheckConfig, error) {
 		if scheme != "http" && scheme != "https" {
 			return nil, fmt.Errorf("health_check.http.scheme must be \"http\" or \"https\" (got %q)", scheme)
 		}
-		if http.Path != nil && !strings.HasPrefix(http.GetPath(), "/") {
-			return nil, fmt.Errorf("health_check.http.path must start with \"/\" (got %q)", http.GetPath())
-		}
-		if err := checkPort("health_check.http.port", http.Port); err != nil {
+		if cfg.probe, err = httpProbeSpec("health_check.http", scheme, http.Path, http.Port, http.GetProtocol() == mesos.IPv6); err != nil {
 			return nil, err
 		}
-		cfg.probe = probeSpec{kind: probeHTTP, scheme: scheme, port: http.Port, path: http.GetPath(),
-			ipv6: http.GetProtocol() == mesos.IPv6}
 	case mesos.HealthCheck_TCP:
 		if hc.TCP == nil {
 			return nil, errors.New("health_check.type is TCP but health_check.tcp is not set")
 		}
-		if err := checkPort("health_check.tcp.port", hc.TCP.Port); err != nil {
+		if cfg.probe, err = tcpProbeSpec("health_check.tcp", hc.TCP.Port, hc.TCP.GetProtocol() == mesos.IPv6); err != nil {
 			return nil, err
 		}
-		cfg.probe = probeSpec{kind: probeTCP, port: hc.TCP.Port, ipv6: hc.TCP.GetProtocol() == mesos.IPv6}
 	default:
 		return nil, fmt.Errorf("health_check.type must be COMMAND, HTTP or TCP (got %s)", hc.Type)
 	}
 	return cfg, nil
+}
+
+// parseTiming reads the delay_seconds, interval_seconds and
+// timeout_seconds of a check or health check (prefix names it in errors),
+// unset ones taking the given defaults, in that order.
+func parseTiming(prefix string, delay, interval, timeout *float64, defDelay, defInterval, defTimeout float64) (checkTiming, error) {
+	var timing checkTiming
+	var err error
+	if timing.delay, err = parseSeconds(prefix+".delay_seconds", delay, defDelay); err != nil {
+		return checkTiming{}, err
+	}
+	if timing.interval, err = parseSeconds(prefix+".interval_seconds", interval, defInterval); err != nil {
+		return checkTiming{}, err
+	}
+	if timing.timeout, err = parseSeconds(prefix+".timeout_seconds", timeout, defTimeout); err != nil {
+		return checkTiming{}, err
+	}
+	return timing, nil
+}
+
+// httpProbeSpec checks an HTTP check's path (absent, or starting with /)
+// and port, field names under prefix, and returns its probe.
+func httpProbeSpec(prefix, scheme string, path *string, port uint32, ipv6 bool) (probeSpec, error) {
+	pathValue := ""
+	if path != nil {
+		pathValue = *path
+		if !strings.HasPrefix(pathValue, "/") {
+			return probeSpec{}, fmt.Errorf("%s.path must start with \"/\" (got %q)", prefix, pathValue)
+		}
+	}
+	if err := checkPort(prefix+".port", port); err != nil {
+		return probeSpec{}, err
+	}
+	return probeSpec{kind: probeHTTP, scheme: scheme, port: port, path: pathValue, ipv6: ipv6}, nil
+}
+
+// tcpProbeSpec checks a TCP check's port, named prefix.port, and returns
+// its probe.
+func tcpProbeSpec(prefix string, port uint32, ipv6 bool) (probeSpec, error) {
+	if err := checkPort(prefix+".port", port); err != nil {
+		return probeSpec{}, err
+	}
+	return probeSpec{kind: probeTCP, port: port, ipv6: ipv6}, nil
 }
 
 func checkPort(field string, port uint32) error {
@@ -158,12 +190,23 @@ type healthState struct {
 	failures            uint32    // counted failures in a row
 }
 
-// healthVerdict is one result that becomes a TASK_RUNNING update.
+// healthVerdict is what one result of a health source, the Mesos health
+// check or Docker's HEALTHCHECK (health_docker.go), asks of supervise: a
+// TASK_RUNNING update, a kill, or both (onHealthVerdict).
 type healthVerdict struct {
 	healthy bool
-	// kill: the counted failures reached consecutive_failures.
+	// update: a TASK_RUNNING update carries healthy and message. Every
+	// verdict of the Mesos health check has one; Docker's asks for one
+	// only when its verdict changed.
+	update bool
+	// kill: the Mesos health check's counted failures reached
+	// consecutive_failures, or the container stayed unhealthy by Docker's
+	// HEALTHCHECK for EXECUTOR_DOCKER_HEALTH_KILL_AFTER.
 	kill    bool
 	message string
+	// output is Docker's last probe's output, redacted and truncated, for
+	// the log (Docker's HEALTHCHECK only).
+	output string
 }
 
 // observe takes one attempt's result (problem says why it failed) and
@@ -174,13 +217,13 @@ func (s *healthState) observe(ok bool, problem string, now time.Time) (healthVer
 		report := !s.succeeded || s.failures > 0
 		s.succeeded = true
 		s.failures = 0
-		return healthVerdict{healthy: true, message: "Mesos health check passed"}, report
+		return healthVerdict{healthy: true, update: true, message: "Mesos health check passed"}, report
 	}
 	if !s.succeeded && s.grace > 0 && now.Sub(s.started) <= s.grace {
 		return healthVerdict{}, false
 	}
 	s.failures++
-	v := healthVerdict{healthy: false, kill: s.failures >= s.consecutiveFailures}
+	v := healthVerdict{healthy: false, update: true, kill: s.failures >= s.consecutiveFailures}
 	if v.kill {
 		v.message = fmt.Sprintf("Mesos health check failed %d times in a row (consecutive_failures=%d): %s",
 			s.failures, s.consecutiveFailures, problem)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
-	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	log "github.com/sirupsen/logrus"
 )
 
@@ -119,17 +118,6 @@ func (s DockerHealthSettings) pollInterval(hc *docker.HealthConfig) time.Duratio
 	return max(interval, time.Second)
 }
 
-// dockerHealthVerdict is what one reading of Docker's verdict asks of
-// supervise: a TASK_RUNNING update, a kill, or both.
-type dockerHealthVerdict struct {
-	healthy bool
-	update  bool
-	kill    bool
-	message string
-	// output is the last probe's output, redacted and truncated.
-	output string
-}
-
 // dockerHealthState interprets Docker's successive verdicts.
 type dockerHealthState struct {
 	killAfter dockerHealthKillAfter
@@ -145,17 +133,17 @@ type dockerHealthState struct {
 // what it asks for, if anything. The kill needs a reading made killAfter
 // or more after the first of an unbroken series of unhealthy readings: a
 // reading that failed (Docker down) breaks nothing, but decides nothing.
-func (s *dockerHealthState) observe(health docker.Health, now time.Time) (dockerHealthVerdict, bool) {
+func (s *dockerHealthState) observe(health docker.Health, now time.Time) (healthVerdict, bool) {
 	switch health.Status {
 	case dockerHealthy:
 		s.unhealthySince = time.Time{}
 		if s.reported == dockerHealthy {
-			return dockerHealthVerdict{}, false
+			return healthVerdict{}, false
 		}
 		s.reported = dockerHealthy
-		return dockerHealthVerdict{healthy: true, update: true, message: "Docker HEALTHCHECK passed"}, true
+		return healthVerdict{healthy: true, update: true, message: "Docker HEALTHCHECK passed"}, true
 	case dockerUnhealthy:
-		v := dockerHealthVerdict{output: s.lastOutput(health)}
+		v := healthVerdict{output: s.lastOutput(health)}
 		probe := describeDockerProbe(health, v.output)
 		if s.reported != dockerUnhealthy {
 			s.reported = dockerUnhealthy
@@ -175,7 +163,7 @@ func (s *dockerHealthState) observe(health docker.Health, now time.Time) (docker
 		// "starting" (also after a daemon restart) or no verdict: the
 		// spell, if any, is no longer known to be unbroken.
 		s.unhealthySince = time.Time{}
-		return dockerHealthVerdict{}, false
+		return healthVerdict{}, false
 	}
 }
 
@@ -217,7 +205,7 @@ func describeDockerProbe(health docker.Health, output string) string {
 // dockerHealthWatch reads Docker's verdict on the container in the
 // background; verdicts is nil when it is not watched.
 type dockerHealthWatch struct {
-	verdicts chan dockerHealthVerdict
+	verdicts chan healthVerdict
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -240,7 +228,7 @@ func (t *taskRunner) watchDockerHealth(container *docker.Container, sidecarOff b
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	w.verdicts = make(chan dockerHealthVerdict, 1)
+	w.verdicts = make(chan healthVerdict, 1)
 	settings := t.deps.settings.DockerHealthSettings
 	secrets := t.containerSecrets()
 	go func() {
@@ -263,7 +251,7 @@ func (t *taskRunner) watchDockerHealth(container *docker.Container, sidecarOff b
 // the container is gone. A failed reading is no verdict: Docker being away
 // says nothing about the container.
 func (t *taskRunner) pollDockerHealth(ctx context.Context, id string, interval time.Duration, state *dockerHealthState,
-	logger *log.Entry, verdicts chan<- dockerHealthVerdict) {
+	logger *log.Entry, verdicts chan<- healthVerdict) {
 	failing := false
 	for sleepContext(ctx, interval) {
 		container, err := t.deps.docker.inspectContainer(ctx, id)
@@ -308,19 +296,4 @@ func (t *taskRunner) pollDockerHealth(ctx context.Context, id string, interval t
 			return
 		}
 	}
-}
-
-// onDockerHealthVerdict sends the TASK_RUNNING update of a change of
-// Docker's verdict and, when the container stayed unhealthy long enough,
-// returns the stop request that kills the task (TASK_KILLED, healthy=false,
-// as a failed Mesos health check).
-func (t *taskRunner) onDockerHealthVerdict(verdict dockerHealthVerdict, containerStatus *mesos.ContainerStatus, logger *log.Entry) *stopRequest {
-	if verdict.update {
-		t.sendHealthUpdate(verdict.healthy, verdict.message, containerStatus)
-	}
-	if !verdict.kill {
-		return nil
-	}
-	logger.WithField("reason", verdict.message).Error("the container stayed unhealthy by Docker's HEALTHCHECK; killing the task")
-	return &stopRequest{cause: causeHealthCheckFailed, grace: -1, message: verdict.message}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,6 +127,78 @@ func TestParseCheck(t *testing.T) {
 		if _, err := parseCheck(c.check); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one containing %q", c.check, err, c.want)
 		}
+	}
+}
+
+// TestCheckAndHealthCheckShareTheirTimingAndTargetErrors pins the whole
+// texts of the errors both parsers share (parseTiming, httpProbeSpec,
+// tcpProbeSpec), each under its own field prefix, and the probes built.
+func TestCheckAndHealthCheckShareTheirTimingAndTargetErrors(t *testing.T) {
+	tcpCheck := func(c mesos.CheckInfo) *mesos.CheckInfo {
+		c.Type, c.TCP = mesos.CheckInfo_TCP, &mesos.CheckInfo_Tcp{Port: 1}
+		return &c
+	}
+	tcpHealth := func(h mesos.HealthCheck) *mesos.HealthCheck {
+		h.Type, h.TCP = mesos.HealthCheck_TCP, &mesos.HealthCheck_TCPCheckInfo{Port: 1}
+		return &h
+	}
+	checks := []struct {
+		check *mesos.CheckInfo
+		want  string
+	}{
+		{tcpCheck(mesos.CheckInfo{DelaySeconds: f64(-1)}), "check.delay_seconds must be a non-negative number of seconds (got -1)"},
+		{tcpCheck(mesos.CheckInfo{IntervalSeconds: f64(-2.5)}), "check.interval_seconds must be a non-negative number of seconds (got -2.5)"},
+		{tcpCheck(mesos.CheckInfo{DelaySeconds: f64(-1), TimeoutSeconds: f64(-3)}), "check.delay_seconds must be a non-negative number of seconds (got -1)"},
+		{tcpCheck(mesos.CheckInfo{TimeoutSeconds: f64(-3)}), "check.timeout_seconds must be a non-negative number of seconds (got -3)"},
+		{&mesos.CheckInfo{Type: mesos.CheckInfo_HTTP, HTTP: &mesos.CheckInfo_Http{Port: 0, Path: strPtr("x")}}, `check.http.path must start with "/" (got "x")`},
+		{&mesos.CheckInfo{Type: mesos.CheckInfo_HTTP, HTTP: &mesos.CheckInfo_Http{Port: 0}}, "check.http.port must be a port number from 1 to 65535 (got 0)"},
+		{&mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 70000}}, "check.tcp.port must be a port number from 1 to 65535 (got 70000)"},
+	}
+	for _, c := range checks {
+		if _, err := parseCheck(c.check); err == nil || err.Error() != c.want {
+			t.Errorf("check %+v: error %v, want %q", c.check, err, c.want)
+		}
+	}
+	healthChecks := []struct {
+		check *mesos.HealthCheck
+		want  string
+	}{
+		{tcpHealth(mesos.HealthCheck{DelaySeconds: f64(-1)}), "health_check.delay_seconds must be a non-negative number of seconds (got -1)"},
+		{tcpHealth(mesos.HealthCheck{IntervalSeconds: f64(-2.5)}), "health_check.interval_seconds must be a non-negative number of seconds (got -2.5)"},
+		{tcpHealth(mesos.HealthCheck{TimeoutSeconds: f64(-3), GracePeriodSeconds: f64(-4)}), "health_check.timeout_seconds must be a non-negative number of seconds (got -3)"},
+		{tcpHealth(mesos.HealthCheck{GracePeriodSeconds: f64(-4)}), "health_check.grace_period_seconds must be a non-negative number of seconds (got -4)"},
+		{&mesos.HealthCheck{Type: mesos.HealthCheck_HTTP, HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 0, Path: strPtr("x")}}, `health_check.http.path must start with "/" (got "x")`},
+		{&mesos.HealthCheck{Type: mesos.HealthCheck_HTTP, HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 0}}, "health_check.http.port must be a port number from 1 to 65535 (got 0)"},
+		{&mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 70000}}, "health_check.tcp.port must be a port number from 1 to 65535 (got 70000)"},
+	}
+	for _, c := range healthChecks {
+		if _, err := parseHealthCheck(c.check); err == nil || err.Error() != c.want {
+			t.Errorf("health check %+v: error %v, want %q", c.check, err, c.want)
+		}
+	}
+
+	ipv6 := mesos.IPv6
+	health, err := parseHealthCheck(&mesos.HealthCheck{Type: mesos.HealthCheck_HTTP,
+		HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 8443, Scheme: strPtr("https"), Protocol: &ipv6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (probeSpec{kind: probeHTTP, scheme: "https", port: 8443, ipv6: true}); !reflect.DeepEqual(health.probe, want) {
+		t.Errorf("health check HTTP probe %+v, want %+v", health.probe, want)
+	}
+	if health, err = parseHealthCheck(&mesos.HealthCheck{Type: mesos.HealthCheck_TCP,
+		TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 22, Protocol: &ipv6}}); err != nil {
+		t.Fatal(err)
+	}
+	if want := (probeSpec{kind: probeTCP, port: 22, ipv6: true}); !reflect.DeepEqual(health.probe, want) {
+		t.Errorf("health check TCP probe %+v, want %+v", health.probe, want)
+	}
+	check, err := parseCheck(&mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 22}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (probeSpec{kind: probeTCP, port: 22}); !reflect.DeepEqual(check.probe, want) {
+		t.Errorf("check TCP probe %+v, want %+v", check.probe, want)
 	}
 }
 

@@ -541,7 +541,7 @@ loop:
 			pending = &stopRequest{cause: causeUnhealthy, grace: -1, message: err.Error()}
 		case verdict := <-checks.verdicts:
 			if stop.first == nil {
-				pending = t.onHealthVerdict(verdict, containerStatus, logger)
+				pending = t.onHealthVerdict(verdict, mesosHealthKilling, containerStatus, logger)
 			}
 		case result := <-checks.checkResults:
 			if stop.first == nil {
@@ -549,7 +549,7 @@ loop:
 			}
 		case verdict := <-dockerHealth.verdicts:
 			if stop.first == nil {
-				pending = t.onDockerHealthVerdict(verdict, containerStatus, logger)
+				pending = t.onHealthVerdict(verdict, dockerHealthKilling, containerStatus, logger)
 			}
 		case accepted := <-stop.drained:
 			stop.drainFinished(accepted)
@@ -584,7 +584,8 @@ type healthWatch struct {
 
 // watchHealth starts polling Sidecar for the container unless the task
 // opted out with the label SidecarDiscover=false. labels are the
-// container's as Docker reports them, the ones Sidecar names it by.
+// container's as the launch's inspect reported them (the image's included,
+// and always the executor's own), the ones Sidecar names it by.
 func (t *taskRunner) watchHealth(containerID string, labels map[string]string, logger *log.Entry) *healthWatch {
 	h := &healthWatch{changes: make(chan healthChange, 4), failed: make(chan error, 1), done: make(chan struct{})}
 	if value, ok := t.spec.Label("SidecarDiscover"); ok && strings.EqualFold(strings.TrimSpace(value), "false") {
@@ -598,11 +599,6 @@ func (t *taskRunner) watchHealth(containerID string, labels map[string]string, l
 	h.cancel = cancel
 	go func() {
 		defer close(h.done)
-		if labels == nil {
-			// The launch's inspect had no Config to read the labels Sidecar
-			// names the service by (the image's included): ask again.
-			labels = t.containerLabels(ctx, containerID, logger)
-		}
 		h.watcher.useServiceRoute(labels)
 		err := h.watcher.Run(ctx, func(healthy bool, detail string) {
 			select {
@@ -615,17 +611,6 @@ func (t *taskRunner) watchHealth(containerID string, labels map[string]string, l
 		}
 	}()
 	return h
-}
-
-// containerLabels reads the container's labels as Docker reports them, or
-// nil when Docker cannot say: the watcher then asks state.json.
-func (t *taskRunner) containerLabels(ctx context.Context, containerID string, logger *log.Entry) map[string]string {
-	container, err := t.deps.docker.inspectContainer(ctx, containerID)
-	if err != nil {
-		logger.WithError(err).Warn("could not read the container's labels for Sidecar's per-service route")
-		return nil
-	}
-	return dockerLabels(container)
 }
 
 // stop ends the polling and waits for it; safe to call many times.
