@@ -350,19 +350,74 @@ func (r *vaultResolver) secret(ctx context.Context, path string) (map[string]any
 		r.logger.WithField("path", path).Debug("Vault secret already read in this call")
 		return data, nil
 	}
-	data, err := r.readSecret(ctx, path)
-	if isPermissionDenied(err) && r.usingCachedToken {
-		r.logger.WithFields(log.Fields{"path": path, "file": r.tokenFile}).Info("Vault refused the cached token; logging in again")
-		if err := r.login(ctx); err != nil {
-			return nil, err
-		}
+	var data map[string]any
+	notice := r.logger.WithFields(log.Fields{"path": path, "file": r.tokenFile})
+	err := r.retryDenied(ctx, reloginCachedToken, notice, "Vault refused the cached token; logging in again", func() error {
+		var err error
 		data, err = r.readSecret(ctx, path)
-	}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	r.secrets[path] = data
 	return data, nil
+}
+
+// How retryDenied gets a new token when Vault refuses the one in use.
+type tokenRefresh int
+
+const (
+	// reloginCachedToken replaces only a token read from the token file,
+	// by one fresh login: a token from VAULT_TOKEN, or one just obtained
+	// by logging in, would be refused again.
+	reloginCachedToken tokenRefresh = iota
+	// reconnectAnyToken connects again the way connect first did
+	// (VAULT_TOKEN, the token file, else a login), whatever the token in
+	// use: long after the launch, the token may have expired, or another
+	// executor may have cached a newer one.
+	reconnectAnyToken
+)
+
+// retryDenied runs call and, when Vault refuses the token (HTTP 403),
+// logs message on notice, gets a new token as refresh says and runs call
+// once more. call must use r.client as it is when call runs (the refresh
+// may replace it) and return its Vault errors through r.describe, wrapped
+// or not. The error of a failed refresh is returned as is.
+func (r *vaultResolver) retryDenied(ctx context.Context, refresh tokenRefresh, notice *log.Entry, message string, call func() error) error {
+	err := call()
+	if !isPermissionDenied(err) {
+		return err
+	}
+	switch refresh {
+	case reloginCachedToken:
+		if !r.usingCachedToken {
+			return err
+		}
+		notice.Info(message)
+		if err := r.login(ctx); err != nil {
+			return err
+		}
+	case reconnectAnyToken:
+		notice.Info(message)
+		if err := r.reconnect(ctx); err != nil {
+			return err
+		}
+	}
+	return call()
+}
+
+// reconnect drops the client and connects again. When not even a new
+// client can be built, the previous one stays, for the calls still to
+// come (the revocation at the task's end).
+func (r *vaultResolver) reconnect(ctx context.Context) error {
+	previous := r.client
+	r.client = nil
+	err := r.connect(ctx)
+	if r.client == nil {
+		r.client = previous
+	}
+	return err
 }
 
 func (r *vaultResolver) readSecret(ctx context.Context, path string) (map[string]any, error) {

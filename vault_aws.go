@@ -222,16 +222,16 @@ func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv fun
 		query = map[string][]string{"ttl": {strconv.FormatInt(ceilSeconds(settings.AWSRoleTTL), 10)}}
 	}
 	logger.WithFields(log.Fields{"path": path, "requested_ttl": settings.AWSRoleTTL.String()}).Info("Requesting AWS credentials from Vault")
-	secret, err := resolver.client.Logical().ReadWithDataWithContext(ctx, path, query)
-	if err != nil && resolver.usingCachedToken && isPermissionDenied(resolver.describe(err)) {
-		logger.Info("Vault refused the cached token; logging in again")
-		if err := resolver.login(ctx); err != nil {
-			return fail(err)
+	var secret *api.Secret
+	err := resolver.retryDenied(ctx, reloginCachedToken, logger, "Vault refused the cached token; logging in again", func() error {
+		var err error
+		if secret, err = resolver.client.Logical().ReadWithDataWithContext(ctx, path, query); err != nil {
+			return fmt.Errorf("%s: %w", path, resolver.describe(err))
 		}
-		secret, err = resolver.client.Logical().ReadWithDataWithContext(ctx, path, query)
-	}
+		return nil
+	})
 	if err != nil {
-		return fail(fmt.Errorf("%s: %w", path, resolver.describe(err)))
+		return fail(err)
 	}
 	if secret == nil || secret.Data == nil {
 		return fail(fmt.Errorf("%s: not found (HTTP 404): is the AWS secrets engine mounted at %s/?", path, awsMount))
@@ -444,26 +444,16 @@ func (l *awsLease) renew(ctx context.Context) error {
 	}
 	callCtx, cancel := context.WithTimeout(ctx, min(awsVaultCallTimeout, max(time.Until(l.stopAt()), time.Second)))
 	defer cancel()
-	renewCall := func() (*api.Secret, error) {
-		secret, err := l.resolver.client.Sys().RenewWithContext(callCtx, l.leaseID, seconds)
-		if err != nil {
-			return nil, l.resolver.describe(err)
+	// A refused token may have expired or been replaced: connect again
+	// the way the launch did (token file, else login).
+	var secret *api.Secret
+	err := l.resolver.retryDenied(callCtx, reconnectAnyToken, l.logger, "Vault refused the token while renewing the AWS credentials; connecting again", func() error {
+		var err error
+		if secret, err = l.resolver.client.Sys().RenewWithContext(callCtx, l.leaseID, seconds); err != nil {
+			return l.resolver.describe(err)
 		}
-		return secret, nil
-	}
-	secret, err := renewCall()
-	if isPermissionDenied(err) {
-		// The host's token may have expired or been replaced: connect
-		// again the way the launch did (token file, else login).
-		l.logger.Info("Vault refused the token while renewing the AWS credentials; connecting again")
-		previous := l.resolver.client
-		l.resolver.client = nil
-		if err = l.resolver.connect(callCtx); err == nil {
-			secret, err = renewCall()
-		} else if l.resolver.client == nil {
-			l.resolver.client = previous
-		}
-	}
+		return nil
+	})
 	if err != nil {
 		var callErr *vaultCallError
 		if errors.As(err, &callErr) && callErr.status == http.StatusBadRequest {

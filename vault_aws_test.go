@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -519,4 +520,83 @@ func TestTaskUnitAWSExpiryDuringTheLaunchFailsTheTask(t *testing.T) {
 		t.Error("the lease was not revoked")
 	}
 	assertNoFakeContainer(t, engine)
+}
+
+// A cached token that Vault refuses for aws/creds earns one login and one
+// more read; a refusal of any other token, or a failed login, ends the
+// request with Vault's answer.
+func TestAWSCredentialsRequestLogsInAgainOnlyForACachedToken(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		env      map[string]string
+		cached   bool
+		password string
+		wantErr  string
+		logins   int
+		requests []string
+	}{
+		{name: "cached token refused", cached: true, password: "host-password", logins: 1, requests: []string{
+			"GET auth/token/lookup-self", "GET aws/creds/app", "PUT auth/userpass/login/executor", "GET aws/creds/app", "GET auth/token/lookup-self",
+		}},
+		{name: "login refused after the cached token", cached: true, password: "wrong-password", logins: 1,
+			wantErr: "get AWS credentials for Vault role app: userpass login as executor: ", requests: []string{
+				"GET auth/token/lookup-self", "GET aws/creds/app", "PUT auth/userpass/login/executor",
+			}},
+		{name: "VAULT_TOKEN refused", env: map[string]string{"VAULT_TOKEN": "hvs.narrow"},
+			wantErr: "get AWS credentials for Vault role app: aws/creds/app: permission denied (HTTP 403)", requests: []string{
+				"GET aws/creds/app",
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vault := awsVault(t, vaulttest.AWSRole{TTL: time.Minute})
+			vault.AddUserpass("executor", "host-password", "read:aws/creds/app", "update:sys/leases/revoke")
+			vault.AddToken("hvs.narrow", time.Hour, "read:secret/")
+			tokenFile := t.TempDir() + "/token"
+			if tc.cached {
+				if err := os.WriteFile(tokenFile, []byte("hvs.narrow\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": tc.password,
+				"VAULT_TOKEN_FILE": tokenFile, "VAULT_MAX_RETRIES": "0"}
+			for name, value := range tc.env {
+				env[name] = value
+			}
+			logs := &syncBuffer{}
+			logger := log.New()
+			logger.SetOutput(logs)
+			lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app"}, func(name string) string { return env[name] }, log.NewEntry(logger))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("requestAWSCredentials: %v", err)
+				}
+				lease.release(time.Time{})
+			} else if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if got := vault.Logins(); got != tc.logins {
+				t.Errorf("logins = %d, want %d", got, tc.logins)
+			}
+			var requests []string
+			for _, r := range vault.Requests() {
+				requests = append(requests, r.Method+" "+strings.TrimPrefix(r.Path, "/v1/"))
+			}
+			if tc.wantErr == "" {
+				requests = slices.DeleteFunc(requests, func(r string) bool { return strings.HasPrefix(r, "PUT sys/leases/revoke") })
+			}
+			if !slices.Equal(requests, tc.requests) {
+				t.Errorf("requests = %q, want %q", requests, tc.requests)
+			}
+			refused := strings.Contains(logs.String(), "Vault refused the cached token; logging in again")
+			if refused != tc.cached {
+				t.Errorf("logged the refusal of the cached token: %v, want %v", refused, tc.cached)
+			}
+			if strings.Contains(logs.String(), "host-password") {
+				t.Error("the password appeared in the log")
+			}
+		})
+	}
 }
