@@ -113,16 +113,12 @@ const (
 // resolveVaultEnv returns env ("K=V" in container order) with every
 // vault:// value replaced by the secret field it names, and the names of the
 // variables so replaced, for the caller to log as "[resolved from Vault]".
-// getenv is the executor's Vault settings lookup (settingsEnv.vaultGetenv:
-// the operator's Vault, or the task's own when it brings a token); it is
-// consulted only when at least one value is a vault:// reference, so
-// without any the executor needs no Vault configuration and Vault sees no
-// request. Errors
+// resolver (newVaultResolver) is the task's Vault connection; it is used
+// only when at least one value is a vault:// reference, so without any the
+// executor needs no Vault configuration and Vault sees no request. Errors
 // name the variable and the Vault path, never a value, token or password.
-func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) string, logger *log.Entry) (resolved []string, fromVault []string, err error) {
-	if logger == nil {
-		logger = log.NewEntry(log.StandardLogger())
-	}
+func resolveVaultEnv(ctx context.Context, env []string, resolver *vaultResolver) (resolved []string, fromVault []string, err error) {
+	logger := resolver.logger
 	type reference struct {
 		index             int
 		name, path, field string
@@ -143,7 +139,6 @@ func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) stri
 		return env, nil, nil
 	}
 
-	resolver := &vaultResolver{getenv: getenv, logger: logger, secrets: make(map[string]map[string]any)}
 	resolved = slices.Clone(env)
 	fromVault = make([]string, 0, len(references))
 	for _, ref := range references {
@@ -159,8 +154,9 @@ func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) stri
 	return resolved, fromVault, nil
 }
 
-// vaultResolver holds what one resolveVaultEnv call learns: the client and
-// its token, the KV version of each mount and each secret read.
+// vaultResolver is one task's Vault connection, shared by its vault://
+// values and its AWS credentials: it holds the client and its token, the
+// KV version of each mount and each secret read.
 type vaultResolver struct {
 	getenv func(string) string
 	logger *log.Entry
@@ -183,6 +179,17 @@ type vaultResolver struct {
 	// like the Vault CLI we then treat every mount as KV v1.
 	noMountLookup bool
 	secrets       map[string]map[string]any
+}
+
+// newVaultResolver makes a task's resolver, which connects on first use.
+// getenv is the executor's Vault settings lookup (settingsEnv.vaultGetenv:
+// the operator's Vault, or the task's own when it brings a token), and
+// logger (nil: the standard logger's) gets the resolver's notices.
+func newVaultResolver(getenv func(string) string, logger *log.Entry) *vaultResolver {
+	if logger == nil {
+		logger = log.NewEntry(log.StandardLogger())
+	}
+	return &vaultResolver{getenv: getenv, logger: logger, secrets: make(map[string]map[string]any)}
 }
 
 type vaultMount struct {

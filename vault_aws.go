@@ -174,12 +174,12 @@ type awsTaskState struct {
 // them; the renewal asks the task to stop before they expire when Vault
 // can extend them no further. The lease is revoked by
 // releaseAWSCredentials, whichever way the task ends.
-func (t *taskRunner) obtainAWSCredentials(ctx context.Context, logger *log.Entry) *outcome {
+func (t *taskRunner) obtainAWSCredentials(ctx context.Context, resolver *vaultResolver, logger *log.Entry) *outcome {
 	settings := t.deps.settings.AWSSettings
 	if settings.AWSRole == "" {
 		return nil
 	}
-	lease, err := requestAWSCredentials(ctx, settings, t.deps.env.vaultGetenv(), logger)
+	lease, err := requestAWSCredentials(ctx, settings, resolver, logger)
 	if err != nil {
 		failure := launchFailure(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 		return &failure
@@ -203,16 +203,18 @@ func (t *taskRunner) releaseAWSCredentials() {
 	t.aws.lease = nil
 }
 
-// requestAWSCredentials reads aws/creds/<role> with the Vault client and
-// token vault.go provides for this task. Errors name the role and what
-// Vault said, never a token or a key.
-func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv func(string) string, logger *log.Entry) (*awsLease, error) {
+// requestAWSCredentials reads aws/creds/<role> with the task's Vault
+// resolver, connected already when the task's vault:// values needed it;
+// the lease keeps the resolver for its renewals. Errors name the role and
+// what Vault said, never a token or a key.
+func requestAWSCredentials(ctx context.Context, settings AWSSettings, resolver *vaultResolver, logger *log.Entry) (*awsLease, error) {
 	role := settings.AWSRole
 	logger = logger.WithField("aws_role", role)
 	fail := func(err error) (*awsLease, error) {
 		return nil, fmt.Errorf("get AWS credentials for Vault role %s: %w", role, err)
 	}
-	resolver := &vaultResolver{getenv: getenv, logger: logger, secrets: map[string]map[string]any{}}
+	// From here on the resolver's notices concern the AWS credentials.
+	resolver.logger = logger
 	if err := resolver.connect(ctx); err != nil {
 		return fail(err)
 	}

@@ -360,7 +360,7 @@ func awsTestLease(t *testing.T, vault *vaulttest.Server, settings AWSSettings) (
 	getenv := func(name string) string {
 		return map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_TOKEN": "hvs.host", "VAULT_MAX_RETRIES": "0"}[name]
 	}
-	lease, err := requestAWSCredentials(context.Background(), settings, getenv, log.NewEntry(logger))
+	lease, err := requestAWSCredentials(context.Background(), settings, newVaultResolver(getenv, nil), log.NewEntry(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestAWSRenewalReconnectsWhenTheTokenIsRefused(t *testing.T) {
 		return map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": "host-password",
 			"VAULT_TOKEN_FILE": tokenFile, "VAULT_MAX_RETRIES": "0"}[name]
 	}
-	lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app", AWSRoleTTL: 2 * time.Minute}, getenv, log.NewEntry(logger))
+	lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app", AWSRoleTTL: 2 * time.Minute}, newVaultResolver(getenv, nil), log.NewEntry(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +568,7 @@ func TestAWSCredentialsRequestLogsInAgainOnlyForACachedToken(t *testing.T) {
 			logs := &syncBuffer{}
 			logger := log.New()
 			logger.SetOutput(logs)
-			lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app"}, func(name string) string { return env[name] }, log.NewEntry(logger))
+			lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app"}, newVaultResolver(func(name string) string { return env[name] }, nil), log.NewEntry(logger))
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("requestAWSCredentials: %v", err)
@@ -599,4 +599,46 @@ func TestAWSCredentialsRequestLogsInAgainOnlyForACachedToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A task with vault:// values and AWS credentials connects to Vault once:
+// one login serves both.
+func TestTaskUnitVaultValuesAndAWSCredentialsShareOneLogin(t *testing.T) {
+	t.Parallel()
+	vault := awsVault(t, vaulttest.AWSRole{})
+	vault.MountKV("secret/", 2)
+	vault.PutSecret("secret/app/config", map[string]any{"value": "from-vault"})
+	vault.AddUserpass("executor", "host-password", "read:secret/app/", "read:aws/creds/app", "update:sys/leases/revoke")
+	operator := map[string]string{
+		"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": "host-password", "VAULT_MAX_RETRIES": "0",
+		"EXECUTOR_AWS_ROLE": "app",
+	}
+	engine := newUnitRuntime()
+	info := unitTaskInfo(withEnv("FROM_VAULT", "vault://secret/app/config"))
+	u := startUnitTask(t, engine, unitConfig{info: info, operator: operator})
+	c := engine.running(t)
+	u.waitState(t, mesos.TASK_RUNNING)
+	lease := onlyLease(t, vault)
+	engine.exit(c.id, 0)
+	assertStatus(t, u.finish(t), mesos.TASK_FINISHED, nil, "")
+
+	env := u.runner.spec.Options.Config.Env
+	for _, want := range []string{"FROM_VAULT=from-vault", "AWS_ACCESS_KEY_ID=" + lease.AccessKey} {
+		if !slices.Contains(env, want) {
+			t.Errorf("the container's environment lacks %s", strings.SplitN(want, "=", 2)[0])
+		}
+	}
+	if got := vault.Logins(); got != 1 {
+		t.Errorf("logins = %d, want 1 for the vault:// values and the AWS credentials", got)
+	}
+	if n := strings.Count(u.logs.String(), "Logged in to Vault with userpass"); n != 1 {
+		t.Errorf("%d logins logged, want 1", n)
+	}
+	if !onlyLease(t, vault).Revoked {
+		t.Error("the lease was not revoked")
+	}
+	if strings.Contains(u.logs.String(), "host-password") {
+		t.Error("the password appeared in the log")
+	}
+	assertNoAWSSecret(t, u, lease)
 }
