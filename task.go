@@ -289,13 +289,16 @@ func (t *taskRunner) launch(ctx context.Context) (*docker.Container, *outcome) {
 	// The seeds are looked up alongside the rest of the launch and join
 	// the environment just before the container is created.
 	seeds := startSeedLookup(ctx, settings, t.deps.mesos.AgentEndpoint, logger)
-	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, t.deps.env.vaultGetenv(), logger)
+	// One Vault connection serves the vault:// values and the AWS
+	// credentials, made when the first of them needs it.
+	vault := newVaultResolver(t.deps.env.vaultGetenv(), logger)
+	resolved, fromVault, err := resolveVaultEnv(ctx, spec.Options.Config.Env, vault)
 	if err != nil {
 		return fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 	}
 	spec.Options.Config.Env = resolved
 	t.fromVault = fromVault
-	if failure := t.obtainAWSCredentials(ctx, logger); failure != nil {
+	if failure := t.obtainAWSCredentials(ctx, vault, logger); failure != nil {
 		return nil, failure
 	}
 	t.logContainerConfig(logger)

@@ -113,16 +113,12 @@ const (
 // resolveVaultEnv returns env ("K=V" in container order) with every
 // vault:// value replaced by the secret field it names, and the names of the
 // variables so replaced, for the caller to log as "[resolved from Vault]".
-// getenv is the executor's Vault settings lookup (settingsEnv.vaultGetenv:
-// the operator's Vault, or the task's own when it brings a token); it is
-// consulted only when at least one value is a vault:// reference, so
-// without any the executor needs no Vault configuration and Vault sees no
-// request. Errors
+// resolver (newVaultResolver) is the task's Vault connection; it is used
+// only when at least one value is a vault:// reference, so without any the
+// executor needs no Vault configuration and Vault sees no request. Errors
 // name the variable and the Vault path, never a value, token or password.
-func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) string, logger *log.Entry) (resolved []string, fromVault []string, err error) {
-	if logger == nil {
-		logger = log.NewEntry(log.StandardLogger())
-	}
+func resolveVaultEnv(ctx context.Context, env []string, resolver *vaultResolver) (resolved []string, fromVault []string, err error) {
+	logger := resolver.logger
 	type reference struct {
 		index             int
 		name, path, field string
@@ -143,7 +139,6 @@ func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) stri
 		return env, nil, nil
 	}
 
-	resolver := &vaultResolver{getenv: getenv, logger: logger, secrets: make(map[string]map[string]any)}
 	resolved = slices.Clone(env)
 	fromVault = make([]string, 0, len(references))
 	for _, ref := range references {
@@ -159,8 +154,9 @@ func resolveVaultEnv(ctx context.Context, env []string, getenv func(string) stri
 	return resolved, fromVault, nil
 }
 
-// vaultResolver holds what one resolveVaultEnv call learns: the client and
-// its token, the KV version of each mount and each secret read.
+// vaultResolver is one task's Vault connection, shared by its vault://
+// values and its AWS credentials: it holds the client and its token, the
+// KV version of each mount and each secret read.
 type vaultResolver struct {
 	getenv func(string) string
 	logger *log.Entry
@@ -183,6 +179,17 @@ type vaultResolver struct {
 	// like the Vault CLI we then treat every mount as KV v1.
 	noMountLookup bool
 	secrets       map[string]map[string]any
+}
+
+// newVaultResolver makes a task's resolver, which connects on first use.
+// getenv is the executor's Vault settings lookup (settingsEnv.vaultGetenv:
+// the operator's Vault, or the task's own when it brings a token), and
+// logger (nil: the standard logger's) gets the resolver's notices.
+func newVaultResolver(getenv func(string) string, logger *log.Entry) *vaultResolver {
+	if logger == nil {
+		logger = log.NewEntry(log.StandardLogger())
+	}
+	return &vaultResolver{getenv: getenv, logger: logger, secrets: make(map[string]map[string]any)}
 }
 
 type vaultMount struct {
@@ -350,19 +357,74 @@ func (r *vaultResolver) secret(ctx context.Context, path string) (map[string]any
 		r.logger.WithField("path", path).Debug("Vault secret already read in this call")
 		return data, nil
 	}
-	data, err := r.readSecret(ctx, path)
-	if isPermissionDenied(err) && r.usingCachedToken {
-		r.logger.WithFields(log.Fields{"path": path, "file": r.tokenFile}).Info("Vault refused the cached token; logging in again")
-		if err := r.login(ctx); err != nil {
-			return nil, err
-		}
+	var data map[string]any
+	notice := r.logger.WithFields(log.Fields{"path": path, "file": r.tokenFile})
+	err := r.retryDenied(ctx, reloginCachedToken, notice, "Vault refused the cached token; logging in again", func() error {
+		var err error
 		data, err = r.readSecret(ctx, path)
-	}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	r.secrets[path] = data
 	return data, nil
+}
+
+// How retryDenied gets a new token when Vault refuses the one in use.
+type tokenRefresh int
+
+const (
+	// reloginCachedToken replaces only a token read from the token file,
+	// by one fresh login: a token from VAULT_TOKEN, or one just obtained
+	// by logging in, would be refused again.
+	reloginCachedToken tokenRefresh = iota
+	// reconnectAnyToken connects again the way connect first did
+	// (VAULT_TOKEN, the token file, else a login), whatever the token in
+	// use: long after the launch, the token may have expired, or another
+	// executor may have cached a newer one.
+	reconnectAnyToken
+)
+
+// retryDenied runs call and, when Vault refuses the token (HTTP 403),
+// logs message on notice, gets a new token as refresh says and runs call
+// once more. call must use r.client as it is when call runs (the refresh
+// may replace it) and return its Vault errors through r.describe, wrapped
+// or not. The error of a failed refresh is returned as is.
+func (r *vaultResolver) retryDenied(ctx context.Context, refresh tokenRefresh, notice *log.Entry, message string, call func() error) error {
+	err := call()
+	if !isPermissionDenied(err) {
+		return err
+	}
+	switch refresh {
+	case reloginCachedToken:
+		if !r.usingCachedToken {
+			return err
+		}
+		notice.Info(message)
+		if err := r.login(ctx); err != nil {
+			return err
+		}
+	case reconnectAnyToken:
+		notice.Info(message)
+		if err := r.reconnect(ctx); err != nil {
+			return err
+		}
+	}
+	return call()
+}
+
+// reconnect drops the client and connects again. When not even a new
+// client can be built, the previous one stays, for the calls still to
+// come (the revocation at the task's end).
+func (r *vaultResolver) reconnect(ctx context.Context) error {
+	previous := r.client
+	r.client = nil
+	err := r.connect(ctx)
+	if r.client == nil {
+		r.client = previous
+	}
+	return err
 }
 
 func (r *vaultResolver) readSecret(ctx context.Context, path string) (map[string]any, error) {

@@ -174,12 +174,12 @@ type awsTaskState struct {
 // them; the renewal asks the task to stop before they expire when Vault
 // can extend them no further. The lease is revoked by
 // releaseAWSCredentials, whichever way the task ends.
-func (t *taskRunner) obtainAWSCredentials(ctx context.Context, logger *log.Entry) *outcome {
+func (t *taskRunner) obtainAWSCredentials(ctx context.Context, resolver *vaultResolver, logger *log.Entry) *outcome {
 	settings := t.deps.settings.AWSSettings
 	if settings.AWSRole == "" {
 		return nil
 	}
-	lease, err := requestAWSCredentials(ctx, settings, t.deps.env.vaultGetenv(), logger)
+	lease, err := requestAWSCredentials(ctx, settings, resolver, logger)
 	if err != nil {
 		failure := launchFailure(mesos.REASON_CONTAINER_LAUNCH_FAILED, err.Error())
 		return &failure
@@ -203,16 +203,18 @@ func (t *taskRunner) releaseAWSCredentials() {
 	t.aws.lease = nil
 }
 
-// requestAWSCredentials reads aws/creds/<role> with the Vault client and
-// token vault.go provides for this task. Errors name the role and what
-// Vault said, never a token or a key.
-func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv func(string) string, logger *log.Entry) (*awsLease, error) {
+// requestAWSCredentials reads aws/creds/<role> with the task's Vault
+// resolver, connected already when the task's vault:// values needed it;
+// the lease keeps the resolver for its renewals. Errors name the role and
+// what Vault said, never a token or a key.
+func requestAWSCredentials(ctx context.Context, settings AWSSettings, resolver *vaultResolver, logger *log.Entry) (*awsLease, error) {
 	role := settings.AWSRole
 	logger = logger.WithField("aws_role", role)
 	fail := func(err error) (*awsLease, error) {
 		return nil, fmt.Errorf("get AWS credentials for Vault role %s: %w", role, err)
 	}
-	resolver := &vaultResolver{getenv: getenv, logger: logger, secrets: map[string]map[string]any{}}
+	// From here on the resolver's notices concern the AWS credentials.
+	resolver.logger = logger
 	if err := resolver.connect(ctx); err != nil {
 		return fail(err)
 	}
@@ -222,16 +224,16 @@ func requestAWSCredentials(ctx context.Context, settings AWSSettings, getenv fun
 		query = map[string][]string{"ttl": {strconv.FormatInt(ceilSeconds(settings.AWSRoleTTL), 10)}}
 	}
 	logger.WithFields(log.Fields{"path": path, "requested_ttl": settings.AWSRoleTTL.String()}).Info("Requesting AWS credentials from Vault")
-	secret, err := resolver.client.Logical().ReadWithDataWithContext(ctx, path, query)
-	if err != nil && resolver.usingCachedToken && isPermissionDenied(resolver.describe(err)) {
-		logger.Info("Vault refused the cached token; logging in again")
-		if err := resolver.login(ctx); err != nil {
-			return fail(err)
+	var secret *api.Secret
+	err := resolver.retryDenied(ctx, reloginCachedToken, logger, "Vault refused the cached token; logging in again", func() error {
+		var err error
+		if secret, err = resolver.client.Logical().ReadWithDataWithContext(ctx, path, query); err != nil {
+			return fmt.Errorf("%s: %w", path, resolver.describe(err))
 		}
-		secret, err = resolver.client.Logical().ReadWithDataWithContext(ctx, path, query)
-	}
+		return nil
+	})
 	if err != nil {
-		return fail(fmt.Errorf("%s: %w", path, resolver.describe(err)))
+		return fail(err)
 	}
 	if secret == nil || secret.Data == nil {
 		return fail(fmt.Errorf("%s: not found (HTTP 404): is the AWS secrets engine mounted at %s/?", path, awsMount))
@@ -444,26 +446,16 @@ func (l *awsLease) renew(ctx context.Context) error {
 	}
 	callCtx, cancel := context.WithTimeout(ctx, min(awsVaultCallTimeout, max(time.Until(l.stopAt()), time.Second)))
 	defer cancel()
-	renewCall := func() (*api.Secret, error) {
-		secret, err := l.resolver.client.Sys().RenewWithContext(callCtx, l.leaseID, seconds)
-		if err != nil {
-			return nil, l.resolver.describe(err)
+	// A refused token may have expired or been replaced: connect again
+	// the way the launch did (token file, else login).
+	var secret *api.Secret
+	err := l.resolver.retryDenied(callCtx, reconnectAnyToken, l.logger, "Vault refused the token while renewing the AWS credentials; connecting again", func() error {
+		var err error
+		if secret, err = l.resolver.client.Sys().RenewWithContext(callCtx, l.leaseID, seconds); err != nil {
+			return l.resolver.describe(err)
 		}
-		return secret, nil
-	}
-	secret, err := renewCall()
-	if isPermissionDenied(err) {
-		// The host's token may have expired or been replaced: connect
-		// again the way the launch did (token file, else login).
-		l.logger.Info("Vault refused the token while renewing the AWS credentials; connecting again")
-		previous := l.resolver.client
-		l.resolver.client = nil
-		if err = l.resolver.connect(callCtx); err == nil {
-			secret, err = renewCall()
-		} else if l.resolver.client == nil {
-			l.resolver.client = previous
-		}
-	}
+		return nil
+	})
 	if err != nil {
 		var callErr *vaultCallError
 		if errors.As(err, &callErr) && callErr.status == http.StatusBadRequest {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -359,7 +360,7 @@ func awsTestLease(t *testing.T, vault *vaulttest.Server, settings AWSSettings) (
 	getenv := func(name string) string {
 		return map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_TOKEN": "hvs.host", "VAULT_MAX_RETRIES": "0"}[name]
 	}
-	lease, err := requestAWSCredentials(context.Background(), settings, getenv, log.NewEntry(logger))
+	lease, err := requestAWSCredentials(context.Background(), settings, newVaultResolver(getenv, nil), log.NewEntry(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +408,7 @@ func TestAWSRenewalReconnectsWhenTheTokenIsRefused(t *testing.T) {
 		return map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": "host-password",
 			"VAULT_TOKEN_FILE": tokenFile, "VAULT_MAX_RETRIES": "0"}[name]
 	}
-	lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app", AWSRoleTTL: 2 * time.Minute}, getenv, log.NewEntry(logger))
+	lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app", AWSRoleTTL: 2 * time.Minute}, newVaultResolver(getenv, nil), log.NewEntry(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,4 +520,125 @@ func TestTaskUnitAWSExpiryDuringTheLaunchFailsTheTask(t *testing.T) {
 		t.Error("the lease was not revoked")
 	}
 	assertNoFakeContainer(t, engine)
+}
+
+// A cached token that Vault refuses for aws/creds earns one login and one
+// more read; a refusal of any other token, or a failed login, ends the
+// request with Vault's answer.
+func TestAWSCredentialsRequestLogsInAgainOnlyForACachedToken(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		env      map[string]string
+		cached   bool
+		password string
+		wantErr  string
+		logins   int
+		requests []string
+	}{
+		{name: "cached token refused", cached: true, password: "host-password", logins: 1, requests: []string{
+			"GET auth/token/lookup-self", "GET aws/creds/app", "PUT auth/userpass/login/executor", "GET aws/creds/app", "GET auth/token/lookup-self",
+		}},
+		{name: "login refused after the cached token", cached: true, password: "wrong-password", logins: 1,
+			wantErr: "get AWS credentials for Vault role app: userpass login as executor: ", requests: []string{
+				"GET auth/token/lookup-self", "GET aws/creds/app", "PUT auth/userpass/login/executor",
+			}},
+		{name: "VAULT_TOKEN refused", env: map[string]string{"VAULT_TOKEN": "hvs.narrow"},
+			wantErr: "get AWS credentials for Vault role app: aws/creds/app: permission denied (HTTP 403)", requests: []string{
+				"GET aws/creds/app",
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vault := awsVault(t, vaulttest.AWSRole{TTL: time.Minute})
+			vault.AddUserpass("executor", "host-password", "read:aws/creds/app", "update:sys/leases/revoke")
+			vault.AddToken("hvs.narrow", time.Hour, "read:secret/")
+			tokenFile := t.TempDir() + "/token"
+			if tc.cached {
+				if err := os.WriteFile(tokenFile, []byte("hvs.narrow\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := map[string]string{"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": tc.password,
+				"VAULT_TOKEN_FILE": tokenFile, "VAULT_MAX_RETRIES": "0"}
+			for name, value := range tc.env {
+				env[name] = value
+			}
+			logs := &syncBuffer{}
+			logger := log.New()
+			logger.SetOutput(logs)
+			lease, err := requestAWSCredentials(context.Background(), AWSSettings{AWSRole: "app"}, newVaultResolver(func(name string) string { return env[name] }, nil), log.NewEntry(logger))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("requestAWSCredentials: %v", err)
+				}
+				lease.release(time.Time{})
+			} else if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if got := vault.Logins(); got != tc.logins {
+				t.Errorf("logins = %d, want %d", got, tc.logins)
+			}
+			var requests []string
+			for _, r := range vault.Requests() {
+				requests = append(requests, r.Method+" "+strings.TrimPrefix(r.Path, "/v1/"))
+			}
+			if tc.wantErr == "" {
+				requests = slices.DeleteFunc(requests, func(r string) bool { return strings.HasPrefix(r, "PUT sys/leases/revoke") })
+			}
+			if !slices.Equal(requests, tc.requests) {
+				t.Errorf("requests = %q, want %q", requests, tc.requests)
+			}
+			refused := strings.Contains(logs.String(), "Vault refused the cached token; logging in again")
+			if refused != tc.cached {
+				t.Errorf("logged the refusal of the cached token: %v, want %v", refused, tc.cached)
+			}
+			if strings.Contains(logs.String(), "host-password") {
+				t.Error("the password appeared in the log")
+			}
+		})
+	}
+}
+
+// A task with vault:// values and AWS credentials connects to Vault once:
+// one login serves both.
+func TestTaskUnitVaultValuesAndAWSCredentialsShareOneLogin(t *testing.T) {
+	t.Parallel()
+	vault := awsVault(t, vaulttest.AWSRole{})
+	vault.MountKV("secret/", 2)
+	vault.PutSecret("secret/app/config", map[string]any{"value": "from-vault"})
+	vault.AddUserpass("executor", "host-password", "read:secret/app/", "read:aws/creds/app", "update:sys/leases/revoke")
+	operator := map[string]string{
+		"VAULT_ADDR": vault.URL(), "VAULT_USERNAME": "executor", "VAULT_PASSWORD": "host-password", "VAULT_MAX_RETRIES": "0",
+		"EXECUTOR_AWS_ROLE": "app",
+	}
+	engine := newUnitRuntime()
+	info := unitTaskInfo(withEnv("FROM_VAULT", "vault://secret/app/config"))
+	u := startUnitTask(t, engine, unitConfig{info: info, operator: operator})
+	c := engine.running(t)
+	u.waitState(t, mesos.TASK_RUNNING)
+	lease := onlyLease(t, vault)
+	engine.exit(c.id, 0)
+	assertStatus(t, u.finish(t), mesos.TASK_FINISHED, nil, "")
+
+	env := u.runner.spec.Options.Config.Env
+	for _, want := range []string{"FROM_VAULT=from-vault", "AWS_ACCESS_KEY_ID=" + lease.AccessKey} {
+		if !slices.Contains(env, want) {
+			t.Errorf("the container's environment lacks %s", strings.SplitN(want, "=", 2)[0])
+		}
+	}
+	if got := vault.Logins(); got != 1 {
+		t.Errorf("logins = %d, want 1 for the vault:// values and the AWS credentials", got)
+	}
+	if n := strings.Count(u.logs.String(), "Logged in to Vault with userpass"); n != 1 {
+		t.Errorf("%d logins logged, want 1", n)
+	}
+	if !onlyLease(t, vault).Revoked {
+		t.Error("the lease was not revoked")
+	}
+	if strings.Contains(u.logs.String(), "host-password") {
+		t.Error("the password appeared in the log")
+	}
+	assertNoAWSSecret(t, u, lease)
 }

@@ -165,7 +165,7 @@ func newVaultFixture(t *testing.T) *vaultFixture {
 func (f *vaultFixture) getenv(name string) string { return f.env[name] }
 
 func (f *vaultFixture) resolve(env ...string) ([]string, []string, error) {
-	return resolveVaultEnv(context.Background(), env, f.getenv, f.logger)
+	return resolveVaultEnv(context.Background(), env, newVaultResolver(f.getenv, f.logger))
 }
 
 // assertNothingSecretLogged fails if any log entry, fields included, holds a
@@ -318,7 +318,7 @@ func TestResolveVaultEnvWithoutReferencesTouchesNothing(t *testing.T) {
 		return f.env[name]
 	}
 	env := []string{"A=1", "B=vault:/not/a/reference", "C=https://vault.example/v1/secret", "D"}
-	resolved, fromVault, err := resolveVaultEnv(context.Background(), env, getenv, f.logger)
+	resolved, fromVault, err := resolveVaultEnv(context.Background(), env, newVaultResolver(getenv, f.logger))
 	if err != nil {
 		t.Fatalf("resolveVaultEnv: %v", err)
 	}
@@ -333,7 +333,7 @@ func TestResolveVaultEnvWithoutReferencesTouchesNothing(t *testing.T) {
 	}
 
 	// Not even a configured environment is needed.
-	resolved, _, err = resolveVaultEnv(context.Background(), env, func(string) string { return "" }, nil)
+	resolved, _, err = resolveVaultEnv(context.Background(), env, newVaultResolver(func(string) string { return "" }, nil))
 	if err != nil || !reflect.DeepEqual(resolved, env) {
 		t.Errorf("with no Vault configured: %q, %v", resolved, err)
 	}
@@ -554,7 +554,7 @@ func TestResolveVaultEnvCancelledContext(t *testing.T) {
 	f.env["VAULT_TOKEN"] = testRootToken
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, _, err := resolveVaultEnv(ctx, []string{"API_KEY=vault://secret/app/api"}, f.getenv, f.logger)
+	_, _, err := resolveVaultEnv(ctx, []string{"API_KEY=vault://secret/app/api"}, newVaultResolver(f.getenv, f.logger))
 	if err == nil || !strings.Contains(err.Error(), "resolve API_KEY from Vault path secret/app/api: cancelled") {
 		t.Fatalf("err = %v, want a cancellation naming the variable", err)
 	}
@@ -922,7 +922,7 @@ func testConcurrentResolversShareTokenFile(t *testing.T) {
 			defer wg.Done()
 			<-start
 			results[i], _, errs[i] = resolveVaultEnv(context.Background(),
-				[]string{"DB_PASSWORD=vault://secret/app/db?key=password"}, f.getenv, f.logger)
+				[]string{"DB_PASSWORD=vault://secret/app/db?key=password"}, newVaultResolver(f.getenv, f.logger))
 		}()
 	}
 	close(start)
