@@ -40,6 +40,11 @@ const (
 	// broken follow while the container runs.
 	followRetryFirst = 100 * time.Millisecond
 	followRetryMax   = 2 * time.Second
+	// followFailuresAfterExit is how many reads of an exited container's
+	// output may fail in a row, delivering nothing, before the stream
+	// ends: Docker cannot give the rest (it is unreachable, say), and the
+	// terminal update should not wait on it.
+	followFailuresAfterExit = 3
 	// followStallLimit is how long a follow connection may deliver
 	// nothing while the container runs before it is replaced (once per
 	// silence).
@@ -194,7 +199,8 @@ func (o *outputStream) follow(driver string) {
 	stdout := &streamWriter{o: o, stream: streamStdout}
 	stderr := &streamWriter{o: o, stream: streamStderr}
 	delay := followRetryFirst
-	failures := 0
+	failures, failuresAfterExit := 0, 0
+	readAfterExit := false
 	for {
 		exitedBefore := o.hasExited()
 		o.mu.Lock()
@@ -210,7 +216,8 @@ func (o *outputStream) follow(driver string) {
 		err := o.runtime.followLogs(connCtx, o.id, since, o.tty, stdout, stderr)
 		connCancel()
 		<-watchdog
-		if o.connectionEnded(err == nil) > deliveredBefore {
+		progressed := o.connectionEnded(err == nil) > deliveredBefore
+		if progressed {
 			delay = followRetryFirst
 		}
 		if o.ctx.Err() != nil {
@@ -247,19 +254,34 @@ func (o *outputStream) follow(driver string) {
 			} else {
 				entry.Debug("the stream of the container's output broke again")
 			}
+			if exitedBefore && !progressed {
+				if failuresAfterExit++; failuresAfterExit >= followFailuresAfterExit {
+					o.logger.WithError(err).WithField("attempts", failuresAfterExit).
+						Warn("the container's last output could not be read; the sandbox may miss its end")
+					return
+				}
+			} else {
+				failuresAfterExit = 0
+			}
 		} else {
 			// The follow ended cleanly: the container stopped, or Docker
 			// ended the stream. One more read, once the exit is known,
 			// makes sure nothing is missed.
 			failures = 0
 		}
+		exited := o.exited
+		if readAfterExit {
+			exited = nil
+		}
 		wait := time.NewTimer(delay)
 		select {
 		case <-o.ctx.Done():
 			wait.Stop()
 			return
-		case <-o.exited:
-			// Read what is left without waiting.
+		case <-exited:
+			// Read what is left without waiting, once; a read after that
+			// which fails waits like any other.
+			readAfterExit = true
 			wait.Stop()
 		case <-wait.C:
 			delay = min(delay*2, followRetryMax)

@@ -245,6 +245,37 @@ func TestOutputRidesOutAnEngineOutage(t *testing.T) {
 	}
 }
 
+// Once the container has exited, a Docker that cannot be reached gets one
+// immediate read and a few spaced ones, not a loop of reconnections until
+// the drain gives up: the terminal update does not wait on it.
+func TestOutputAfterExitWithDockerUnreachableEndsAfterAFewReads(t *testing.T) {
+	engine := newFakeRuntime()
+	id := runningFakeContainer(t, engine)
+	engine.writeOutput(id, stamped(time.Now(), streamStdout, "only line\n")...)
+	sink := newRecordingSink()
+	logger, logs := testLogger()
+	o := startOutputStream(engine, id, false, "", logger, sink)
+	eventually(t, 10*time.Second, "the line", func() bool { return len(sink.of(streamStdout)) == 1 })
+	engine.setUnreachable(true)
+	before := engine.followCount()
+	engine.exit(id, 0)
+	start := time.Now()
+	o.finish(time.Time{})
+	took := time.Since(start)
+	if reads := engine.followCount() - before; reads > followFailuresAfterExit+1 {
+		t.Errorf("%d reads of the output after the exit, want at most %d", reads, followFailuresAfterExit+1)
+	}
+	if took >= outputDrainIdle {
+		t.Errorf("finish took %s, as long as the idle drain limit (%s): the failed reads did not end the stream", took, outputDrainIdle)
+	}
+	if !strings.Contains(logs.String(), "the container's last output could not be read") {
+		t.Errorf("the end was not logged:\n%s", logs.String())
+	}
+	if sink.closeCount() != 1 {
+		t.Errorf("sink closed %d times, want once", sink.closeCount())
+	}
+}
+
 func TestOutputUnreadableDriverIsReportedOnce(t *testing.T) {
 	refused := &docker.Error{Status: 501, Message: "configured logging driver does not support reading"}
 	for _, tc := range []struct {
