@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -66,7 +67,19 @@ func probeTargetFor(container *docker.Container, spec *containerSpec) probeTarge
 	}
 	settings := container.NetworkSettings
 	target.ipv4, target.ipv6 = settings.IPAddress, settings.GlobalIPv6Address
-	for _, network := range settings.Networks {
+	// The task's own network first (its network mode; Docker's
+	// "default" is the bridge), then the others by name: a container on
+	// several networks is always probed at the same address.
+	primary := target.network
+	if primary == "" || primary == "default" {
+		primary = "bridge"
+	}
+	names := slices.Sorted(maps.Keys(settings.Networks))
+	if i := slices.Index(names, primary); i > 0 {
+		names = append(append([]string{primary}, names[:i]...), names[i+1:]...)
+	}
+	for _, name := range names {
+		network := settings.Networks[name]
 		if target.ipv4 == "" {
 			target.ipv4 = network.IPAddress
 		}

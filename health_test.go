@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	log "github.com/sirupsen/logrus"
 )
@@ -510,4 +511,33 @@ func startSleeper(t *testing.T) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return cmd
+}
+
+// A container on several networks is probed at its own network's address
+// (the task's network mode), then at the others' by name: never at an
+// address picked by map order.
+func TestProbeTargetPrefersTheTasksNetwork(t *testing.T) {
+	networks := map[string]docker.ContainerNetwork{
+		"zeta":     {IPAddress: "10.9.0.2"},
+		"backend":  {IPAddress: "10.1.0.2"},
+		"frontend": {IPAddress: "10.2.0.2", GlobalIPv6Address: "fd02::2"},
+		"bridge":   {IPAddress: "172.17.0.2"},
+	}
+	container := &docker.Container{NetworkSettings: &docker.NetworkSettings{Networks: networks}}
+	for _, tc := range []struct{ mode, ipv4, ipv6 string }{
+		{"frontend", "10.2.0.2", "fd02::2"},
+		{"zeta", "10.9.0.2", "fd02::2"},
+		{"bridge", "172.17.0.2", "fd02::2"},
+		{"default", "172.17.0.2", "fd02::2"},
+		{"", "172.17.0.2", "fd02::2"},
+		{"container:abc", "10.1.0.2", "fd02::2"},
+	} {
+		for range 20 {
+			spec := &containerSpec{Options: docker.CreateContainerOptions{HostConfig: &docker.HostConfig{NetworkMode: tc.mode}}}
+			target := probeTargetFor(container, spec)
+			if target.ipv4 != tc.ipv4 || target.ipv6 != tc.ipv6 {
+				t.Fatalf("network mode %q: probed at %s / %s, want %s / %s", tc.mode, target.ipv4, target.ipv6, tc.ipv4, tc.ipv6)
+			}
+		}
+	}
 }
