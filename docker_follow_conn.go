@@ -94,3 +94,12 @@ type bufferedConn struct {
 func (c *bufferedConn) Read(p []byte) (int, error) {
 	return c.reader.Read(p)
 }
+
+// CloseWrite ends the sending half, as go-dockerclient does on the
+// connection of an attach once it has nothing more to send.
+func (c *bufferedConn) CloseWrite() error {
+	if closer, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return closer.CloseWrite()
+	}
+	return nil
+}

@@ -99,7 +99,7 @@ func (c *followConn) Read(p []byte) (int, error) {
 		return 0, c.opError("read", err)
 	}
 	defer c.done()
-	misses := 0
+	misses, polled := 0, false
 	for {
 		start := time.Now()
 		n, err := rawRead(fd, p)
@@ -116,6 +116,7 @@ func (c *followConn) Read(p []byte) (int, error) {
 				time.Sleep(followReadGap)
 				continue
 			}
+			polled = true
 			if err := waitFor(fd, unix.POLLIN); err != nil {
 				return 0, c.opError("read", err)
 			}
@@ -128,18 +129,25 @@ func (c *followConn) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		// Data. Reads of data that follow each other closely make the
-		// stream busy (paced reads come a gap apart, a little more
-		// with the timer's slack); one after a longer wait makes it
-		// quiet.
-		if start.Sub(c.lastData) < 2*followReadGap {
-			c.quick++
-		} else {
-			c.quick = 0
-		}
+		c.quick = quickReads(c.quick, paced, polled, start.Sub(c.lastData))
 		c.lastData = start
 		return n, nil
 	}
+}
+
+// quickReads is the count of quick reads of data in a row after one more
+// read of data, which began sinceLast after the one before. Reads that
+// follow each other closely make the stream busy (paced reads come a gap
+// apart, a little more with the timer's slack); a busy (paced) stream
+// stays busy through the empty reads it tolerates, so that a short lull
+// in Docker's writes does not cost a wait in poll(2) and a run of
+// unpaced reads to become busy again; data after a wait in poll(2), or
+// after a longer gap, makes it quiet.
+func quickReads(quick int, paced, polled bool, sinceLast time.Duration) int {
+	if (paced && !polled) || sinceLast < 2*followReadGap {
+		return quick + 1
+	}
+	return 0
 }
 
 // rawRead reads the non-blocking socket without telling the Go scheduler
@@ -194,6 +202,19 @@ func (c *followConn) Write(p []byte) (int, error) {
 		written += n
 	}
 	return written, nil
+}
+
+// CloseWrite shuts the sending half down; reads go on.
+func (c *followConn) CloseWrite() error {
+	fd, err := c.use()
+	if err != nil {
+		return c.opError("close", err)
+	}
+	defer c.done()
+	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
+		return c.opError("close", os.NewSyscallError("shutdown", err))
+	}
+	return nil
 }
 
 func (c *followConn) isClosed() bool {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,15 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "version" {
 		fmt.Println(currentBuild())
 		os.Exit(exitOK)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One executor runs per task, and it mostly waits on the
+		// agent, Docker and Sidecar. With one P, a goroutine woken
+		// (a timer, a socket) runs on the thread that woke it; with
+		// one P per core, every wakeup also wakes an idle thread to
+		// look for work, and garbage collection may take a quarter of
+		// the agent's cores. BENCHMARKS.md has the figures.
+		runtime.GOMAXPROCS(1)
 	}
 	ensureTitleRoom()
 	os.Exit(run())
