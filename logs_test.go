@@ -245,10 +245,10 @@ func TestOutputRidesOutAnEngineOutage(t *testing.T) {
 	}
 }
 
-// Once the container has exited, a Docker that cannot be reached gets one
-// immediate read and a few spaced ones, not a loop of reconnections until
-// the drain gives up: the terminal update does not wait on it.
-func TestOutputAfterExitWithDockerUnreachableEndsAfterAFewReads(t *testing.T) {
+// streamingOneLine starts a stream of a running container that wrote one
+// line, once the line is delivered.
+func streamingOneLine(t *testing.T) (*fakeRuntime, string, *outputStream, *recordingSink, *syncBuffer) {
+	t.Helper()
 	engine := newFakeRuntime()
 	id := runningFakeContainer(t, engine)
 	engine.writeOutput(id, stamped(time.Now(), streamStdout, "only line\n")...)
@@ -256,6 +256,14 @@ func TestOutputAfterExitWithDockerUnreachableEndsAfterAFewReads(t *testing.T) {
 	logger, logs := testLogger()
 	o := startOutputStream(engine, id, false, "", logger, sink)
 	eventually(t, 10*time.Second, "the line", func() bool { return len(sink.of(streamStdout)) == 1 })
+	return engine, id, o, sink, logs
+}
+
+// Once the container has exited, a Docker that cannot be reached gets one
+// immediate read and a few spaced ones, not a loop of reconnections until
+// the drain gives up: the terminal update does not wait on it.
+func TestOutputAfterExitWithDockerUnreachableEndsAfterAFewReads(t *testing.T) {
+	engine, id, o, sink, logs := streamingOneLine(t)
 	engine.setUnreachable(true)
 	before := engine.followCount()
 	engine.exit(id, 0)
@@ -383,13 +391,7 @@ type discardWriter struct{}
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func TestOutputEndsWhenTheContainerIsGone(t *testing.T) {
-	engine := newFakeRuntime()
-	id := runningFakeContainer(t, engine)
-	engine.writeOutput(id, stamped(time.Now(), streamStdout, "only line\n")...)
-	sink := newRecordingSink()
-	logger, logs := testLogger()
-	o := startOutputStream(engine, id, false, "", logger, sink)
-	eventually(t, 10*time.Second, "the line", func() bool { return len(sink.of(streamStdout)) == 1 })
+	engine, id, o, sink, logs := streamingOneLine(t)
 	if err := engine.removeContainer(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
