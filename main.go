@@ -24,18 +24,40 @@ func main() {
 		fmt.Println(currentBuild())
 		os.Exit(exitOK)
 	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		// One executor runs per task, and it mostly waits on the
-		// agent, Docker and Sidecar. With one P, a goroutine woken
-		// (a timer, a socket) runs on the thread that woke it; with
-		// one P per core, every wakeup also wakes an idle thread to
-		// look for work, and garbage collection may take a quarter of
-		// the agent's cores. BENCHMARKS.md has the figures.
-		runtime.GOMAXPROCS(1)
-	}
+	launchProcessors()
 	ensureTitleRoom()
 	os.Exit(run())
 }
+
+// processorsChosen: the executor's environment sets GOMAXPROCS, and the
+// executor leaves the number of processors alone.
+var processorsChosen = os.Getenv("GOMAXPROCS") != ""
+
+// launchProcessors gives the launch up to two processors: it asks Docker
+// two things at once and decodes answers while the agent waits for
+// TASK_RUNNING.
+func launchProcessors() {
+	if !processorsChosen {
+		runtime.GOMAXPROCS(min(runtime.NumCPU(), 2))
+	}
+}
+
+// supervisionProcessors leaves one processor once the task has run for
+// processorsSettle. One executor runs per task, and from then on it
+// mostly waits on the agent, Docker and Sidecar: with one processor a
+// goroutine woken (a timer, a socket) runs on the thread that woke it,
+// where with one per core every wakeup also wakes an idle thread to look
+// for work, and a garbage collection may take a quarter of the agent's
+// cores. The wait lets TASK_RUNNING's delivery and the start of the
+// supervision (the output stream, the health watchers) run side by side.
+// BENCHMARKS.md has the figures.
+func supervisionProcessors() {
+	if !processorsChosen {
+		time.AfterFunc(processorsSettle, func() { runtime.GOMAXPROCS(1) })
+	}
+}
+
+const processorsSettle = time.Second
 
 // ownerFromEnv names this executor as the agent named it in the MESOS_*
 // environment, plus the instance ID executor.sh gave it; its containers
@@ -185,6 +207,7 @@ func run() int {
 		stdout:                 stdout,
 		stderr:                 stderr,
 		setTitle:               setProcessTitle,
+		running:                supervisionProcessors,
 		dockerUnreachableLimit: dockerUnreachableLimit,
 		owner:                  ownerFromEnv(os.Getenv),
 	}

@@ -85,6 +85,9 @@ type taskDeps struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	setTitle  func(string)
+	// running is called once TASK_RUNNING is sent (main's
+	// supervisionProcessors).
+	running func()
 	// dockerUnreachableLimit is how long Docker may stay away while the
 	// task runs before the task is failed.
 	dockerUnreachableLimit time.Duration
@@ -498,6 +501,9 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 		running.Data = t.runningData
 		t.send(running, false)
 		logger.Info("container running")
+		if t.deps.running != nil {
+			t.deps.running()
+		}
 	}
 
 	health := t.watchHealth(id, dockerLabels(container), logger)

@@ -713,3 +713,35 @@ func TestTaskUnitUnremovedContainerMarksTheExecutorFailed(t *testing.T) {
 		t.Error("the container was left behind but the executor would exit 0, so executor.sh would not clean it up")
 	}
 }
+
+// The running hook (main's supervisionProcessors) is called once, after
+// TASK_RUNNING is sent; a launch that fails never calls it.
+func TestTaskUnitRunningHookFollowsTaskRunning(t *testing.T) {
+	var calls atomic.Int32
+	var sentFirst atomic.Bool
+	var u *unitTask
+	engine := newUnitRuntime()
+	u = startUnitTask(t, engine, unitConfig{deps: func(d *taskDeps) {
+		d.running = func() {
+			calls.Add(1)
+			sentFirst.Store(u.statuses.has(mesos.TASK_RUNNING))
+		}
+	}})
+	c := engine.running(t)
+	u.waitState(t, mesos.TASK_RUNNING)
+	engine.exit(c.id, 0)
+	u.finish(t)
+	if calls.Load() != 1 || !sentFirst.Load() {
+		t.Errorf("running hook called %d times, after TASK_RUNNING: %v; want once, after", calls.Load(), sentFirst.Load())
+	}
+
+	calls.Store(0)
+	failing := startUnitTask(t, newUnitRuntime(), unitConfig{deps: func(d *taskDeps) {
+		d.docker, d.dockerErr = nil, errors.New("DOCKER_HOST: bad")
+		d.running = func() { calls.Add(1) }
+	}})
+	failing.finish(t)
+	if calls.Load() != 0 {
+		t.Errorf("a failed launch called the running hook %d times", calls.Load())
+	}
+}
