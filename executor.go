@@ -117,6 +117,11 @@ type driver struct {
 	env         *launchEnv
 	task        taskHandle
 	taskID      string
+	// launching is set while the task's launch callback runs (its runner
+	// may already send updates); a stop requested meanwhile waits in
+	// stopOnLaunch and is handed to the task once it is known.
+	launching    bool
+	stopOnLaunch string
 	// unackedTasks and unackedUpdates are resent in every SUBSCRIBE.
 	unackedTasks   map[string]mesos.TaskInfo
 	unackedUpdates map[string]unackedUpdate
@@ -459,6 +464,7 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	refusedGroup := d.refusedGroup
 	if running == nil && !refusedGroup {
 		d.unackedTasks[taskID] = task
+		d.launching = true
 	}
 	d.mu.Unlock()
 
@@ -491,7 +497,13 @@ func (d *driver) onLaunch(task mesos.TaskInfo) {
 	d.mu.Lock()
 	d.task = handle
 	d.taskID = taskID
+	d.launching = false
+	stop := d.stopOnLaunch
+	d.stopOnLaunch = ""
 	d.mu.Unlock()
+	if stop != "" {
+		d.stopTask(handle, stop)
+	}
 }
 
 // onLaunchGroup fails every task of a group. An executor with no task of
@@ -588,13 +600,25 @@ func shutdownGrace(period time.Duration) time.Duration {
 // requestStop handles SIGTERM, SIGINT or SIGHUP sent to the executor itself.
 func (d *driver) requestStop(reason string) {
 	d.mu.Lock()
-	task := d.task
+	task, launching := d.task, d.launching
+	if task == nil && launching {
+		// The launch has begun (the task may have reported already):
+		// the task is stopped as soon as the driver holds it.
+		d.stopOnLaunch = reason
+	}
 	d.mu.Unlock()
-	if task == nil {
+	switch {
+	case task != nil:
+		d.stopTask(task, reason)
+	case launching:
+		d.logger.WithField("reason", reason).Info("stopping the task once its launch has handed it over")
+	default:
 		d.logger.WithField("reason", reason).Info("stopping before any task was launched")
 		d.finish(exitOK)
-		return
 	}
+}
+
+func (d *driver) stopTask(task taskHandle, reason string) {
 	d.logger.WithField("reason", reason).Info("stopping the task")
 	task.Stop(budgetedStop(causeSignal, d.mesosCfg.ExecutorShutdownGracePeriod, reason))
 }

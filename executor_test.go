@@ -93,6 +93,9 @@ type driverRun struct {
 type driverOptions struct {
 	ackTimeout time.Duration
 	script     func(*fakeTask)
+	// launching runs in the launch callback once the task's goroutine
+	// has started, before the callback returns.
+	launching func(*driverRun)
 }
 
 func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driverRun {
@@ -134,6 +137,9 @@ func startDriver(t *testing.T, cfg mesostest.Config, opts driverOptions) *driver
 			defer tasks.Done()
 			f.run(opts.script, quit)
 		}()
+		if opts.launching != nil {
+			opts.launching(r)
+		}
 		r.launched <- f
 		return f
 	}
@@ -514,6 +520,26 @@ func TestDriverShutdownBeforeLaunchExitsAtOnce(t *testing.T) {
 	r.expectExit(t, 5*time.Second, exitOK)
 	if updates := r.agent.Updates(); len(updates) != 0 {
 		t.Fatalf("%d updates sent with no task", len(updates))
+	}
+}
+
+// A signal that arrives while the launch hands the task to the driver
+// (the task's runner already started, and may have reported) stops the
+// task once the driver holds it: never an exit that leaves the task
+// running without a terminal update.
+func TestDriverSignalDuringTheLaunchStopsTheTask(t *testing.T) {
+	r := startDriver(t, mesostest.Config{ShutdownGracePeriod: 3 * time.Second}, driverOptions{
+		launching: func(r *driverRun) { r.d.requestStop("the executor received SIGTERM") },
+	})
+	r.launch(t, "task-a")
+	running := r.task(t)
+	final := r.waitState(t, "task-a", mesos.TASK_KILLED)
+	if !strings.Contains(final.GetMessage(), "SIGTERM") {
+		t.Errorf("terminal update %q, want it to name the signal", final.GetMessage())
+	}
+	r.expectExit(t, 5*time.Second, exitOK)
+	if stops := running.stopRequests(); len(stops) != 1 || stops[0].cause != causeSignal {
+		t.Fatalf("stop requests %+v, want one for the signal", stops)
 	}
 }
 
