@@ -200,7 +200,6 @@ func (o *outputStream) follow(driver string) {
 	stderr := &streamWriter{o: o, stream: streamStderr}
 	delay := followRetryFirst
 	failures, failuresAfterExit := 0, 0
-	readAfterExit := false
 	for {
 		exitedBefore := o.hasExited()
 		o.mu.Lock()
@@ -269,8 +268,10 @@ func (o *outputStream) follow(driver string) {
 			// makes sure nothing is missed.
 			failures = 0
 		}
+		// A read that began after the exit was the immediate one: one
+		// after it that fails waits like any other.
 		exited := o.exited
-		if readAfterExit {
+		if exitedBefore {
 			exited = nil
 		}
 		wait := time.NewTimer(delay)
@@ -279,9 +280,7 @@ func (o *outputStream) follow(driver string) {
 			wait.Stop()
 			return
 		case <-exited:
-			// Read what is left without waiting, once; a read after that
-			// which fails waits like any other.
-			readAfterExit = true
+			// Read what is left without waiting.
 			wait.Stop()
 		case <-wait.C:
 			delay = min(delay*2, followRetryMax)
