@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -110,13 +109,4 @@ type countingWriter struct{ n *atomic.Int64 }
 func (w countingWriter) Write(p []byte) (int, error) {
 	w.n.Add(int64(len(p)))
 	return len(p), nil
-}
-
-// processCPU is the user and system time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
 }
