@@ -504,6 +504,7 @@ type recordParser struct {
 	// atStart: the next byte begins a record's timestamp.
 	atStart bool
 	stamp   []byte
+	stamps  stampReader
 	ts      time.Time
 	// inRecord counts the text bytes of the current record read so far.
 	inRecord int
@@ -551,7 +552,7 @@ func (p *recordParser) feed(data []byte) {
 // beginRecord parses the timestamp just read and decides whether the
 // record was delivered before a reconnection.
 func (p *recordParser) beginRecord() {
-	ts, err := time.Parse(time.RFC3339Nano, string(p.stamp))
+	ts, err := p.stamps.parse(p.stamp)
 	p.stamp = p.stamp[:0]
 	p.atStart = false
 	p.inRecord = 0
