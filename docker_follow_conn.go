@@ -46,6 +46,10 @@ const (
 	// followQuietReads is how many reads in a row may find a busy stream
 	// empty before the next record is waited for in the kernel.
 	followQuietReads = 4
+	// followParkEvery is the longest a busy stream's pauses hold the
+	// processor in a row without letting the Go scheduler poll the
+	// network (followConn.pause).
+	followParkEvery = 4 * time.Millisecond
 )
 
 // newFollowClient makes the client of followLogs: like long, without a

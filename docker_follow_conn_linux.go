@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -16,15 +17,15 @@ import (
 // followConn is a unix-socket connection that Go's network poller never
 // sees (docker_follow_conn.go says why). Its socket is non-blocking. A busy
 // stream (more than followQuickReads reads of data in a row, each within
-// two followReadGaps of the one before) is read once per followReadGap;
-// otherwise, and when a busy stream is found empty followQuietReads times
-// in a row, the next record is waited for in poll(2), which blocks the
-// calling goroutine's thread in the kernel: a quiet stream's record, and
-// the end of the output, are read as soon as they arrive. Close shuts the
-// socket down, which ends a blocked poll at once, and closes the
-// descriptor when no read or write is using it any more, so that a
-// descriptor number is never reused under a system call still running on
-// it.
+// two followReadGaps of the one before) is read once per followReadGap
+// (pause says how it waits); otherwise, and when a busy stream is found
+// empty followQuietReads times in a row, the next record is waited for in
+// poll(2), which blocks the calling goroutine's thread in the kernel: a
+// quiet stream's record, and the end of the output, are read as soon as
+// they arrive. Close shuts the socket down, which ends a blocked poll at
+// once, and closes the descriptor when no read or write is using it any
+// more, so that a descriptor number is never reused under a system call
+// still running on it.
 type followConn struct {
 	mu     sync.Mutex
 	fd     int
@@ -37,6 +38,8 @@ type followConn struct {
 	// goroutine).
 	lastData time.Time
 	quick    int
+	// lastPark is when a pause last parked in the Go scheduler.
+	lastPark time.Time
 	address  string
 }
 
@@ -92,7 +95,7 @@ func (c *followConn) Read(p []byte) (int, error) {
 	}
 	paced := c.quick > followQuickReads
 	if since := time.Since(c.lastData); paced && since < followReadGap {
-		time.Sleep(followReadGap - since)
+		c.pause(followReadGap - since)
 	}
 	fd, err := c.use()
 	if err != nil {
@@ -113,7 +116,7 @@ func (c *followConn) Read(p []byte) (int, error) {
 			// waited for in poll(2), which Close ends too.
 			if paced && misses < followQuietReads {
 				misses++
-				time.Sleep(followReadGap)
+				c.pause(followReadGap)
 				continue
 			}
 			polled = true
@@ -161,6 +164,32 @@ func rawRead(fd int, p []byte) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
+}
+
+// pause waits d before the next read of a busy stream. Parked in the Go
+// scheduler, the goroutine would cost an idle scheduling round each time
+// (a poll of the network, a wait in epoll with a timeout, often another
+// thread woken): so most pauses sleep in the kernel without telling the
+// scheduler (rawRead says why), holding the processor. The goroutines
+// waiting to run get it first (Gosched), and timers run on time; but the
+// network is polled only by the scheduler's rounds, so at least every
+// followParkEvery the pause parks (time.Sleep): another connection's
+// event waits at most about that long.
+func (c *followConn) pause(d time.Duration) {
+	now := time.Now()
+	if parkNow(now.Sub(c.lastPark)) {
+		c.lastPark = now
+		time.Sleep(d)
+		return
+	}
+	runtime.Gosched()
+	ts := unix.NsecToTimespec(int64(d))
+	syscall.RawSyscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// parkNow tells whether a pause parks, sinceLast after the last that did.
+func parkNow(sinceLast time.Duration) bool {
+	return sinceLast >= followParkEvery
 }
 
 // waitFor blocks until the socket is ready for events (unix.POLLIN,

@@ -47,6 +47,26 @@ func TestFollowConnQuickReads(t *testing.T) {
 	}
 }
 
+// A busy stream's pauses hold the processor, but one parks in the Go
+// scheduler (which polls the network meanwhile) at least every
+// followParkEvery, the first one at once.
+func TestFollowConnPauseParks(t *testing.T) {
+	for _, tc := range []struct {
+		sinceLast time.Duration
+		want      bool
+	}{
+		{0, false},
+		{followReadGap, false},
+		{followParkEvery - time.Microsecond, false},
+		{followParkEvery, true},
+		{time.Since(time.Time{}), true}, // no pause parked yet
+	} {
+		if got := parkNow(tc.sinceLast); got != tc.want {
+			t.Errorf("%s after the last park: parks %v, want %v", tc.sinceLast, got, tc.want)
+		}
+	}
+}
+
 // CloseWrite (go-dockerclient's, on an attach it has nothing more to send
 // on) ends the sending half only: the peer sees the end, the reads go on.
 func TestFollowConnCloseWrite(t *testing.T) {

@@ -240,3 +240,49 @@ func TestOutputSettings(t *testing.T) {
 		}
 	}
 }
+
+// writeSizes records the size of every write it gets.
+type writeSizes struct{ sizes []int }
+
+func (w *writeSizes) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return len(p), nil
+}
+
+// Container lines reach the file in writes of up to sandboxBufferSize
+// (a fast writer's fill it); a buffer grown big is let go once a flush
+// finds the stream calm.
+func TestSandboxFileBatchesContainerLines(t *testing.T) {
+	var out writeSizes
+	sink := newSandboxSink(&out, &writeSizes{})
+	line := []byte(strings.Repeat("x", 99))
+	const lines = 4 * sandboxBufferSize / 100
+	for range lines {
+		sink.containerLine(streamStdout, line)
+	}
+	if held := bufferCap(sink.stdout); held < sandboxBufferSize-100 {
+		t.Fatalf("the buffer holds %d bytes in a busy spell", held)
+	}
+	sink.stdout.flush()
+	total, largest := 0, 0
+	for _, n := range out.sizes {
+		total += n
+		largest = max(largest, n)
+	}
+	if total != lines*100 {
+		t.Fatalf("%d bytes written, want %d", total, lines*100)
+	}
+	if largest > sandboxBufferSize || largest < sandboxBufferSize-100 {
+		t.Fatalf("the largest write is %d bytes; a fast writer's lines should fill writes of up to %d", largest, sandboxBufferSize)
+	}
+	if held := bufferCap(sink.stdout); held != 0 {
+		t.Fatalf("a calm stream still holds a buffer of %d bytes", held)
+	}
+}
+
+// bufferCap is the capacity of f's buffer (its flush timer may run).
+func bufferCap(f *sandboxFile) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return cap(f.buf)
+}
