@@ -172,9 +172,10 @@ func rawRead(fd int, p []byte) (int, error) {
 // thread woken): so most pauses sleep in the kernel without telling the
 // scheduler (rawRead says why), holding the processor. The goroutines
 // waiting to run get it first (Gosched), and timers run on time; but the
-// network is polled only by the scheduler's rounds, so at least every
-// followParkEvery the pause parks (time.Sleep): another connection's
-// event waits at most about that long.
+// scheduler polls the network only when it runs out of work (its monitor
+// thread does, every 10 ms at most), so at least every followParkEvery
+// the pause parks (time.Sleep): another connection's event waits at most
+// about that long.
 func (c *followConn) pause(d time.Duration) {
 	now := time.Now()
 	if parkNow(now.Sub(c.lastPark)) {

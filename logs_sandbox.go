@@ -88,9 +88,9 @@ const (
 	// sandboxBufferSize is the most container output gathered into one
 	// write to the sandbox file. A write costs the kernel far more than
 	// its bytes (the file's times and size change in the journal each
-	// time): at 10 MB/s, 64 KiB writes cost ~2.5 % of a core on the
-	// benchmark machine, the same bytes written every 50 ms ~0.6 %. The
-	// buffer grows only as big as the output of one sandboxFlushDelay.
+	// time): writing 10 MB/s in 64 KiB writes cost 2.5-3 % of a core
+	// on the benchmark machine, in 256 KiB writes 1.6 %. The buffer grows
+	// only as big as the output of one sandboxFlushDelay.
 	sandboxBufferSize = 256 << 10
 	// sandboxQuietBuffer: a buffer grown past this is let go when a
 	// flush finds it less than an eighth full, so a stream that calmed
