@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,10 @@ type report struct {
 	density       *densityResult
 	pss           *pssResult
 	breakdown     *breakdowns
-	goBench       string
+	// logs holds the log-streaming runs, checks the health-check costs.
+	logs    []*logResult
+	checks  []checkCost
+	goBench string
 }
 
 // row is one line of the figures table.
@@ -96,6 +100,13 @@ func verdict(ok bool) string {
 		return "**yes**"
 	}
 	return "**NO**"
+}
+
+func plainVerdict(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
 }
 
 // sidecarPollNs finds BenchmarkSidecarPoll/services=10000 in the Go
@@ -202,6 +213,26 @@ func (r *report) rows() []row {
 			row{"  executor.sh shells (not in the totals)", fmt.Sprintf("sum of Pss of the %d wrapper shells waiting on the executors", len(p.Wrappers)), fmt.Sprintf("%.1f MB total, %.2f MB mean", shTotal, shMean), "", "", ""},
 		)
 	}
+	if len(r.logs) > 0 {
+		var cpu, rss, rate []float64
+		for _, res := range r.logs {
+			cpu = append(cpu, res.CorePercent)
+			rss = append(rss, max(res.RSSMaxMB, res.HWMMB))
+			rate = append(rate, res.rate())
+		}
+		first := r.logs[0]
+		runs := fmt.Sprintf("%d runs of %d s, %d-byte lines", len(r.logs), first.Seconds, first.LineBytes)
+		rows = append(rows,
+			row{"log streaming: executor CPU", fmt.Sprintf("a container writes 10 MB/s; the executor's utime+stime from 2 s after its first line reached the sandbox to 3 s before the last (%s; worst run in p99 column)", runs),
+				fmt.Sprintf("%.1f %%", median(cpu)), fmt.Sprintf("%.1f %%", slices.Max(cpu)), "≤ 10 % of a core", verdict(median(cpu) <= 10)},
+			row{"log streaming: executor RSS", "the larger of the largest VmRSS sampled every 200 ms and VmHWM, same runs", fmt.Sprintf("%.1f MB", median(rss)), fmt.Sprintf("%.1f MB", slices.Max(rss)), "≤ 20 MB", verdict(slices.Max(rss) <= 20)},
+			row{"log streaming: rate into the sandbox", "bytes written ÷ (first line in the sandbox → end marker in the sandbox), same runs; slowest in p99 column", fmt.Sprintf("%.1f MB/s", median(rate)), fmt.Sprintf("%.1f MB/s", slices.Min(rate)), "", ""},
+		)
+	}
+	if len(r.checks) > 0 {
+		http := httpCheckPercent(r.checks)
+		rows = append(rows, row{"1 s HTTP health check", fmt.Sprintf("the executor's CPU over %s with a Mesos HTTP health check every second (Sidecar off); the table below has TCP, COMMAND and the baseline", r.checks[0].window), fmt.Sprintf("%.3f %% of a core", http), "", fmt.Sprintf("≤ %.1f %%", checkCostTarget), verdict(http <= checkCostTarget)})
+	}
 	if m := sidecarPollLine.FindStringSubmatch(r.goBench); m != nil {
 		ns, _ := strconv.ParseFloat(m[1], 64)
 		rows = append(rows, row{"10,000-service state.json poll", "BenchmarkSidecarPoll/services=10000: GET over loopback + lookup, mean per poll", fmtMs(ns / 1e6), "(mean)", "≤ 20 ms", verdict(ns/1e6 <= 20)})
@@ -248,6 +279,20 @@ func (r *report) markdown() (string, error) {
 	}
 	b.WriteString("\nTimes of the agent (mesostest) are taken in the bench process: an event's time is when it was written and flushed to the executor's stream (so, on a loaded machine, a little after the executor may have read it: a terminal ack → exit can then come out slightly negative), an update's when its HTTP request was read. The die time is the daemon's own timestamp of the event. All executors run with `EXECUTOR_SIDECAR_DRAINING_DURATION=0s` (the default 10 s drain would dominate every kill) and an emulated Sidecar; tasks run `sidecar-executor/busybox:1.35` on the host network.\n\n")
 
+	if len(r.logs) > 0 {
+		b.WriteString("### Live container output\n\n")
+		b.WriteString("The executor follows Docker's logs of a container running `bench/logwriter` (numbered lines at a steady 10 MB/s, written every millisecond, then an end marker) into the sandbox's `stdout` (default cap and rotation); Sidecar off. One table per run.\n\n")
+		for _, res := range r.logs {
+			b.WriteString(res.markdown())
+			b.WriteString("\n")
+		}
+	}
+	if len(r.checks) > 0 {
+		b.WriteString("### Mesos health checks\n\n")
+		b.WriteString("One executor at a time, its task a busybox httpd on the host network, with no health check (the baseline), then an HTTP, a TCP and a COMMAND health check every second; Sidecar off. Executor CPU over the window, and the Docker daemon's and containerd's (a COMMAND check is an exec).\n\n")
+		b.WriteString(checksMarkdown(r.checks))
+		b.WriteString("\n")
+	}
 	if len(r.idle) > 0 {
 		b.WriteString("### Idle executors\n\n")
 		fmt.Fprintf(&b, "%d executors side by side, each with a running task and its own emulated Sidecar whose state holds the given number of services (20 per host); Sidecar backoff 2 s so that polling is steady before the window opens. Memory is in MB of 10^6 bytes, as the target.\n\n", len(r.idle))
