@@ -47,8 +47,17 @@ const (
 	followFailuresAfterExit = 3
 	// followStallLimit is how long a follow connection may deliver
 	// nothing while the container runs before it is replaced (once per
-	// silence).
-	followStallLimit = 10 * time.Second
+	// silence). followBusyStallLimit replaces it for a stream that was
+	// busy (followBusyRecords or more records in the followStallTick
+	// before the silence): Docker's follow can lose its place at a
+	// rotation of its json-file log, which a busy container causes every
+	// few seconds, and every second of a stall is output that the
+	// rotation then takes away before it is read. followStallTick is how
+	// often the watch looks.
+	followStallLimit     = 10 * time.Second
+	followBusyStallLimit = time.Second
+	followBusyRecords    = 1000
+	followStallTick      = 500 * time.Millisecond
 	// timestampMaxLen is longer than any timestamp Docker puts before a
 	// record (RFC 3339 with nanoseconds and a zone offset: 35 bytes).
 	timestampMaxLen = 40
@@ -289,28 +298,38 @@ func (o *outputStream) follow(driver string) {
 }
 
 // watchStall replaces a follow connection that delivers nothing for
-// followStallLimit while the container runs.
+// followStallLimit while the container runs (followBusyStallLimit after a
+// busy spell).
 func (o *outputStream) watchStall(ctx context.Context, cancel context.CancelFunc) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(followStallLimit / 4)
+		tick := time.NewTicker(followStallTick)
 		defer tick.Stop()
-		progress, last := o.delivered(), time.Now()
+		progress, last, lastTick := o.delivered(), time.Now(), 0
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-tick.C:
 				if n := o.delivered(); n != progress {
-					progress, last = n, now
-				} else if now.Sub(last) >= followStallLimit && !o.hasExited() && o.kickForSilence(n) {
+					progress, last, lastTick = n, now, n-progress
+				} else if now.Sub(last) >= silenceLimit(lastTick) && !o.hasExited() && o.kickForSilence(n) {
 					return
 				}
 			}
 		}
 	}()
 	return done
+}
+
+// silenceLimit is how long a follow may deliver nothing after a tick of
+// the watch in which it delivered lastTick records.
+func silenceLimit(lastTick int) time.Duration {
+	if lastTick >= followBusyRecords {
+		return followBusyStallLimit
+	}
+	return followStallLimit
 }
 
 // kickForSilence replaces a silent connection once per silence: a quiet

@@ -284,6 +284,67 @@ func TestOutputAfterExitWithDockerUnreachableEndsAfterAFewReads(t *testing.T) {
 	}
 }
 
+// A busy stream whose follow stalls (Docker's follow can lose its place
+// at a json-file rotation) is replaced after followBusyStallLimit, long
+// before the quiet limit, and resumes without a repeated or lost line.
+func TestOutputBusyStreamStallIsReplacedSoon(t *testing.T) {
+	engine := newFakeRuntime()
+	id := runningFakeContainer(t, engine)
+	var texts, want []string
+	for i := range 3 * followBusyRecords {
+		texts = append(texts, fmt.Sprintf("line %d\n", i))
+		want = append(want, fmt.Sprintf("line %d", i))
+	}
+	// Stamped 100 µs apart: most share their second with others, as a
+	// busy container's do, so the resume must skip the replayed ones.
+	var records []fakeOutputRecord
+	base := time.Now().Add(-time.Second)
+	for i, text := range texts {
+		records = append(records, fakeOutputRecord{stream: streamStdout, at: base.Add(time.Duration(i) * 100 * time.Microsecond), text: text})
+	}
+	engine.followDrops = []fakeDrop{{records: 2 * followBusyRecords, stall: true}}
+	engine.writeOutput(id, records...)
+	sink := newRecordingSink()
+	logger, logs := testLogger()
+	start := time.Now()
+	o := startOutputStream(engine, id, false, "", logger, sink)
+	eventually(t, followStallLimit, "every line after the stall", func() bool { return len(sink.of(streamStdout)) == len(want) })
+	took := time.Since(start)
+	engine.exit(id, 0)
+	o.finish(time.Time{})
+	if got := sink.of(streamStdout); !slices.Equal(got, want) {
+		t.Errorf("%d lines, want %d in order without repeats", len(got), len(want))
+	}
+	if engine.followCount() < 2 {
+		t.Errorf("%d follows: the stalled one was not replaced", engine.followCount())
+	}
+	if took >= followStallLimit {
+		t.Errorf("the stall of a busy stream was ended after %s, the quiet stream's limit", took)
+	}
+	if !strings.Contains(logs.String(), "no output on the follow for a while; reconnecting") {
+		t.Errorf("the replacement was not logged:\n%s", logs.String())
+	}
+}
+
+// The silence a follow may keep before it is replaced: short after a busy
+// spell, long otherwise.
+func TestOutputSilenceLimit(t *testing.T) {
+	for _, tc := range []struct {
+		lastTick int
+		want     time.Duration
+	}{
+		{0, followStallLimit},
+		{1, followStallLimit},
+		{followBusyRecords - 1, followStallLimit},
+		{followBusyRecords, followBusyStallLimit},
+		{100 * followBusyRecords, followBusyStallLimit},
+	} {
+		if got := silenceLimit(tc.lastTick); got != tc.want {
+			t.Errorf("after %d records in a tick: %s, want %s", tc.lastTick, got, tc.want)
+		}
+	}
+}
+
 func TestOutputUnreadableDriverIsReportedOnce(t *testing.T) {
 	refused := &docker.Error{Status: 501, Message: "configured logging driver does not support reading"}
 	for _, tc := range []struct {

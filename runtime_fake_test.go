@@ -100,7 +100,7 @@ type fakeRuntime struct {
 	// with writeOutput); outputChanged is closed at every write.
 	output        map[string][]fakeOutputRecord
 	outputChanged chan struct{}
-	// followDrops break the next follow connections, one each;
+	// followDrops break (or stall) the next follow connections, one each;
 	// followErrs fail the next follows at once; follows counts them.
 	followDrops []fakeDrop
 	followErrs  []error
@@ -612,7 +612,12 @@ type fakeOutputRecord struct {
 
 // fakeDrop breaks a follow connection after records whole records and
 // bytes of the next one.
-type fakeDrop struct{ records, bytes int }
+type fakeDrop struct {
+	records, bytes int
+	// stall: the follow stops delivering there but stays open until its
+	// context ends, as a Docker follow that lost its place.
+	stall bool
+}
 
 // dockerTimestampLayout is how Docker stamps each record of its logs.
 const dockerTimestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
@@ -678,6 +683,10 @@ func (f *fakeRuntime) followLogs(ctx context.Context, id string, since time.Time
 				w = stderr
 			}
 			data := []byte(r.at.Format(dockerTimestampLayout) + " " + r.text)
+			if sent == drop.records && drop.stall {
+				<-ctx.Done()
+				return fail(ctx.Err())
+			}
 			if sent == drop.records {
 				// Only a raw TTY stream can break inside a record: a
 				// demultiplexed one arrives in whole frames.
