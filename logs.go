@@ -88,6 +88,8 @@ type outputStream struct {
 	received bool
 	// unreadable is set when Docker cannot read this container's logs.
 	unreadable bool
+	// resendReported: Docker's follow was seen going back (reportResend).
+	resendReported bool
 	// kickConn ends the current connection; kicked says it was ended
 	// on purpose, to replace it.
 	kickConn context.CancelFunc
@@ -381,6 +383,16 @@ func (o *outputStream) connectionEnded(clean bool) int {
 	return o.resume.total
 }
 
+// reportResend logs, once per task, that Docker's follow sent records
+// again. It runs under mu.
+func (o *outputStream) reportResend() {
+	if o.resendReported {
+		return
+	}
+	o.resendReported = true
+	o.logger.Warn("Docker's follow sent records of the container's output again (it re-reads its json-file log after a rotation, or the host's clock stepped back); the repeats are dropped")
+}
+
 // reportUnreadable logs, once per task, that the output cannot be streamed.
 func (o *outputStream) reportUnreadable(driver string, err error) {
 	o.mu.Lock()
@@ -455,6 +467,14 @@ func (r *resumePoint) delivered(stream logStream, ts time.Time) {
 	}
 }
 
+// wentBack tells whether a record of the stream stamped ts is not after
+// the latest one delivered: Docker stamps a stream's records in order, so
+// it was sent before.
+func (r *resumePoint) wentBack(stream logStream, ts time.Time) bool {
+	last := r.last[stream]
+	return !last.IsZero() && !ts.After(last)
+}
+
 func (r *resumePoint) since() time.Time {
 	var since time.Time
 	for _, stream := range []logStream{streamStdout, streamStderr} {
@@ -478,6 +498,11 @@ type resumeSkip struct {
 	atEnd [3]int
 	// bytes of the first record not dropped whole.
 	bytes int
+}
+
+// rearm makes the skip of one stream drop what was delivered of it so far.
+func (s *resumeSkip) rearm(stream logStream, r *resumePoint) {
+	s.last[stream], s.atEnd[stream] = r.last[stream], r.atEnd[stream]
 }
 
 // replayed tells whether a record was delivered before, and counts it.
@@ -569,7 +594,8 @@ func (p *recordParser) feed(data []byte) {
 }
 
 // beginRecord parses the timestamp just read and decides whether the
-// record was delivered before a reconnection.
+// record was delivered before: before a reconnection, or earlier on this
+// connection.
 func (p *recordParser) beginRecord() {
 	ts, err := p.stamps.parse(p.stamp)
 	p.stamp = p.stamp[:0]
@@ -584,6 +610,15 @@ func (p *recordParser) beginRecord() {
 	}
 	p.ts = ts
 	p.skipping = p.out.skip.replayed(p.stream, ts)
+	if !p.skipping && p.out.resume.wentBack(p.stream, ts) {
+		// Docker's follow went back on this connection: it re-reads a
+		// json-file log after a rotation and sends again what it sent.
+		// Dropped as a reconnection's replay is (a host clock stepped
+		// back looks the same, and costs the output of the step).
+		p.out.skip.rearm(p.stream, &p.out.resume)
+		p.skipping = p.out.skip.replayed(p.stream, ts)
+		p.out.reportResend()
+	}
 }
 
 // badStamp handles a record start that is not a timestamp: its bytes are

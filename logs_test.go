@@ -326,6 +326,50 @@ func TestOutputBusyStreamStallIsReplacedSoon(t *testing.T) {
 	}
 }
 
+// Docker's follow can go back and send records again on the same
+// connection (it re-reads its json-file log after a rotation): each line
+// still reaches the sinks once, in order, and the repeat is logged once.
+func TestOutputDropsWhatDockersFollowSendsAgain(t *testing.T) {
+	engine := newFakeRuntime()
+	id := runningFakeContainer(t, engine)
+	var records []fakeOutputRecord
+	var want []string
+	base := time.Now().Add(-time.Second)
+	for i := range 3000 {
+		at := base.Add(time.Duration(i) * 100 * time.Microsecond)
+		records = append(records, fakeOutputRecord{stream: streamStdout, at: at, text: fmt.Sprintf("out %d\n", i)})
+		want = append(want, fmt.Sprintf("out %d", i))
+		if i%10 == 0 {
+			records = append(records, fakeOutputRecord{stream: streamStderr, at: at, text: fmt.Sprintf("err %d\n", i)})
+		}
+	}
+	// After 2,000 records, back 500 (of both streams) and on again.
+	engine.followDrops = []fakeDrop{{records: 2000, resend: 500}}
+	engine.writeOutput(id, records...)
+	sink := newRecordingSink()
+	logger, logs := testLogger()
+	o := startOutputStream(engine, id, false, "", logger, sink)
+	eventually(t, 10*time.Second, "the last line", func() bool {
+		lines := sink.of(streamStdout)
+		return len(lines) > 0 && lines[len(lines)-1] == want[len(want)-1]
+	})
+	follows := engine.followCount()
+	engine.exit(id, 0)
+	o.finish(time.Time{})
+	if got := sink.of(streamStdout); !slices.Equal(got, want) {
+		t.Errorf("%d stdout lines, want %d, each once and in order", len(got), len(want))
+	}
+	if got := sink.of(streamStderr); len(got) != 300 || got[299] != "err 2990" {
+		t.Errorf("%d stderr lines, want 300 ending with err 2990", len(got))
+	}
+	if n := strings.Count(logs.String(), "Docker's follow sent records of the container's output again"); n != 1 {
+		t.Errorf("the repeat was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if follows != 1 {
+		t.Errorf("%d follows while the container ran; the repeat needs no reconnection", follows)
+	}
+}
+
 // The silence a follow may keep before it is replaced: short after a busy
 // spell, long otherwise.
 func TestOutputSilenceLimit(t *testing.T) {

@@ -617,6 +617,10 @@ type fakeDrop struct {
 	// stall: the follow stops delivering there but stays open until its
 	// context ends, as a Docker follow that lost its place.
 	stall bool
+	// resend: the follow goes back this many records there and sends
+	// them again, then goes on, as Docker's follow after a json-file
+	// rotation.
+	resend int
 }
 
 // dockerTimestampLayout is how Docker stamps each record of its logs.
@@ -674,6 +678,9 @@ func (f *fakeRuntime) followLogs(ctx context.Context, id string, since time.Time
 		records, changed, exited, outage := f.output[id], f.outputChanged, c.exited, f.outage
 		f.mu.Unlock()
 		for ; next < len(records); next++ {
+			if sent == drop.records && drop.resend > 0 {
+				next, drop.resend, drop.records = max(next-drop.resend, 0), 0, -1
+			}
 			r := records[next]
 			if r.at.Before(since) {
 				continue
