@@ -467,12 +467,14 @@ func (r *resumePoint) delivered(stream logStream, ts time.Time) {
 	}
 }
 
-// wentBack tells whether a record of the stream stamped ts is not after
-// the latest one delivered: Docker stamps a stream's records in order, so
-// it was sent before.
+// wentBack tells whether a record of the stream stamped ts is before the
+// latest one delivered: Docker stamps a stream's records in order, so it
+// was sent before. (A stamp equal to the latest is no proof: with a coarse
+// clock two new records can share one; once the follow is seen going back,
+// the skip counts those as a reconnection's replay does.)
 func (r *resumePoint) wentBack(stream logStream, ts time.Time) bool {
 	last := r.last[stream]
-	return !last.IsZero() && !ts.After(last)
+	return !last.IsZero() && ts.Before(last)
 }
 
 func (r *resumePoint) since() time.Time {

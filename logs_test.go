@@ -370,6 +370,30 @@ func TestOutputDropsWhatDockersFollowSendsAgain(t *testing.T) {
 	}
 }
 
+// Two new records may share a stamp (a coarse clock): the second is not
+// taken for a repeat.
+func TestOutputKeepsRecordsSharingAStamp(t *testing.T) {
+	engine := newFakeRuntime()
+	id := runningFakeContainer(t, engine)
+	at := time.Now().Add(-time.Second)
+	engine.writeOutput(id,
+		fakeOutputRecord{stream: streamStdout, at: at, text: "first\n"},
+		fakeOutputRecord{stream: streamStdout, at: at, text: "second\n"},
+		fakeOutputRecord{stream: streamStdout, at: at.Add(time.Microsecond), text: "third\n"})
+	sink := newRecordingSink()
+	logger, logs := testLogger()
+	o := startOutputStream(engine, id, false, "", logger, sink)
+	eventually(t, 10*time.Second, "the third line", func() bool { return len(sink.of(streamStdout)) >= 3 })
+	engine.exit(id, 0)
+	o.finish(time.Time{})
+	if got := sink.of(streamStdout); !slices.Equal(got, []string{"first", "second", "third"}) {
+		t.Errorf("lines %q", got)
+	}
+	if strings.Contains(logs.String(), "sent records of the container's output again") {
+		t.Errorf("a shared stamp was taken for a repeat:\n%s", logs.String())
+	}
+}
+
 // The silence a follow may keep before it is replaced: short after a busy
 // spell, long otherwise.
 func TestOutputSilenceLimit(t *testing.T) {
