@@ -48,8 +48,8 @@ const (
 	// followStallLimit is how long a follow connection may deliver
 	// nothing while the container runs before it is replaced (once per
 	// silence). followBusyStallLimit replaces it for a stream that was
-	// busy (followBusyRecords or more records in the followStallTick
-	// before the silence): Docker's follow can lose its place at a
+	// busy (followBusyRecords or more records in one of the last two
+	// followStallTicks that delivered any): Docker's follow can lose its place at a
 	// rotation of its json-file log, which a busy container causes every
 	// few seconds, and every second of a stall is output that the
 	// rotation then takes away before it is read. followStallTick is how
@@ -222,7 +222,7 @@ func (o *outputStream) follow(driver string) {
 		o.mu.Lock()
 		o.kickConn, o.kicked = connCancel, false
 		o.mu.Unlock()
-		watchdog := o.watchStall(connCtx, connCancel)
+		watchdog := o.watchStall(connCtx, deliveredBefore)
 		err := o.runtime.followLogs(connCtx, o.id, since, o.tty, stdout, stderr)
 		connCancel()
 		<-watchdog
@@ -301,22 +301,24 @@ func (o *outputStream) follow(driver string) {
 
 // watchStall replaces a follow connection that delivers nothing for
 // followStallLimit while the container runs (followBusyStallLimit after a
-// busy spell).
-func (o *outputStream) watchStall(ctx context.Context, cancel context.CancelFunc) <-chan struct{} {
+// busy spell). from is the count delivered when the connection began.
+func (o *outputStream) watchStall(ctx context.Context, from int) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(followStallTick)
 		defer tick.Stop()
-		progress, last, lastTick := o.delivered(), time.Now(), 0
+		// The last two ticks that delivered records, and how many: a
+		// burst can straddle a tick.
+		progress, last, lastTicks := from, time.Now(), [2]int{}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-tick.C:
 				if n := o.delivered(); n != progress {
-					progress, last, lastTick = n, now, n-progress
-				} else if now.Sub(last) >= silenceLimit(lastTick) && !o.hasExited() && o.kickForSilence(n) {
+					progress, last, lastTicks = n, now, [2]int{lastTicks[1], n - progress}
+				} else if now.Sub(last) >= silenceLimit(max(lastTicks[0], lastTicks[1])) && !o.hasExited() && o.kickForSilence(n) {
 					return
 				}
 			}
@@ -325,8 +327,8 @@ func (o *outputStream) watchStall(ctx context.Context, cancel context.CancelFunc
 	return done
 }
 
-// silenceLimit is how long a follow may deliver nothing after a tick of
-// the watch in which it delivered lastTick records.
+// silenceLimit is how long a follow may deliver nothing after ticks of
+// the watch that delivered at most lastTick records each.
 func silenceLimit(lastTick int) time.Duration {
 	if lastTick >= followBusyRecords {
 		return followBusyStallLimit

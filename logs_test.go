@@ -291,7 +291,7 @@ func TestOutputBusyStreamStallIsReplacedSoon(t *testing.T) {
 	engine := newFakeRuntime()
 	id := runningFakeContainer(t, engine)
 	var texts, want []string
-	for i := range 3 * followBusyRecords {
+	for i := range 4 * followBusyRecords {
 		texts = append(texts, fmt.Sprintf("line %d\n", i))
 		want = append(want, fmt.Sprintf("line %d", i))
 	}
@@ -302,7 +302,7 @@ func TestOutputBusyStreamStallIsReplacedSoon(t *testing.T) {
 	for i, text := range texts {
 		records = append(records, fakeOutputRecord{stream: streamStdout, at: base.Add(time.Duration(i) * 100 * time.Microsecond), text: text})
 	}
-	engine.followDrops = []fakeDrop{{records: 2 * followBusyRecords, stall: true}}
+	engine.followDrops = []fakeDrop{{records: 3 * followBusyRecords, stall: true}}
 	engine.writeOutput(id, records...)
 	sink := newRecordingSink()
 	logger, logs := testLogger()
