@@ -4,6 +4,9 @@ package main
 // must fit in the agent's grace period.
 
 import (
+	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,4 +80,34 @@ func TestKillStopsDrainingAtOnceWhenSidecarRefuses(t *testing.T) {
 	}
 	proc.waitExit(t, 10*time.Second)
 	assertNoContainer(t, task.TaskID.Value)
+}
+
+// An executor whose stdout and stderr are pipes nobody reads any more (the
+// agent's logrotate logger died) is not killed by SIGPIPE when it logs:
+// here it finds no agent to talk to, logs that, and exits with its own
+// code, as it would with a reader.
+func TestExecutorSurvivesABrokenStdout(t *testing.T) {
+	requireExecutorBinary(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, executorBinary)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Run()
+	w.Close()
+	if cmd.ProcessState == nil {
+		t.Fatalf("the executor did not run: %v", err)
+	}
+	if status, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && status.Signaled() {
+		t.Fatalf("the executor was killed by %s writing to a broken stdout", status.Signal())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitBadEnvironment {
+		t.Fatalf("exit code %d without an agent, want %d", code, exitBadEnvironment)
+	}
 }

@@ -24,9 +24,21 @@ func main() {
 		fmt.Println(currentBuild())
 		os.Exit(exitOK)
 	}
+	survivePipeClosed()
 	launchProcessors()
 	ensureTitleRoom()
 	os.Exit(run())
+}
+
+// survivePipeClosed keeps the executor alive when its stdout or stderr is
+// a pipe whose reader is gone (the agent's logrotate logger died): a Go
+// program writing there is otherwise killed by SIGPIPE on the spot, its
+// container left running and no terminal update sent. With SIGPIPE
+// notified, the write fails with EPIPE and the executor goes on. (Notified,
+// not ignored: an ignored signal would stay ignored in the processes the
+// executor starts.)
+func survivePipeClosed() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 }
 
 // processorsChosen: the executor's environment sets GOMAXPROCS, and the
