@@ -49,11 +49,11 @@ const (
 	// nothing while the container runs before it is replaced (once per
 	// silence). followBusyStallLimit replaces it for a stream that was
 	// busy (followBusyRecords or more records in one of the last two
-	// followStallTicks that delivered any): Docker's follow can lose its place at a
-	// rotation of its json-file log, which a busy container causes every
-	// few seconds, and every second of a stall is output that the
-	// rotation then takes away before it is read. followStallTick is how
-	// often the watch looks.
+	// followStallTicks that delivered any): Docker's follow can lose its
+	// place at a rotation of its json-file log, which a busy container
+	// causes every few seconds, and every second of a stall is output
+	// that the rotation then takes away before it is read.
+	// followStallTick is how often the watch looks.
 	followStallLimit     = 10 * time.Second
 	followBusyStallLimit = time.Second
 	followBusyRecords    = 1000

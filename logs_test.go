@@ -295,15 +295,10 @@ func TestOutputBusyStreamStallIsReplacedSoon(t *testing.T) {
 		texts = append(texts, fmt.Sprintf("line %d\n", i))
 		want = append(want, fmt.Sprintf("line %d", i))
 	}
-	// Stamped 100 µs apart: most share their second with others, as a
-	// busy container's do, so the resume must skip the replayed ones.
-	var records []fakeOutputRecord
-	base := time.Now().Add(-time.Second)
-	for i, text := range texts {
-		records = append(records, fakeOutputRecord{stream: streamStdout, at: base.Add(time.Duration(i) * 100 * time.Microsecond), text: text})
-	}
+	// A millisecond apart: a thousand share each second, as a busy
+	// container's do, so the resume must skip the replayed ones.
 	engine.followDrops = []fakeDrop{{records: 3 * followBusyRecords, stall: true}}
-	engine.writeOutput(id, records...)
+	engine.writeOutput(id, stamped(time.Now().Add(-5*time.Second), streamStdout, texts...)...)
 	sink := newRecordingSink()
 	logger, logs := testLogger()
 	start := time.Now()
