@@ -55,7 +55,7 @@ func TestConfigDefaultsMatchTheSeeds(t *testing.T) {
 		RegistryHelperSettings:   RegistryHelperSettings{RegistryHelperTimeout: 10 * time.Second, RegistryHelperPath: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		RelaySettings:            RelaySettings{RelaySyslogStartupTime: time.Minute, SyslogAddr: "127.0.0.1:514", SyslogFormat: "json"},
 		SeedSettings:             SeedSettings{MesosMasterPort: "5050"},
-		OutputSettings:           OutputSettings{LogMaxSize: 10 << 20, LogRotateKeep: 3},
+		OutputSettings:           OutputSettings{LogMaxSize: 10 << 20, LogRotateKeep: 3, ReadDockerLogFile: true},
 		AWSSettings:              AWSSettings{AWSRoleMaxTTL: 744 * time.Hour},
 		DockerHealthSettings:     DockerHealthSettings{DockerHealthKillAfter: dockerHealthKillAfter{after: 30 * time.Second}},
 	}
@@ -111,6 +111,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"EXECUTOR_AWS_ROLE":                    "app",
 		"EXECUTOR_LOG_MAX_SIZE":                "2MB",
 		"EXECUTOR_LOG_ROTATE_KEEP":             "7",
+		"EXECUTOR_READ_DOCKER_LOG_FILE":        "false",
 		"EXECUTOR_AWS_ROLE_TTL":                "1h",
 		"EXECUTOR_AWS_ROLE_MAX_TTL":            "2h",
 		"EXECUTOR_ALLOWED_AWS_ROLES":           "app,batch",

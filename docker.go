@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -517,6 +518,17 @@ func (r *dockerRuntime) followLogs(ctx context.Context, id string, since time.Ti
 		return fmt.Errorf("follow the output of container %s: %w", shortID(id), err)
 	}
 	return nil
+}
+
+// jsonLogFile is the container's LogPath when Docker runs on this host (a
+// unix socket) and logs the container with json-file: Docker's own word
+// on where the log is, never the task's.
+func (r *dockerRuntime) jsonLogFile(c *docker.Container) string {
+	if c == nil || c.HostConfig == nil || c.HostConfig.LogConfig.Type != "json-file" ||
+		!strings.HasPrefix(r.endpoint, "unix://") || !filepath.IsAbs(c.LogPath) {
+		return ""
+	}
+	return filepath.Clean(c.LogPath)
 }
 
 func (r *dockerRuntime) removeContainer(ctx context.Context, id string) error {

@@ -98,14 +98,37 @@ func numbered(t *testing.T, what string, lines []string, prefix string) int {
 	return len(lines)
 }
 
+// TestContainerOutputReachesTheSandboxLive runs with each source of the
+// output: Docker's json-file log read directly (the default) and Docker's
+// logs API (EXECUTOR_READ_DOCKER_LOG_FILE=false).
 func TestContainerOutputReachesTheSandboxLive(t *testing.T) {
 	t.Parallel()
+	for _, source := range []struct {
+		name, setting, logLine string
+	}{
+		{"json-file log", "", "reading the container's output from Docker's json-file log"},
+		{"logs API", "EXECUTOR_READ_DOCKER_LOG_FILE=false", ""},
+	} {
+		t.Run(source.name, func(t *testing.T) {
+			t.Parallel()
+			var settings []string
+			if source.setting != "" {
+				settings = append(settings, withOperatorFile(t, source.setting))
+			}
+			outputReachesTheSandboxLive(t, source.logLine, settings...)
+		})
+	}
+}
+
+// outputReachesTheSandboxLive checks the live output; logLine is the
+// executor's line that names the source ("" for none).
+func outputReachesTheSandboxLive(t *testing.T, logLine string, settings ...string) {
 	agent := newAgent(t, mesostest.Config{})
 	const lines = 60
 	task := newDockerTask(t, agent, testImage, withShellCommand(
 		fmt.Sprintf(`sh -c 'i=0; while [ $i -lt %d ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); sleep 0.1; done'`, lines)))
 	mustLaunch(t, agent, task)
-	proc := startExecutorWithSandboxFiles(t, agent, nil)
+	proc := startExecutorWithSandboxFiles(t, agent, nil, settings...)
 	waitState(t, agent, task.TaskID.Value, mesos.TASK_RUNNING, 60*time.Second)
 
 	// Note when each line shows up in the sandbox while the container runs.
@@ -166,6 +189,12 @@ func TestContainerOutputReachesTheSandboxLive(t *testing.T) {
 	}
 	if len(executor) == 0 {
 		t.Error("the executor's own log is not in the sandbox's stdout")
+	}
+	named := strings.Contains(strings.Join(executor, "\n"), "Docker's json-file log")
+	if logLine != "" && !strings.Contains(strings.Join(executor, "\n"), logLine) {
+		t.Errorf("the executor's log does not say %q:\n%s", logLine, strings.Join(executor, "\n"))
+	} else if logLine == "" && named {
+		t.Errorf("the executor read Docker's json-file log although the operator turned it off:\n%s", strings.Join(executor, "\n"))
 	}
 }
 

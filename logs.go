@@ -70,6 +70,9 @@ type outputStream struct {
 	tty     bool
 	sinks   []containerLineSink
 	logger  *log.Entry
+	// logFile is Docker's json-file log of the container, read directly
+	// while it can be (logs_file.go); "" follows the logs API only.
+	logFile string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,22 +106,33 @@ type outputStream struct {
 // stdout and stderr (the executor's own, see logs_sandbox.go) and into the
 // extra sinks, from the container's first line. finishOutput must be
 // called once the container has exited.
-func (t *taskRunner) startOutput(id string, logger *log.Entry, extra ...containerLineSink) *outputStream {
+func (t *taskRunner) startOutput(container *docker.Container, logger *log.Entry, extra ...containerLineSink) *outputStream {
 	sinks := append([]containerLineSink{newSandboxSink(t.deps.stdout, t.deps.stderr)}, extra...)
 	tty := t.spec != nil && t.spec.Options.Config != nil && t.spec.Options.Config.Tty
 	driver := ""
 	if t.spec != nil && t.spec.Options.HostConfig != nil {
 		driver = t.spec.Options.HostConfig.LogConfig.Type
 	}
-	return startOutputStream(t.deps.docker, id, tty, driver, logger, sinks...)
+	logFile := ""
+	if t.deps.settings == nil || t.deps.settings.ReadDockerLogFile {
+		logFile = t.deps.docker.jsonLogFile(container)
+	}
+	return startOutputStreamFrom(t.deps.docker, container.ID, tty, driver, logFile, logger, sinks...)
 }
 
-// startOutputStream starts the follow goroutine. driver is the log driver
-// the task asked for ("" for the daemon's default).
+// startOutputStream starts the follow goroutine on Docker's logs API.
+// driver is the log driver the task asked for ("" for the daemon's
+// default).
 func startOutputStream(runtime containerRuntime, id string, tty bool, driver string, logger *log.Entry, sinks ...containerLineSink) *outputStream {
+	return startOutputStreamFrom(runtime, id, tty, driver, "", logger, sinks...)
+}
+
+// startOutputStreamFrom starts the follow goroutine, reading logFile
+// (Docker's json-file log of the container) while it can.
+func startOutputStreamFrom(runtime containerRuntime, id string, tty bool, driver, logFile string, logger *log.Entry, sinks ...containerLineSink) *outputStream {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &outputStream{
-		runtime: runtime, id: id, tty: tty, sinks: sinks, logger: logger,
+		runtime: runtime, id: id, tty: tty, sinks: sinks, logger: logger, logFile: logFile,
 		ctx: ctx, cancel: cancel, exited: make(chan struct{}), done: make(chan struct{}),
 		silenceKickedAt: -1,
 	}
@@ -207,6 +221,14 @@ func (o *outputStream) giveUpDrain(message string, after time.Duration) {
 func (o *outputStream) follow(driver string) {
 	defer close(o.done)
 	defer o.closeSinks()
+	if o.logFile != "" {
+		err := o.followFile(o.logFile)
+		if err == nil || o.ctx.Err() != nil {
+			return
+		}
+		o.logger.WithError(err).WithField("log_file", o.logFile).
+			Warn("reading Docker's json-file log of the container failed; its output is followed through Docker's logs API from the last line delivered")
+	}
 	stdout := &streamWriter{o: o, stream: streamStdout}
 	stderr := &streamWriter{o: o, stream: streamStderr}
 	delay := followRetryFirst
@@ -698,17 +720,53 @@ func (p *recordParser) recordEnd() {
 		return
 	}
 	if !p.skipping {
-		if !p.ts.IsZero() {
-			p.out.resume.delivered(p.stream, p.ts)
-			p.out.received = true
-		}
-		p.out.resume.partial = 0
-		p.out.skip.bytes = 0
+		p.delivered()
 	}
 	p.atStart = true
 	p.skipping = false
 	p.inRecord = 0
 	p.recordStart = len(p.line)
+}
+
+// delivered notes the current record as delivered.
+func (p *recordParser) delivered() {
+	if !p.ts.IsZero() {
+		p.out.resume.delivered(p.stream, p.ts)
+		p.out.received = true
+	}
+	p.out.resume.partial = 0
+	p.out.skip.bytes = 0
+}
+
+// fileRecord delivers one record of Docker's json-file log (logs_file.go):
+// a line with its newline, or a piece of a longer one. A record stamped
+// before the last delivered of its stream was read before (a rotated file
+// read again): what was delivered of both streams is then dropped as a
+// resumed follow's replay is.
+func (p *recordParser) fileRecord(ts time.Time, text []byte) {
+	skip := &p.out.skip
+	if skip.replayed(p.stream, ts) {
+		return
+	}
+	if p.out.resume.wentBack(p.stream, ts) {
+		for _, stream := range []logStream{streamStdout, streamStderr} {
+			skip.rearm(stream, &p.out.resume)
+		}
+		if skip.replayed(p.stream, ts) {
+			return
+		}
+	}
+	p.ts, p.skipping, p.inRecord, p.recordStart = ts, false, 0, len(p.line)
+	newline := len(text) > 0 && text[len(text)-1] == '\n'
+	if newline {
+		text = text[:len(text)-1]
+	}
+	p.text(text)
+	if newline {
+		p.lineEnd()
+	}
+	p.delivered()
+	p.inRecord, p.recordStart = 0, len(p.line)
 }
 
 // connectionEnded drops a timestamp cut in the middle and remembers how

@@ -35,12 +35,18 @@ type OutputSettings struct {
 	// LogRotateKeep is how many rotated copies are kept next to each
 	// file (stdout.1 the newest); 0 keeps none: rotation empties it.
 	LogRotateKeep int `envconfig:"LOG_ROTATE_KEEP" default:"3"`
+	// ReadDockerLogFile lets the executor read the container's output
+	// from Docker's json-file log on this host instead of Docker's logs
+	// API (logs_file.go): the same lines for a fraction of the CPU. It
+	// reads a host file, so it is the operator's.
+	ReadDockerLogFile bool `envconfig:"READ_DOCKER_LOG_FILE" default:"true"`
 }
 
 // Setting names as the operator writes them.
 const (
 	settingLogMaxSize    = envPrefix + "_LOG_MAX_SIZE"
 	settingLogRotateKeep = envPrefix + "_LOG_ROTATE_KEEP"
+	settingReadLogFile   = envPrefix + "_READ_DOCKER_LOG_FILE"
 	// minLogMaxSize is the smallest cap, one memory page as for Mesos.
 	minLogMaxSize = 4096
 	// maxLogRotateKeep bounds the copies kept.

@@ -1,12 +1,14 @@
 package main
 
-// logs_stamp.go reads the timestamp Docker puts before every record of a
-// followed output. Docker writes them in one fixed layout, UTC with nine
-// digits of fraction ("2006-01-02T15:04:05.000000000Z", moby's
-// jsonmessage.RFC3339NanoFixed), and a stream's records share their
-// second with the ones before it: only the fraction needs reading. At
-// 10 MB/s of 100-byte lines, time.Parse of every stamp was a tenth of
-// what following cost the executor.
+// logs_stamp.go reads the timestamps of the container's output records.
+// Docker's logs API puts one before every record in one fixed layout, UTC
+// with nine digits of fraction ("2006-01-02T15:04:05.000000000Z", moby's
+// jsonmessage.RFC3339NanoFixed); its json-file log writes RFC 3339 with
+// the fraction's trailing zeros cut ("2006-01-02T15:04:05.1234Z" on a
+// daemon that runs in UTC). A stream's records share their second with the
+// ones before it: only the fraction needs reading. At 10 MB/s of 100-byte
+// lines, time.Parse of every stamp was a tenth of what following cost the
+// executor.
 
 import (
 	"bytes"
@@ -32,13 +34,25 @@ type stampReader struct {
 // parse reads a stamp as time.Parse(time.RFC3339Nano) does: the same time
 // for every stamp it accepts, an error for every one it refuses.
 func (r *stampReader) parse(stamp []byte) (time.Time, error) {
-	fixed := len(stamp) == dockerStampLen && stamp[dockerStampLen-1] == 'Z' && stamp[dockerStampSecond-1] == '.'
+	return r.parseWith(stamp, parseRFC3339Nano)
+}
+
+func parseRFC3339Nano(stamp []byte) (time.Time, error) {
+	return time.Parse(time.RFC3339Nano, string(stamp))
+}
+
+// parseWith reads a stamp as full does. A stamp of the second full read
+// last, UTC with one to nine digits of fraction, is read without it: full
+// must read such a stamp as RFC 3339 does.
+func (r *stampReader) parseWith(stamp []byte, full func([]byte) (time.Time, error)) (time.Time, error) {
+	n := len(stamp)
+	fixed := n > dockerStampSecond+1 && n <= dockerStampLen && stamp[n-1] == 'Z' && stamp[dockerStampSecond-1] == '.'
 	if fixed && r.hasSecond && bytes.Equal(stamp[:dockerStampSecond], r.second[:]) {
-		if nanos, ok := nineDigits(stamp[dockerStampSecond : dockerStampLen-1]); ok {
+		if nanos, ok := fractionDigits(stamp[dockerStampSecond : n-1]); ok {
 			return time.Unix(r.unix, nanos).UTC(), nil
 		}
 	}
-	ts, err := time.Parse(time.RFC3339Nano, string(stamp))
+	ts, err := full(stamp)
 	if err == nil && fixed {
 		copy(r.second[:], stamp)
 		r.unix, r.hasSecond = ts.Unix(), true
@@ -46,8 +60,12 @@ func (r *stampReader) parse(stamp []byte) (time.Time, error) {
 	return ts, err
 }
 
-// nineDigits reads nine decimal digits.
-func nineDigits(digits []byte) (int64, bool) {
+// fractionDigits reads one to nine decimal digits of a second's fraction
+// as nanoseconds.
+func fractionDigits(digits []byte) (int64, bool) {
+	if len(digits) == 0 || len(digits) > 9 {
+		return 0, false
+	}
 	var n int64
 	for _, c := range digits {
 		if c < '0' || c > '9' {
@@ -55,5 +73,8 @@ func nineDigits(digits []byte) (int64, bool) {
 		}
 		n = n*10 + int64(c-'0')
 	}
-	return n, len(digits) == 9
+	for range 9 - len(digits) {
+		n *= 10
+	}
+	return n, true
 }

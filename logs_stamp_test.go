@@ -30,6 +30,13 @@ func TestStampReaderMatchesTimeParse(t *testing.T) {
 		"2026-11-28T02:07:60.000000000Z",
 		"2026-11-28T02:07:02 123456789Z",
 		base.Add(time.Second + 7).Format(dockerStampLayout),
+		// json-file's stamps: the fraction's trailing zeros cut.
+		base.Add(2*time.Second + 100_000_000).Format(time.RFC3339Nano),
+		base.Add(2*time.Second + 120_000_000).Format(time.RFC3339Nano),
+		base.Add(2*time.Second + 123_456_780).Format(time.RFC3339Nano),
+		base.Add(2 * time.Second).Format(time.RFC3339Nano), // no fraction at all
+		"2026-11-28T02:07:03.Z",
+		"2026-11-28T02:07:03.1x3Z",
 		"",
 		"garbage",
 	}
@@ -81,6 +88,7 @@ func FuzzStampReader(f *testing.F) {
 	f.Add("2026-11-28T02:07:01.000000500Z", "2026-11-28T02:07:01.0000005a7Z")
 	f.Add("2026-11-28T02:07:01.000000500Z", "2026-11-28T02:07:01.5+01:00")
 	f.Add("2026-11-28T23:59:59.999999999Z", "2026-11-29T00:00:00.000000000Z")
+	f.Add("2026-11-28T02:07:01.5Z", "2026-11-28T02:07:01.25Z")
 	f.Fuzz(func(t *testing.T, first, second string) {
 		var r stampReader
 		r.parse([]byte(first))

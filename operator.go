@@ -211,7 +211,7 @@ const (
 // (hostDockerConfig).
 var (
 	operatorOnlyPrefixes = []string{envPrefix + "_ALLOW_", envPrefix + "_ALLOWED_", "VAULT_", envPrefix + "_REGISTRY_HELPER_"}
-	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", envPrefix + "_MESOS_MASTER_PORT", "DOCKER_CONFIG", "HOME", settingLogMaxSize, settingLogRotateKeep}, dockerDaemonSettings...)
+	operatorOnlyNames    = append([]string{envPrefix + "_DOCKER_REPOSITORY", envPrefix + "_MESOS_MASTER_PORT", "DOCKER_CONFIG", "HOME", settingLogMaxSize, settingLogRotateKeep, settingReadLogFile}, dockerDaemonSettings...)
 )
 
 // dockerDaemonSettings choose the Docker daemon the executor drives, the

@@ -176,7 +176,7 @@ func TestOperatorOnlyRule(t *testing.T) {
 		tunable := !isOperatorOnly(setting.name)
 		wantTunable := !strings.HasPrefix(setting.name, "EXECUTOR_ALLOW") && setting.name != "EXECUTOR_DOCKER_REPOSITORY" &&
 			!strings.HasPrefix(setting.name, "EXECUTOR_REGISTRY_HELPER_") && setting.name != "EXECUTOR_MESOS_MASTER_PORT" &&
-			setting.name != settingLogMaxSize && setting.name != settingLogRotateKeep
+			setting.name != settingLogMaxSize && setting.name != settingLogRotateKeep && setting.name != settingReadLogFile
 		if tunable != wantTunable {
 			t.Errorf("%s: task-tunable %v, want %v", setting.name, tunable, wantTunable)
 		}

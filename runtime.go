@@ -49,6 +49,9 @@ type containerRuntime interface {
 	// with its timestamp, until the container stops (nil) or the stream
 	// breaks; stdout gets everything when tty is set (logs.go).
 	followLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error
+	// jsonLogFile is the path of the container's json-file log when the
+	// executor can read it on this host (logs_file.go), else "".
+	jsonLogFile(c *docker.Container) string
 	// copyLogs writes the container's output since the given time.
 	copyLogs(ctx context.Context, id string, since time.Time, tty bool, stdout, stderr io.Writer) error
 	// removeContainer removes the container, running or not; a missing

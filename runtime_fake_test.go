@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -105,6 +107,9 @@ type fakeRuntime struct {
 	followDrops []fakeDrop
 	followErrs  []error
 	follows     int
+	// jsonLogs are the containers' json-file logs a test writes itself
+	// (jsonLogFile's answer, by ID).
+	jsonLogs map[string]string
 	// patience rides out outages for waitContainer and inspectPatiently
 	// with dockerRuntime's own retry logic, so the tests exercise the
 	// production timer and not a copy of it.
@@ -140,6 +145,12 @@ func newFakeRuntime() *fakeRuntime {
 }
 
 var _ containerRuntime = (*fakeRuntime)(nil)
+
+func (f *fakeRuntime) jsonLogFile(c *docker.Container) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.jsonLogs[c.ID]
+}
 
 // --- scripting, for tests ---
 
@@ -626,13 +637,83 @@ type fakeDrop struct {
 // dockerTimestampLayout is how Docker stamps each record of its logs.
 const dockerTimestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
-// writeOutput appends records to a container's output.
+// writeOutput appends records to a container's output (and to its
+// json-file log, see keepJSONLog).
 func (f *fakeRuntime) writeOutput(id string, records ...fakeOutputRecord) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.output[id] = append(f.output[id], records...)
+	if path := f.jsonLogs[id]; path != "" {
+		var data []byte
+		for _, r := range records {
+			text, err := json.Marshal(r.text)
+			if err != nil {
+				panic(err)
+			}
+			data = fmt.Appendf(data, `{"log":%s,"stream":"%s","time":"%s"}`+"\n", text, r.stream, r.at.UTC().Format(time.RFC3339Nano))
+		}
+		appendFile(path, data)
+	}
 	close(f.outputChanged)
 	f.outputChanged = make(chan struct{})
+}
+
+// keepJSONLog makes the engine keep container id's output in a json-file
+// log as well, as Docker's json-file driver does, and name it in
+// jsonLogFile. It returns the log's path.
+func (f *fakeRuntime) keepJSONLog(t *testing.T, id string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, id+"-json.log")
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.jsonLogs == nil {
+		f.jsonLogs = map[string]string{}
+	}
+	f.jsonLogs[id] = path
+	return path
+}
+
+// rotateJSONLog rotates a container's json-file log as Docker does: the
+// log is renamed to .1 (the older .1 to .2) and a new one created.
+func (f *fakeRuntime) rotateJSONLog(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	path := f.jsonLogs[id]
+	if err := os.Rename(path+".1", path+".2"); err != nil && !os.IsNotExist(err) {
+		panic(err)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		panic(err)
+	}
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		panic(err)
+	}
+}
+
+// writeJSONLogRaw appends bytes to a container's json-file log only: a
+// record in two writes, or a broken one.
+func (f *fakeRuntime) writeJSONLogRaw(id string, data string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	appendFile(f.jsonLogs[id], []byte(data))
+}
+
+func appendFile(path string, data []byte) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		panic(err)
+	}
+	defer file.Close()
+	if _, err := file.Write(data); err != nil {
+		panic(err)
+	}
 }
 
 // followCount is how many follows were made.

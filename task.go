@@ -488,7 +488,7 @@ func (t *taskRunner) supervise(container *docker.Container, pending *stopRequest
 
 	// The container's output streams to the sandbox from its first line;
 	// more sinks (the syslog relay) are passed here.
-	output := t.startOutput(id, logger, t.logRelaySinks(id, logger)...)
+	output := t.startOutput(container, logger, t.logRelaySinks(id, logger)...)
 	waitCtx, cancelWait := context.WithCancel(context.Background())
 	defer cancelWait()
 	exited := make(chan error, 1)
