@@ -281,7 +281,7 @@ func (r *report) markdown() (string, error) {
 
 	if len(r.logs) > 0 {
 		b.WriteString("### Live container output\n\n")
-		b.WriteString("The executor follows Docker's logs of a container running `bench/logwriter` (numbered lines at a steady 10 MB/s, written every millisecond, then an end marker) into the sandbox's `stdout` (default cap and rotation); Sidecar off. One table per run.\n\n")
+		b.WriteString("The executor streams the output of a container running `bench/logwriter` (numbered lines at a steady 10 MB/s, written every millisecond, then an end marker) into the sandbox's `stdout` (default cap and rotation; default settings, so read from Docker's json-file log on this host); Sidecar off. One table per run.\n\n")
 		for _, res := range r.logs {
 			b.WriteString(res.markdown())
 			b.WriteString("\n")
