@@ -302,3 +302,20 @@ func TestFileOutputDropsAFileReadAgain(t *testing.T) {
 		t.Errorf("stderr %q", got)
 	}
 }
+
+func TestFileOutputTTYLinesLoseTheTerminalsCarriageReturn(t *testing.T) {
+	engine := newFakeRuntime()
+	id := runningFakeContainer(t, engine)
+	path := engine.keepJSONLog(t, id)
+	engine.writeOutput(id, stamped(time.Unix(1_700_000_000, 0), streamStdout, "one\r\n", "two\r\n", "tail")...)
+	engine.exit(id, 0)
+	sink := newRecordingSink()
+	logger, _ := testLogger()
+	startOutputStreamFrom(engine, id, true, "", path, logger, sink).finish(time.Time{})
+	if got := sink.of(streamStdout); !slices.Equal(got, []string{"one", "two", "tail"}) {
+		t.Errorf("lines %q", got)
+	}
+	if n := engine.followCount(); n != 0 {
+		t.Errorf("the logs API was followed %d times", n)
+	}
+}
