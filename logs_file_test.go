@@ -35,13 +35,40 @@ func recordsOf(base time.Time, stream logStream, lines []string) []fakeOutputRec
 	return records
 }
 
-func TestFileOutputFollowsLiveAcrossRotations(t *testing.T) {
+// jsonLogFixture is a running container of the fake engine that keeps a
+// json-file log, and what a stream of it records.
+type jsonLogFixture struct {
+	engine *fakeRuntime
+	id     string
+	path   string
+	sink   *recordingSink
+	logs   *syncBuffer
+}
+
+func newJSONLogFixture(t *testing.T) *jsonLogFixture {
 	engine := newFakeRuntime()
 	id := runningFakeContainer(t, engine)
-	path := engine.keepJSONLog(t, id)
-	sink := newRecordingSink()
-	logger, _ := testLogger()
-	o := startOutputStreamFrom(engine, id, false, "", path, logger, sink)
+	return &jsonLogFixture{engine: engine, id: id, path: engine.keepJSONLog(t, id), sink: newRecordingSink()}
+}
+
+// start streams the output from path (the fixture's log unless given)
+// into the fixture's sink, or into sink when given.
+func (f *jsonLogFixture) start(tty bool, path string, sink containerLineSink) *outputStream {
+	if path == "" {
+		path = f.path
+	}
+	if sink == nil {
+		sink = f.sink
+	}
+	logger, logs := testLogger()
+	f.logs = logs
+	return startOutputStreamFrom(f.engine, f.id, tty, "", path, logger, sink)
+}
+
+func TestFileOutputFollowsLiveAcrossRotations(t *testing.T) {
+	f := newJSONLogFixture(t)
+	engine, id, sink := f.engine, f.id, f.sink
+	o := f.start(false, "", nil)
 	base := time.Now()
 	var wantOut, wantErr []string
 	for batch := range 6 {
@@ -102,12 +129,10 @@ func TestFileOutputHandsOverToTheAPIOnWhatItCannotRead(t *testing.T) {
 		{"an unknown stream", `{"log":"x\n","stream":"stdin","time":"` + at.Format(time.RFC3339Nano) + `"}` + "\n", "stdin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			engine := newFakeRuntime()
-			id := runningFakeContainer(t, engine)
-			path := engine.keepJSONLog(t, id)
-			sink := newRecordingSink()
-			logger, logs := testLogger()
-			o := startOutputStreamFrom(engine, id, false, "", path, logger, sink)
+			f := newJSONLogFixture(t)
+			engine, id, sink := f.engine, f.id, f.sink
+			o := f.start(false, "", nil)
+			logs := f.logs
 			base := time.Now().Add(-time.Minute)
 			engine.writeOutput(id, recordsOf(base, streamStdout, numberedLines("line ", 0, 50))...)
 			eventually(t, 10*time.Second, "the first lines", func() bool { return len(sink.of(streamStdout)) == 50 })
@@ -138,12 +163,9 @@ func TestFileOutputHandsOverToTheAPIOnWhatItCannotRead(t *testing.T) {
 func TestFileOutputReadsALogCutInPlace(t *testing.T) {
 	// A json-file driver that keeps one file (max-file=1) empties it in
 	// place at its cap.
-	engine := newFakeRuntime()
-	id := runningFakeContainer(t, engine)
-	path := engine.keepJSONLog(t, id)
-	sink := newRecordingSink()
-	logger, _ := testLogger()
-	o := startOutputStreamFrom(engine, id, false, "", path, logger, sink)
+	f := newJSONLogFixture(t)
+	engine, id, path, sink := f.engine, f.id, f.path, f.sink
+	o := f.start(false, "", nil)
 	base := time.Now()
 	engine.writeOutput(id, recordsOf(base, streamStdout, numberedLines("before ", 0, 20))...)
 	eventually(t, 10*time.Second, "the lines before the cut", func() bool { return len(sink.of(streamStdout)) == 20 })
@@ -177,15 +199,12 @@ func TestFileOutputIsNotReadThroughALinkOrWhenMissing(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			engine := newFakeRuntime()
-			id := runningFakeContainer(t, engine)
-			real := engine.keepJSONLog(t, id)
-			engine.writeOutput(id, recordsOf(time.Now(), streamStdout, []string{"one", "two"})...)
-			engine.exit(id, 0)
-			sink := newRecordingSink()
-			logger, logs := testLogger()
-			o := startOutputStreamFrom(engine, id, false, "", tc.path(t, real), logger, sink)
-			o.finish(time.Now().Add(time.Minute))
+			f := newJSONLogFixture(t)
+			engine, sink := f.engine, f.sink
+			engine.writeOutput(f.id, recordsOf(time.Now(), streamStdout, []string{"one", "two"})...)
+			engine.exit(f.id, 0)
+			f.start(false, tc.path(t, f.path), nil).finish(time.Now().Add(time.Minute))
+			logs := f.logs
 			if got := sink.of(streamStdout); !slices.Equal(got, []string{"one", "two"}) {
 				t.Errorf("lines %q", got)
 			}
@@ -202,9 +221,8 @@ func TestFileOutputIsNotReadThroughALinkOrWhenMissing(t *testing.T) {
 func TestStartOutputReadsTheLogFileOnlyWhenTheOperatorLetsIt(t *testing.T) {
 	for _, allowed := range []bool{true, false} {
 		t.Run(fmt.Sprintf("allowed=%v", allowed), func(t *testing.T) {
-			engine := newFakeRuntime()
-			id := runningFakeContainer(t, engine)
-			engine.keepJSONLog(t, id)
+			f := newJSONLogFixture(t)
+			engine, id := f.engine, f.id
 			engine.writeOutput(id, recordsOf(time.Now(), streamStdout, []string{"hello"})...)
 			engine.exit(id, 0)
 			settings := &Config{OutputSettings: OutputSettings{ReadDockerLogFile: allowed}}
@@ -245,12 +263,10 @@ func TestFileOutputCatchesUpWithSeveralRotations(t *testing.T) {
 	// meanwhile was already open.
 	for _, rotations := range []int{2, 3} {
 		t.Run(fmt.Sprintf("%d rotations", rotations), func(t *testing.T) {
-			engine := newFakeRuntime()
-			id := runningFakeContainer(t, engine)
-			path := engine.keepJSONLog(t, id)
-			sink := &blockingSink{recordingSink: newRecordingSink(), on: "line 1", reached: make(chan struct{}), release: make(chan struct{})}
-			logger, _ := testLogger()
-			o := startOutputStreamFrom(engine, id, false, "", path, logger, sink)
+			f := newJSONLogFixture(t)
+			engine, id := f.engine, f.id
+			sink := &blockingSink{recordingSink: f.sink, on: "line 1", reached: make(chan struct{}), release: make(chan struct{})}
+			o := f.start(false, "", sink)
 			base := time.Now()
 			engine.writeOutput(id, recordsOf(base, streamStdout, numberedLines("line ", 0, 3))...)
 			<-sink.reached
@@ -275,15 +291,12 @@ func TestFileOutputCatchesUpWithSeveralRotations(t *testing.T) {
 func TestFileOutputDropsAFileReadAgain(t *testing.T) {
 	// Should a rename under the reader's look make it open a file it has
 	// read, its records are dropped as already delivered.
-	engine := newFakeRuntime()
-	id := runningFakeContainer(t, engine)
-	path := engine.keepJSONLog(t, id)
+	f := newJSONLogFixture(t)
+	engine, id, path, sink := f.engine, f.id, f.path, f.sink
 	base := time.Now()
 	engine.writeOutput(id, recordsOf(base, streamStdout, numberedLines("line ", 0, 5))...)
 	engine.writeOutput(id, recordsOf(base.Add(time.Millisecond), streamStderr, []string{"err 0"})...)
-	sink := newRecordingSink()
-	logger, _ := testLogger()
-	o := startOutputStreamFrom(engine, id, false, "", path, logger, sink)
+	o := f.start(false, "", nil)
 	eventually(t, 10*time.Second, "the first lines", func() bool { return len(sink.of(streamStdout)) == 5 })
 	// The same records once more, then new ones, in a new file.
 	data, err := os.ReadFile(path)
@@ -304,14 +317,11 @@ func TestFileOutputDropsAFileReadAgain(t *testing.T) {
 }
 
 func TestFileOutputTTYLinesLoseTheTerminalsCarriageReturn(t *testing.T) {
-	engine := newFakeRuntime()
-	id := runningFakeContainer(t, engine)
-	path := engine.keepJSONLog(t, id)
-	engine.writeOutput(id, stamped(time.Unix(1_700_000_000, 0), streamStdout, "one\r\n", "two\r\n", "tail")...)
-	engine.exit(id, 0)
-	sink := newRecordingSink()
-	logger, _ := testLogger()
-	startOutputStreamFrom(engine, id, true, "", path, logger, sink).finish(time.Time{})
+	f := newJSONLogFixture(t)
+	engine, sink := f.engine, f.sink
+	engine.writeOutput(f.id, stamped(time.Unix(1_700_000_000, 0), streamStdout, "one\r\n", "two\r\n", "tail")...)
+	engine.exit(f.id, 0)
+	f.start(true, "", nil).finish(time.Time{})
 	if got := sink.of(streamStdout); !slices.Equal(got, []string{"one", "two", "tail"}) {
 		t.Errorf("lines %q", got)
 	}
