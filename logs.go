@@ -1,13 +1,15 @@
 package main
 
 // logs.go owns the live stream of the container's output: one goroutine
-// follows Docker's logs of the container from its start, splits them into
-// lines and hands every line to the sinks (logs_sink.go): the sandbox
-// files (logs_sandbox.go) and whatever else the task adds. A follow
-// connection that breaks is resumed from the last timestamp seen, skipping
-// what was already delivered; at the container's exit the stream is read
-// to its end, in bounded time. A log driver Docker cannot read back is
-// reported once and the stream gives up.
+// reads it from the container's start, splits it into lines and hands
+// every line to the sinks (logs_sink.go): the sandbox files
+// (logs_sandbox.go) and whatever else the task adds. It reads Docker's
+// json-file log on this host where it can (logs_file.go) and follows
+// Docker's logs API otherwise, or from where the file reader stopped. A
+// follow connection that breaks is resumed from the last timestamp seen,
+// skipping what was already delivered; at the container's exit the stream
+// is read to its end, in bounded time. A log driver Docker cannot read
+// back is reported once and the stream gives up.
 
 import (
 	"bytes"

@@ -92,7 +92,7 @@ func (o *outputStream) followFile(path string) error {
 	defer func() { r.f.Close() }()
 	stop := make(chan struct{})
 	o.mu.Lock()
-	o.kickConn, o.kicked = sync1(stop), false
+	o.kickConn, o.kicked = closeOnce(stop), false
 	o.mu.Unlock()
 	o.logger.WithField("log_file", path).Info("reading the container's output from Docker's json-file log")
 	pause := time.NewTimer(logFileReadPause)
@@ -136,8 +136,9 @@ func (o *outputStream) followFile(path string) error {
 	}
 }
 
-// sync1 returns a function that closes ch once.
-func sync1(ch chan struct{}) func() {
+// closeOnce returns a function that closes ch the first time it is called
+// (under outputStream.mu, as kick calls it).
+func closeOnce(ch chan struct{}) func() {
 	closed := false
 	return func() {
 		if !closed {

@@ -204,8 +204,10 @@ const (
 // name), the registry whose credentials serve other registries, where the
 // host's Docker credentials are, the Docker daemon that receives them, and
 // the host's Vault (address, TLS files, login, token file), the
-// credential helpers the host runs (EXECUTOR_REGISTRY_HELPER_*), and the
-// Mesos master's port (seeds.go: where the executor connects). HOME is
+// credential helpers the host runs (EXECUTOR_REGISTRY_HELPER_*), the
+// Mesos master's port (seeds.go: where the executor connects), the
+// sandbox's cap and whether Docker's log files on the host are read
+// (logs_sandbox.go, logs_file.go). HOME is
 // listed because the docker CLI finds ~/.docker through it; the executor
 // takes the home directory from the user database instead
 // (hostDockerConfig).
