@@ -122,15 +122,10 @@ func (t *taskRunner) startOutput(container *docker.Container, logger *log.Entry,
 	return startOutputStreamFrom(t.deps.docker, container.ID, tty, driver, logFile, logger, sinks...)
 }
 
-// startOutputStream starts the follow goroutine on Docker's logs API.
-// driver is the log driver the task asked for ("" for the daemon's
-// default).
-func startOutputStream(runtime containerRuntime, id string, tty bool, driver string, logger *log.Entry, sinks ...containerLineSink) *outputStream {
-	return startOutputStreamFrom(runtime, id, tty, driver, "", logger, sinks...)
-}
-
 // startOutputStreamFrom starts the follow goroutine, reading logFile
-// (Docker's json-file log of the container) while it can.
+// (Docker's json-file log of the container) while it can, else Docker's
+// logs API. driver is the log driver the task asked for ("" for the
+// daemon's default).
 func startOutputStreamFrom(runtime containerRuntime, id string, tty bool, driver, logFile string, logger *log.Entry, sinks ...containerLineSink) *outputStream {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &outputStream{
@@ -637,16 +632,33 @@ func (p *recordParser) beginRecord() {
 		return
 	}
 	p.ts = ts
-	p.skipping = p.out.skip.replayed(p.stream, ts)
-	if !p.skipping && p.out.resume.wentBack(p.stream, ts) {
-		// Docker's follow went back on this connection: it re-reads a
-		// json-file log after a rotation and sends again what it sent.
-		// Dropped as a reconnection's replay is (a host clock stepped
-		// back looks the same, and costs the output of the step).
-		p.out.skip.rearm(p.stream, &p.out.resume)
-		p.skipping = p.out.skip.replayed(p.stream, ts)
+	// Docker's follow can go back on this connection: it re-reads a
+	// json-file log after a rotation and sends again what it sent.
+	var wentBack bool
+	p.skipping, wentBack = p.deliveredBefore(ts, p.stream)
+	if wentBack {
 		p.out.reportResend()
 	}
+}
+
+// deliveredBefore tells whether the record of p's stream stamped ts was
+// delivered before: a replay the skip drops, or a record stamped before
+// the last delivered one of its stream (wentBack), after which the skip is
+// re-armed to drop what was delivered of the rearm streams as a
+// reconnection's replay is. (A host clock stepped back looks the same, and
+// costs the output of the step.)
+func (p *recordParser) deliveredBefore(ts time.Time, rearm ...logStream) (delivered, wentBack bool) {
+	skip := &p.out.skip
+	if skip.replayed(p.stream, ts) {
+		return true, false
+	}
+	if !p.out.resume.wentBack(p.stream, ts) {
+		return false, false
+	}
+	for _, stream := range rearm {
+		skip.rearm(stream, &p.out.resume)
+	}
+	return skip.replayed(p.stream, ts), true
 }
 
 // badStamp handles a record start that is not a timestamp: its bytes are
@@ -743,20 +755,11 @@ func (p *recordParser) delivered() {
 // fileRecord delivers one record of Docker's json-file log (logs_file.go):
 // a line with its newline, or a piece of a longer one. A record stamped
 // before the last delivered of its stream was read before (a rotated file
-// read again): what was delivered of both streams is then dropped as a
-// resumed follow's replay is.
+// read again, which holds both streams): what was delivered of both is
+// then dropped.
 func (p *recordParser) fileRecord(ts time.Time, text []byte) {
-	skip := &p.out.skip
-	if skip.replayed(p.stream, ts) {
+	if delivered, _ := p.deliveredBefore(ts, streamStdout, streamStderr); delivered {
 		return
-	}
-	if p.out.resume.wentBack(p.stream, ts) {
-		for _, stream := range []logStream{streamStdout, streamStderr} {
-			skip.rearm(stream, &p.out.resume)
-		}
-		if skip.replayed(p.stream, ts) {
-			return
-		}
 	}
 	p.ts, p.skipping, p.inRecord, p.recordStart = ts, false, 0, len(p.line)
 	newline := len(text) > 0 && text[len(text)-1] == '\n'

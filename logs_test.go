@@ -75,6 +75,11 @@ func testLogger() (*log.Entry, *syncBuffer) {
 	return log.NewEntry(logger), out
 }
 
+// startOutputStream starts a stream on the logs API only.
+func startOutputStream(runtime containerRuntime, id string, tty bool, driver string, logger *log.Entry, sinks ...containerLineSink) *outputStream {
+	return startOutputStreamFrom(runtime, id, tty, driver, "", logger, sinks...)
+}
+
 // stamped makes records stamped a millisecond apart from base.
 func stamped(base time.Time, stream logStream, texts ...string) []fakeOutputRecord {
 	var records []fakeOutputRecord

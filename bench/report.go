@@ -95,11 +95,10 @@ func fmtMs(v float64) string {
 	return fmt.Sprintf("%.2f ms", v)
 }
 
+// verdict is the figures table's Met column; plainVerdict the same word
+// for running text.
 func verdict(ok bool) string {
-	if ok {
-		return "**yes**"
-	}
-	return "**NO**"
+	return "**" + plainVerdict(ok) + "**"
 }
 
 func plainVerdict(ok bool) string {
